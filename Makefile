@@ -1,0 +1,49 @@
+# Entry points a newcomer types: make demo, make test, make cluster.
+# Everything the project needs is installed by these targets: npm packages (Node 24 comes as the `node` npm
+# package), Prometheus/VictoriaMetrics unpacked from Debian's packages, and the control plane built from Go source.
+# Heavy caches live outside the clone, under $(CACHE_ROOT).
+
+SHELL := /bin/bash
+CACHE_ROOT ?= $(or $(METRICS_PUSHER_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/metrics-pusher)
+export METRICS_PUSHER_CACHE := $(CACHE_ROOT)
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+NODE := $(CURDIR)/node_modules/.bin/node
+
+.PHONY: all deps npm peers controlplane build test test-unit demo cluster bench soak clean
+
+all: build
+
+node_modules/.installed: package.json package-lock.json pusher/package.json operator/package.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+npm: node_modules/.installed
+
+peers:
+	@test/peers/fetch.sh >/dev/null
+
+controlplane:
+	@test/controlplane/build.sh >/dev/null
+
+deps: npm peers controlplane
+
+build: npm
+	$(NODE) node_modules/.bin/tsc -b
+
+test: deps build
+	$(NODE) scripts/run-tests.ts
+
+test-unit: npm build
+	$(NODE) scripts/run-tests.ts unit
+
+demo: deps build
+	$(NODE) --conditions=source test/demo/demo.ts
+
+cluster: npm controlplane
+	$(NODE) --conditions=source test/controlplane/cluster.ts
+
+bench: deps build
+	$(NODE) --conditions=source test/bench/run.ts
+
+clean:
+	rm -rf node_modules pusher/dist operator/dist
