@@ -1,0 +1,370 @@
+// A parser of the Prometheus text exposition format 0.0.4, following Prometheus 2.x's own (pkg/textparse/promparse):
+// one pass over the string with charCodeAt, no regular expressions, no per-line split. npm's
+// parse-prometheus-text-format was considered and rejected: it reshapes histograms and summaries (merging samples by
+// label set), keeps labels as an object (a repeated label silently overwrites the first) and has no error positions.
+//
+// Deliberate choices where Prometheus is lenient or the format is silent:
+// Checked against Prometheus 2.42 scraping the same bodies (see exposition.test.ts for the cases):
+// - whitespace (space, tab) is allowed between tokens and inside braces, and before `#`; a blank before a metric
+//   name fails, as in Prometheus;
+// - a trailing comma inside braces is allowed (`{a="1",}`);
+// - label-value escapes: `\\`, `\"`, `\n` are unescaped; any other `\x` is kept as the two characters, as promparse;
+// - a raw line feed inside a quoted label value is kept (Prometheus 2.42 accepts it);
+// - a missing final line feed is accepted (Prometheus 2.42 accepts it too);
+// - a `\r` is not whitespace: CRLF input fails where the value or timestamp ends, as in promparse;
+// - values: Go ParseFloat syntax in decimal plus NaN / [+-]Inf / [+-]Infinity in any case; a decimal that overflows
+//   to ±Inf is an error, as Go reports ErrRange; hexadecimal floats are not accepted;
+// - timestamps: digits only (Prometheus 2.42 rejects a sign), milliseconds, at most 2^53;
+// - a label name repeated in one sample, or `__name__` inside braces, is an error (Prometheus fails the scrape);
+// - `# TYPE` must name one of counter, gauge, histogram, summary, untyped; other `#` lines are comments.
+// The caller decodes bytes to a string (with a fatal UTF-8 decoder: invalid UTF-8 fails the scrape, as in Prometheus).
+
+export const MetricType = {
+  Counter: "counter",
+  Gauge: "gauge",
+  Histogram: "histogram",
+  Summary: "summary",
+  Untyped: "untyped",
+} as const;
+export type MetricType = (typeof MetricType)[keyof typeof MetricType];
+
+export interface ExposedSample {
+  readonly name: string;
+  /** Label names and values as exposed, flattened: [name0, value0, name1, value1, …], in exposition order. */
+  readonly labels: readonly string[];
+  readonly value: number;
+  /** The exposed timestamp in milliseconds, if any. */
+  readonly timestampMs: number | undefined;
+  /** The exposed text of the series (metric name and braces, as written): a cheap cache key for the caller. */
+  readonly series: string;
+}
+
+export interface Exposition {
+  readonly samples: ExposedSample[];
+  readonly types: Map<string, MetricType>;
+  readonly help: Map<string, string>;
+}
+
+export class ExpositionError extends Error {
+  /** 1-based line of the error. */
+  readonly line: number;
+  constructor(line: number, message: string) {
+    super(`line ${line}: ${message}`);
+    this.name = "ExpositionError";
+    this.line = line;
+  }
+}
+
+const SPACE = 0x20;
+const TAB = 0x09;
+const LF = 0x0a;
+const HASH = 0x23;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const BRACE_OPEN = 0x7b;
+const BRACE_CLOSE = 0x7d;
+const COMMA = 0x2c;
+const EQUALS = 0x3d;
+const COLON = 0x3a;
+const UNDERSCORE = 0x5f;
+
+const TYPES: ReadonlySet<string> = new Set(Object.values(MetricType));
+
+function isLetterOrUnderscore(c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === UNDERSCORE;
+}
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+function isBlank(c: number): boolean {
+  return c === SPACE || c === TAB;
+}
+
+/** Parses a whole exposition; throws ExpositionError at the first malformed line. */
+export function parseExposition(text: string): Exposition {
+  const samples: ExposedSample[] = [];
+  const types = new Map<string, MetricType>();
+  const help = new Map<string, string>();
+  const n = text.length;
+  let i = 0;
+  let line = 1;
+
+  const fail = (message: string): never => {
+    throw new ExpositionError(line, message);
+  };
+  const describe = (at: number): string => (at >= n ? "end of input" : JSON.stringify(text[at]));
+  const skipBlanks = (): void => {
+    while (i < n && isBlank(text.charCodeAt(i))) i++;
+  };
+  /** Reads a metric name at i ([a-zA-Z_:][a-zA-Z0-9_:]*); returns "" when none starts there. */
+  const metricName = (): string => {
+    const start = i;
+    let c = text.charCodeAt(i);
+    if (!(isLetterOrUnderscore(c) || c === COLON)) return "";
+    i++;
+    while (i < n) {
+      c = text.charCodeAt(i);
+      if (isLetterOrUnderscore(c) || isDigit(c) || c === COLON) i++;
+      else break;
+    }
+    return text.slice(start, i);
+  };
+  const labelName = (): string => {
+    const start = i;
+    let c = text.charCodeAt(i);
+    if (!isLetterOrUnderscore(c)) return "";
+    i++;
+    while (i < n) {
+      c = text.charCodeAt(i);
+      if (isLetterOrUnderscore(c) || isDigit(c)) i++;
+      else break;
+    }
+    return text.slice(start, i);
+  };
+  /** Reads a quoted label value; i is at the opening quote. */
+  const labelValue = (): string => {
+    i++;
+    const start = i;
+    // Fast path: no escapes, the common case.
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      if (c === QUOTE) {
+        const v = text.slice(start, i);
+        i++;
+        return v;
+      }
+      if (c === BACKSLASH) break;
+      if (c === LF) line++;
+      i++;
+    }
+    let out = text.slice(start, i);
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      if (c === QUOTE) {
+        i++;
+        return out;
+      }
+      if (c === BACKSLASH) {
+        if (i + 1 >= n) break;
+        const e = text.charCodeAt(i + 1);
+        if (e === BACKSLASH) out += "\\";
+        else if (e === QUOTE) out += '"';
+        else if (e === 0x6e /* n */) out += "\n";
+        else {
+          if (e === LF) line++;
+          out += text.slice(i, i + 2);
+        }
+        i += 2;
+        continue;
+      }
+      const runStart = i;
+      while (i < n) {
+        const d = text.charCodeAt(i);
+        if (d === QUOTE || d === BACKSLASH) break;
+        if (d === LF) line++;
+        i++;
+      }
+      out += text.slice(runStart, i);
+    }
+    return fail("unterminated label value");
+  };
+  /** Reads a token up to a blank, a line feed or the end. */
+  const token = (): string => {
+    const start = i;
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      if (c === SPACE || c === TAB || c === LF) break;
+      i++;
+    }
+    return text.slice(start, i);
+  };
+  const endOfLine = (what: string): void => {
+    skipBlanks();
+    if (i < n) {
+      if (text.charCodeAt(i) !== LF) fail(`unexpected ${describe(i)} after ${what}`);
+      i++;
+      line++;
+    }
+  };
+
+  while (i < n) {
+    const lineStart = i;
+    skipBlanks();
+    if (i >= n) break;
+    const c = text.charCodeAt(i);
+    if (c === LF) {
+      i++;
+      line++;
+      continue;
+    }
+    if (c === HASH) {
+      i++;
+      skipBlanks();
+      const isHelp = text.startsWith("HELP", i);
+      const isType = !isHelp && text.startsWith("TYPE", i);
+      if ((isHelp || isType) && i + 4 < n && isBlank(text.charCodeAt(i + 4))) {
+        i += 4;
+        skipBlanks();
+        const name = metricName();
+        if (name === "") fail(`expected a metric name after ${isHelp ? "HELP" : "TYPE"}, got ${describe(i)}`);
+        if (isHelp) {
+          let docEnd = text.indexOf("\n", i);
+          if (docEnd < 0) docEnd = n;
+          if (i < docEnd && !isBlank(text.charCodeAt(i))) fail(`unexpected ${describe(i)} after the metric name in HELP`);
+          skipBlanks();
+          help.set(name, unescapeHelp(text.slice(Math.min(i, docEnd), docEnd)));
+          i = docEnd;
+          if (i < n) {
+            i++;
+            line++;
+          }
+        } else {
+          if (i < n && !isBlank(text.charCodeAt(i))) fail(`unexpected ${describe(i)} after the metric name in TYPE`);
+          skipBlanks();
+          const t = token();
+          if (!TYPES.has(t)) fail(`invalid metric type ${JSON.stringify(t)}`);
+          types.set(name, t as MetricType);
+          endOfLine("the metric type");
+        }
+      } else {
+        const eol = text.indexOf("\n", i);
+        if (eol < 0) i = n;
+        else {
+          i = eol + 1;
+          line++;
+        }
+      }
+      continue;
+    }
+
+    if (i !== lineStart) fail("blank before a metric name");
+    const start = i;
+    const name = metricName();
+    if (name === "") fail(`expected a metric name, got ${describe(i)}`);
+    const labels: string[] = [];
+    skipBlanks();
+    if (i < n && text.charCodeAt(i) === BRACE_OPEN) {
+      i++;
+      for (;;) {
+        skipBlanks();
+        if (i >= n) fail("unterminated label set");
+        if (text.charCodeAt(i) === BRACE_CLOSE) {
+          i++;
+          break;
+        }
+        const ln = labelName();
+        if (ln === "") fail(`expected a label name, got ${describe(i)}`);
+        skipBlanks();
+        if (text.charCodeAt(i) !== EQUALS) fail(`expected "=" after label name ${ln}, got ${describe(i)}`);
+        i++;
+        skipBlanks();
+        if (text.charCodeAt(i) !== QUOTE) fail(`expected a quoted value for label ${ln}, got ${describe(i)}`);
+        const lv = labelValue();
+        if (ln === "__name__") fail("label __name__ inside braces repeats the metric name");
+        for (let k = 0; k < labels.length; k += 2) {
+          if (labels[k] === ln) fail(`label name ${JSON.stringify(ln)} is repeated`);
+        }
+        labels.push(ln, lv);
+        skipBlanks();
+        const d = text.charCodeAt(i);
+        if (d === COMMA) i++;
+        else if (i >= n) fail("unterminated label set");
+        else if (d !== BRACE_CLOSE) fail(`expected "," or "}" after a label value, got ${describe(i)}`);
+      }
+    } else if (i === start + name.length) {
+      // No blank after a bare name: the value would run into it.
+      fail(`expected a blank or "{" after metric name ${name}, got ${describe(i)}`);
+    }
+    let seriesEnd = i;
+    // The series text excludes blanks before "{" only when there are none, the usual case; trailing blanks are cut.
+    while (seriesEnd > start && isBlank(text.charCodeAt(seriesEnd - 1))) seriesEnd--;
+    const series = text.slice(start, seriesEnd);
+    skipBlanks();
+    if (i >= n || text.charCodeAt(i) === LF) fail(`expected a value for ${name}`);
+    const vt = token();
+    const value = parseValue(vt);
+    if (value === undefined) fail(`invalid value ${JSON.stringify(vt)} for ${name}`);
+    skipBlanks();
+    let timestampMs: number | undefined;
+    if (i < n && text.charCodeAt(i) !== LF) {
+      const tt = token();
+      timestampMs = parseTimestamp(tt);
+      if (timestampMs === undefined) fail(`invalid timestamp ${JSON.stringify(tt)} for ${name}`);
+    }
+    endOfLine("the sample");
+    samples.push({ name, labels, value: value!, timestampMs, series });
+  }
+  return { samples, types, help };
+}
+
+function unescapeHelp(s: string): string {
+  if (s.indexOf("\\") < 0) return s;
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === "\\" && i + 1 < s.length) {
+      const e = s[i + 1];
+      if (e === "\\") {
+        out += "\\";
+        i++;
+        continue;
+      }
+      if (e === "n") {
+        out += "\n";
+        i++;
+        continue;
+      }
+    }
+    out += c;
+  }
+  return out;
+}
+
+/** Go's ParseFloat on a decimal, NaN or Inf token; undefined when Go would fail. */
+export function parseValue(t: string): number | undefined {
+  const len = t.length;
+  if (len === 0) return undefined;
+  let i = 0;
+  let c = t.charCodeAt(0);
+  if (c === 0x2b /* + */ || c === 0x2d /* - */) {
+    i = 1;
+    c = t.charCodeAt(1);
+  }
+  if (!(isDigit(c) || c === 0x2e /* . */)) {
+    const word = t.slice(i).toLowerCase();
+    const negative = t.charCodeAt(0) === 0x2d;
+    if (word === "inf" || word === "infinity") return negative ? -Infinity : Infinity;
+    if (word === "nan" && i === 0) return NaN;
+    return undefined;
+  }
+  let digits = 0;
+  while (i < len && isDigit(t.charCodeAt(i))) {
+    i++;
+    digits++;
+  }
+  if (i < len && t.charCodeAt(i) === 0x2e) {
+    i++;
+    while (i < len && isDigit(t.charCodeAt(i))) {
+      i++;
+      digits++;
+    }
+  }
+  if (digits === 0) return undefined;
+  if (i < len && (t.charCodeAt(i) | 0x20) === 0x65 /* e */) {
+    i++;
+    if (i < len && (t.charCodeAt(i) === 0x2b || t.charCodeAt(i) === 0x2d)) i++;
+    const expStart = i;
+    while (i < len && isDigit(t.charCodeAt(i))) i++;
+    if (i === expStart) return undefined;
+  }
+  if (i !== len) return undefined;
+  const v = Number(t);
+  return Number.isFinite(v) ? v : undefined;
+}
+
+function parseTimestamp(t: string): number | undefined {
+  if (t.length === 0) return undefined;
+  for (let i = 0; i < t.length; i++) if (!isDigit(t.charCodeAt(i))) return undefined;
+  const v = Number(t);
+  return Number.isSafeInteger(v) ? v : undefined;
+}

@@ -1,0 +1,433 @@
+// Scrapes local Prometheus exposition endpoints the way Prometheus 2.42's scrape loop does (scrape/scrape.go with
+// honor_labels false), turning each scrape into Samples: the exposed series with job/instance/extra labels, the five
+// report series (up, scrape_duration_seconds, scrape_samples_scraped, scrape_samples_post_metric_relabeling,
+// scrape_series_added) and stale markers for series that disappeared or whose target failed.
+//
+// Like Prometheus, series with an exposed timestamp are not tracked for staleness (a marker "now" could land before
+// or after their own samples), and a repeated series in one scrape keeps its first sample only (Prometheus drops the
+// later ones as duplicates; a receiver would reject a request holding both).
+
+import http from "node:http";
+import https from "node:https";
+import { performance } from "node:perf_hooks";
+import { createGunzip } from "node:zlib";
+import type { Logger } from "pino";
+import { Counter, type Registry } from "prom-client";
+import { DEFAULT_METRIC_PREFIX } from "../config.ts";
+import type { Label, Labels, Sample } from "../series.ts";
+import { ExpositionError, parseExposition } from "./exposition.ts";
+
+export interface ScraperOptions {
+  /** http(s) URLs of exposition endpoints. */
+  readonly targets: readonly string[];
+  /** The `job` label of every scraped series. */
+  readonly job: string;
+  /** Whole-scrape deadline: connect, answer and body. */
+  readonly timeoutMs: number;
+  /** Most samples accepted from one scrape after the drop regex; more fails the scrape. 0 = no limit. */
+  readonly sampleLimit: number;
+  /** Largest (decompressed) body accepted; counted while reading, the scrape is cut off beyond it. */
+  readonly maxBytes: number;
+  /** Metric names to drop; matched against the whole name. */
+  readonly drop?: RegExp;
+  /** Target labels besides job and instance (namespace, pod, external labels); exposed clashes become exported_*. */
+  readonly extraLabels: Readonly<Record<string, string>>;
+  readonly log: Logger;
+  readonly registry: Registry;
+  /** Prefix of the scraper's own metrics; defaults to the pusher's. */
+  readonly metricPrefix?: string;
+}
+
+/** Why a scrape failed: the `reason` label of the failure counter. */
+export const ScrapeFailure = {
+  Network: "network",
+  Timeout: "timeout",
+  HttpStatus: "http_status",
+  BodyTooLarge: "body_too_large",
+  InvalidUtf8: "invalid_utf8",
+  Parse: "parse_error",
+  SampleLimit: "sample_limit",
+} as const;
+export type ScrapeFailure = (typeof ScrapeFailure)[keyof typeof ScrapeFailure];
+
+export class ScrapeError extends Error {
+  readonly reason: ScrapeFailure;
+  constructor(reason: ScrapeFailure, message: string) {
+    super(message);
+    this.name = "ScrapeError";
+    this.reason = reason;
+  }
+}
+
+/**
+ * Samples with an exposed timestamp older than this are dropped: Prometheus' TSDB refuses them (out of bounds) when it
+ * scrapes, and over Remote-Write one such sample makes Prometheus reject the whole request.
+ */
+const MAX_SAMPLE_AGE_MS = 3_600_000;
+
+const ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1";
+const USER_AGENT = "metrics-pusher";
+
+interface SeriesEntry {
+  readonly labels: Labels;
+  readonly key: string;
+}
+/** A cached decision for one exposed series text: its final labels, or dropped by the drop regex. */
+type CacheEntry = SeriesEntry | null;
+
+interface Target {
+  readonly url: URL;
+  readonly instance: string;
+  /** Target labels (job, instance, extra), sorted by name, empty values left out. */
+  readonly targetLabels: Labels;
+  readonly targetNames: ReadonlySet<string>;
+  /** Series (without exposed timestamps) of the last successful scrape, by key: the candidates for stale markers. */
+  live: Map<string, Labels>;
+  /** Exposed series text → labels, from the last scrape (rebuilt each scrape so it never outgrows the target). */
+  cache: Map<string, CacheEntry>;
+  readonly report: { readonly [K in ReportName]: Labels };
+  reported: boolean;
+  /** Reason of the last scrape's failure; undefined while it succeeds. */
+  lastFailure: ScrapeFailure | undefined;
+}
+
+const REPORT_NAMES = [
+  "up",
+  "scrape_duration_seconds",
+  "scrape_samples_scraped",
+  "scrape_samples_post_metric_relabeling",
+  "scrape_series_added",
+] as const;
+type ReportName = (typeof REPORT_NAMES)[number];
+
+export class Scraper {
+  readonly #opts: ScraperOptions;
+  readonly #targets: Target[];
+  readonly #drop: RegExp | undefined;
+  readonly #log: Logger;
+  readonly #agents: { http: http.Agent; https: https.Agent };
+  readonly #failures: Counter<"target" | "reason">;
+  readonly #dropped: Counter<"target" | "reason">;
+  #busy: Promise<unknown> = Promise.resolve();
+
+  constructor(opts: ScraperOptions) {
+    this.#opts = opts;
+    this.#log = opts.log;
+    // Anchored like a Prometheus relabel regex, and without /g or /y, which would make test() stateful.
+    this.#drop = opts.drop ? new RegExp(`^(?:${opts.drop.source})$`, opts.drop.flags.replace(/[gy]/g, "")) : undefined;
+    this.#agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+    const prefix = opts.metricPrefix ?? DEFAULT_METRIC_PREFIX;
+    this.#failures = new Counter({
+      name: `${prefix}_scrape_failures_total`,
+      help: "Scrapes of local targets that failed (up 0), by target (host:port) and reason.",
+      labelNames: ["target", "reason"],
+      registers: [opts.registry],
+    });
+    this.#dropped = new Counter({
+      name: `${prefix}_scrape_samples_dropped_total`,
+      help: "Scraped samples not forwarded, by reason: drop_regex (SCRAPE_DROP), duplicate (a series repeated in one scrape), too_old (exposed timestamp over an hour old).",
+      labelNames: ["target", "reason"],
+      registers: [opts.registry],
+    });
+    this.#targets = opts.targets.map((t) => this.#target(t));
+    const instances = new Set<string>();
+    for (const t of this.#targets) {
+      if (instances.has(t.instance)) {
+        this.#log.warn({ instance: t.instance }, "Two scrape targets share host:port: their up and report series collide");
+      }
+      instances.add(t.instance);
+    }
+  }
+
+  #target(raw: string): Target {
+    const url = new URL(raw);
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`scrape target ${raw}: not http(s)`);
+    // Prometheus' instance is host:port, with the scheme's default port made explicit.
+    const instance = url.port === "" ? `${url.host}:${url.protocol === "https:" ? 443 : 80}` : url.host;
+    const labels = new Map<string, string>();
+    for (const [k, v] of Object.entries(this.#opts.extraLabels)) if (v !== "") labels.set(k, v);
+    labels.set("job", this.#opts.job);
+    labels.set("instance", instance);
+    const targetLabels = sortLabels([...labels].map(([name, value]) => ({ name, value })));
+    const report = {} as Record<ReportName, Labels>;
+    for (const n of REPORT_NAMES) report[n] = withName(n, targetLabels);
+    return {
+      url,
+      instance,
+      targetLabels,
+      targetNames: new Set(labels.keys()),
+      live: new Map(),
+      cache: new Map(),
+      report,
+      reported: false,
+      lastFailure: undefined,
+    };
+  }
+
+  /** Scrapes every target concurrently; calls are serialised so that staleness is computed in order. */
+  scrape(nowMs: number): Promise<Sample[]> {
+    const run = this.#busy.then(() => this.#scrapeAll(nowMs));
+    this.#busy = run.catch(() => undefined);
+    return run;
+  }
+
+  async #scrapeAll(nowMs: number): Promise<Sample[]> {
+    const parts = await Promise.all(this.#targets.map((t) => this.#scrapeTarget(t, nowMs)));
+    return parts.length === 1 ? parts[0]! : parts.flat();
+  }
+
+  /** Stale markers for every series last seen, report series included (shutdown). */
+  staleAll(nowMs: number): Sample[] {
+    const out: Sample[] = [];
+    for (const t of this.#targets) {
+      for (const labels of t.live.values()) out.push({ labels, value: NaN, timestampMs: nowMs, stale: true });
+      t.live = new Map();
+      t.cache = new Map();
+      if (t.reported) {
+        for (const n of REPORT_NAMES) out.push({ labels: t.report[n], value: NaN, timestampMs: nowMs, stale: true });
+        t.reported = false;
+      }
+    }
+    return out;
+  }
+
+  async #scrapeTarget(t: Target, nowMs: number): Promise<Sample[]> {
+    const started = performance.now();
+    let body: string;
+    let scraped = 0;
+    try {
+      body = await fetchExposition(t.url, {
+        timeoutMs: this.#opts.timeoutMs,
+        maxBytes: this.#opts.maxBytes,
+        agent: t.url.protocol === "https:" ? this.#agents.https : this.#agents.http,
+      });
+      const exposition = parseExposition(body);
+      scraped = exposition.samples.length;
+      const out: Sample[] = [];
+      const live = new Map<string, Labels>();
+      const withTimestamp = new Set<string>();
+      const cache = new Map<string, CacheEntry>();
+      let added = 0;
+      let dropped = 0;
+      let duplicates = 0;
+      let tooOld = 0;
+      const oldest = nowMs - MAX_SAMPLE_AGE_MS;
+      for (const s of exposition.samples) {
+        let entry = cache.get(s.series);
+        if (entry === undefined) {
+          entry = t.cache.get(s.series);
+          if (entry === undefined) entry = this.#entry(t, s.name, s.labels);
+          cache.set(s.series, entry);
+        }
+        if (entry === null) {
+          dropped++;
+          continue;
+        }
+        if (live.has(entry.key) || withTimestamp.has(entry.key)) {
+          duplicates++;
+          continue;
+        }
+        if (s.timestampMs === undefined) {
+          live.set(entry.key, entry.labels);
+          if (!t.live.has(entry.key)) added++;
+          out.push({ labels: entry.labels, value: s.value, timestampMs: nowMs });
+        } else if (s.timestampMs < oldest) {
+          tooOld++;
+        } else {
+          withTimestamp.add(entry.key);
+          out.push({ labels: entry.labels, value: s.value, timestampMs: s.timestampMs });
+        }
+      }
+      if (dropped > 0) this.#dropped.inc({ target: t.instance, reason: "drop_regex" }, dropped);
+      if (tooOld > 0) {
+        this.#dropped.inc({ target: t.instance, reason: "too_old" }, tooOld);
+        this.#log.debug({ target: t.instance, samples: tooOld }, "Dropped samples whose exposed timestamp is over an hour old");
+      }
+      if (duplicates > 0) {
+        this.#dropped.inc({ target: t.instance, reason: "duplicate" }, duplicates);
+        this.#log.debug({ target: t.instance, duplicates }, "Dropped repeated series from a scrape");
+      }
+      if (this.#opts.sampleLimit > 0 && out.length > this.#opts.sampleLimit) {
+        throw new ScrapeError(ScrapeFailure.SampleLimit, `${out.length} samples exceed the sample limit of ${this.#opts.sampleLimit}`);
+      }
+      const kept = out.length;
+      for (const [key, labels] of t.live) {
+        if (!live.has(key)) out.push({ labels, value: NaN, timestampMs: nowMs, stale: true });
+      }
+      t.live = live;
+      t.cache = cache;
+      if (t.lastFailure !== undefined) {
+        this.#log.info({ target: t.instance, url: redact(t.url) }, "Scrape target is back up");
+        t.lastFailure = undefined;
+      }
+      const seconds = (performance.now() - started) / 1000;
+      for (const r of this.#report(t, nowMs, 1, seconds, scraped, kept, added)) out.push(r);
+      return out;
+    } catch (e) {
+      const err = asScrapeError(e);
+      this.#failures.inc({ target: t.instance, reason: err.reason });
+      // Warn when a target goes down (or a different failure starts); repeats every interval are debug only.
+      const level = t.lastFailure === err.reason ? "debug" : "warn";
+      t.lastFailure = err.reason;
+      this.#log[level]({ target: t.instance, url: redact(t.url), reason: err.reason, err: err.message }, "Scrape failed");
+      const out: Sample[] = [];
+      for (const labels of t.live.values()) out.push({ labels, value: NaN, timestampMs: nowMs, stale: true });
+      t.live = new Map();
+      const seconds = (performance.now() - started) / 1000;
+      out.push(...this.#report(t, nowMs, 0, seconds, scraped, 0, 0));
+      return out;
+    }
+  }
+
+  #report(t: Target, nowMs: number, up: number, seconds: number, scraped: number, kept: number, added: number): Sample[] {
+    t.reported = true;
+    const values: Record<ReportName, number> = {
+      up,
+      scrape_duration_seconds: seconds,
+      scrape_samples_scraped: scraped,
+      scrape_samples_post_metric_relabeling: kept,
+      scrape_series_added: added,
+    };
+    return REPORT_NAMES.map((n) => ({ labels: t.report[n], value: values[n], timestampMs: nowMs }));
+  }
+
+  /** The final labels of one exposed series, as Prometheus' mutateSampleLabels builds them; null when dropped. */
+  #entry(t: Target, name: string, exposed: readonly string[]): CacheEntry {
+    if (this.#drop?.test(name)) return null;
+    const labels: Label[] = [{ name: "__name__", value: name }];
+    let conflicts: Label[] | undefined;
+    for (let i = 0; i < exposed.length; i += 2) {
+      const n = exposed[i]!;
+      const v = exposed[i + 1]!;
+      if (v === "") continue;
+      if (t.targetNames.has(n)) (conflicts ??= []).push({ name: n, value: v });
+      else labels.push({ name: n, value: v });
+    }
+    if (conflicts) {
+      // Shorter names first, each prefixed with exported_ until it clashes with nothing exposed, targeted or
+      // already resolved (resolveConflictingExposedLabels).
+      conflicts.sort((a, b) => a.name.length - b.name.length);
+      const exposedNames = new Set<string>();
+      for (let i = 0; i < exposed.length; i += 2) exposedNames.add(exposed[i]!);
+      const taken = new Set<string>();
+      for (const c of conflicts) {
+        let newName = c.name;
+        do newName = `exported_${newName}`;
+        while (exposedNames.has(newName) || t.targetNames.has(newName) || taken.has(newName));
+        taken.add(newName);
+        // An exposed label of that name (with an empty value) may have been skipped above; nothing to replace.
+        labels.push({ name: newName, value: c.value });
+      }
+    }
+    for (const l of t.targetLabels) labels.push(l);
+    const sorted = sortLabels(labels);
+    return { labels: sorted, key: seriesKey(sorted) };
+  }
+}
+
+function withName(name: string, labels: Labels): Labels {
+  return sortLabels([{ name: "__name__", value: name }, ...labels]);
+}
+
+function sortLabels(labels: Label[]): Labels {
+  // Label names are ASCII, so UTF-16 comparison is byte order.
+  return labels.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+function seriesKey(labels: Labels): string {
+  let k = "";
+  for (const l of labels) k += `${l.name}\xff${l.value}\xfe`;
+  return k;
+}
+
+function asScrapeError(e: unknown): ScrapeError {
+  if (e instanceof ScrapeError) return e;
+  if (e instanceof ExpositionError) return new ScrapeError(ScrapeFailure.Parse, e.message);
+  return new ScrapeError(ScrapeFailure.Network, e instanceof Error ? e.message : String(e));
+}
+
+function redact(url: URL): string {
+  if (url.username === "" && url.password === "") return url.toString();
+  const u = new URL(url);
+  u.username = "REDACTED";
+  if (u.password !== "") u.password = "REDACTED";
+  return u.toString();
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * GETs one exposition within the deadline and the size limit (counted on the decompressed bytes as they arrive) and
+ * decodes it as strict UTF-8. Only status 200 is accepted, as in Prometheus.
+ */
+export function fetchExposition(url: URL, opts: { timeoutMs: number; maxBytes: number; agent?: http.Agent }): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let settled = false;
+    const finish = (err: ScrapeError | undefined, text?: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) {
+        req.destroy();
+        reject(err);
+      } else resolve(text!);
+    };
+    const timer = setTimeout(
+      () => finish(new ScrapeError(ScrapeFailure.Timeout, `scrape timed out after ${opts.timeoutMs} ms`)),
+      opts.timeoutMs,
+    );
+    const mod = url.protocol === "https:" ? https : http;
+    const req = mod.request(url, {
+      method: "GET",
+      agent: opts.agent,
+      headers: {
+        accept: ACCEPT,
+        "accept-encoding": "gzip",
+        "user-agent": USER_AGENT,
+        "x-prometheus-scrape-timeout-seconds": String(opts.timeoutMs / 1000),
+      },
+    });
+    req.on("error", (e) => finish(new ScrapeError(ScrapeFailure.Network, e.message)));
+    req.on("response", (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        finish(new ScrapeError(ScrapeFailure.HttpStatus, `server returned HTTP status ${res.statusCode} ${res.statusMessage ?? ""}`.trim()));
+        return;
+      }
+      const declared = Number(res.headers["content-length"]);
+      const gzip = /\bgzip\b/i.test(res.headers["content-encoding"] ?? "");
+      if (!gzip && declared > opts.maxBytes) {
+        finish(new ScrapeError(ScrapeFailure.BodyTooLarge, `body of ${declared} bytes exceeds the limit of ${opts.maxBytes}`));
+        return;
+      }
+      const stream = gzip ? res.pipe(createGunzip()) : res;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      stream.on("data", (chunk: Buffer) => {
+        if (settled) return;
+        size += chunk.length;
+        if (size > opts.maxBytes) {
+          if (stream !== res) stream.destroy();
+          finish(new ScrapeError(ScrapeFailure.BodyTooLarge, `body exceeds the limit of ${opts.maxBytes} bytes`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      stream.on("error", (e) => finish(new ScrapeError(ScrapeFailure.Network, `reading the body: ${e.message}`)));
+      res.on("close", () => {
+        if (!res.complete) finish(new ScrapeError(ScrapeFailure.Network, "connection closed while reading the body"));
+      });
+      stream.on("end", () => {
+        let text: string;
+        try {
+          text = utf8.decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+        } catch {
+          finish(new ScrapeError(ScrapeFailure.InvalidUtf8, "body is not valid UTF-8"));
+          return;
+        }
+        finish(undefined, text);
+      });
+    });
+    req.end();
+  });
+}
