@@ -1,0 +1,58 @@
+// Condition types, reasons (CamelCase), skip reasons and Event reasons.
+
+export const ConditionType = {
+  /** The MetricsPusher is valid and its sidecar can be rendered. */
+  Ready: "Ready",
+  /** Every matching workload runs the current config (or rolloutStrategy None). */
+  UpToDate: "UpToDate",
+} as const;
+export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
+
+export const ConditionReason = {
+  // Ready
+  Valid: "Valid",
+  InvalidSpec: "InvalidSpec",
+  ImageNotAllowed: "ImageNotAllowed",
+  NoMatchingWorkloads: "NoMatchingWorkloads",
+  // UpToDate
+  AllUpdated: "AllUpdated",
+  RollingOut: "RollingOut",
+  RolloutRateLimited: "RolloutRateLimited",
+  OwnedByAnotherController: "OwnedByAnotherController",
+  RolloutDisabled: "RolloutDisabled",
+  Deleting: "Deleting",
+} as const;
+export type ConditionReason = (typeof ConditionReason)[keyof typeof ConditionReason];
+
+/** Why the webhook left a pod alone; the `reason` label of the skip metric and the InjectionSkipped Event. */
+export const SkipReason = {
+  NotPodCreate: "NotPodCreate",
+  NamespaceDisabled: "NamespaceDisabled",
+  SystemNamespace: "SystemNamespace",
+  NamespaceNotWatched: "NamespaceNotWatched",
+  OptedOut: "OptedOut",
+  NoMatchingPusher: "NoMatchingPusher",
+  ExplicitPusherNotFound: "ExplicitPusherNotFound",
+  AlreadyInjected: "AlreadyInjected",
+  ContainerNameTaken: "ContainerNameTaken",
+  ImageNotAllowed: "ImageNotAllowed",
+  PusherBeingDeleted: "PusherBeingDeleted",
+  WouldBlockCompletion: "WouldBlockCompletion",
+  InternalError: "InternalError",
+} as const;
+export type SkipReason = (typeof SkipReason)[keyof typeof SkipReason];
+
+export const EventReason = {
+  Injected: "Injected",
+  InjectionSkipped: "InjectionSkipped",
+  MultipleMatches: "MultipleMatches",
+  RolloutTriggered: "RolloutTriggered",
+  RolloutSkipped: "RolloutSkipped",
+  DriftRepaired: "DriftRepaired",
+  SidecarRemoved: "SidecarRemoved",
+  InvalidSpec: "InvalidSpec",
+} as const;
+export type EventReason = (typeof EventReason)[keyof typeof EventReason];
+
+export const EventType = { Normal: "Normal", Warning: "Warning" } as const;
+export type EventType = (typeof EventType)[keyof typeof EventType];

@@ -1,0 +1,3 @@
+export * from "./v1alpha1.ts";
+export * from "./keys.ts";
+export * from "./conditions.ts";

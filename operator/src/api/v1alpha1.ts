@@ -1,0 +1,123 @@
+// The MetricsPusher API, group metricspusher.dev version v1alpha1. crds/ is generated from crds/generate.ts, which
+// mirrors these types; keep both in step (crds/crd.test.ts fails when the committed YAML drifts).
+import type { V1Condition, V1LabelSelector, V1ObjectMeta, V1ResourceRequirements } from "@kubernetes/client-node";
+
+export const GROUP = "metricspusher.dev";
+export const VERSION = "v1alpha1";
+export const API_VERSION = "metricspusher.dev/v1alpha1";
+export const KIND = "MetricsPusher";
+export const LIST_KIND = "MetricsPusherList";
+export const PLURAL = "metricspushers";
+export const SINGULAR = "metricspusher";
+export const SHORT_NAMES = ["mp"] as const;
+export const CRD_NAME = `${PLURAL}.${GROUP}`;
+
+export const SidecarMode = {
+  /** Native sidecar when the apiserver and every node's kubelet are >= 1.29, else a regular container. */
+  Auto: "Auto",
+  /** Always an init container with restartPolicy Always (Kubernetes >= 1.29). */
+  Native: "Native",
+  /** Always a regular container. */
+  Container: "Container",
+} as const;
+export type SidecarMode = (typeof SidecarMode)[keyof typeof SidecarMode];
+
+export const RolloutStrategy = {
+  /** Stamp the config hash on matching workloads' pod templates so Kubernetes rolls them. */
+  Workload: "Workload",
+  /** Only new pods get the new config. */
+  None: "None",
+} as const;
+export type RolloutStrategy = (typeof RolloutStrategy)[keyof typeof RolloutStrategy];
+
+export const LogLevel = { debug: "debug", info: "info", warn: "warn", error: "error" } as const;
+export type LogLevel = (typeof LogLevel)[keyof typeof LogLevel];
+
+/** A key of a Secret in the MetricsPusher's own namespace (no namespace field on purpose). */
+export interface SecretKeyRef {
+  name: string;
+  key: string;
+}
+
+export interface BasicAuth {
+  /** A literal user name; usernameSecret wins when both are set. */
+  username?: string;
+  usernameSecret?: SecretKeyRef;
+  passwordSecret: SecretKeyRef;
+}
+
+export interface RemoteWriteSpec {
+  /** http:// or https:// Remote-Write endpoint. */
+  url: string;
+  /** Go-style duration, e.g. "30s". */
+  timeout?: string;
+  headers?: Record<string, string>;
+  bearerTokenSecret?: SecretKeyRef;
+  basicAuth?: BasicAuth;
+  tlsCASecret?: SecretKeyRef;
+  insecureSkipVerify?: boolean;
+}
+
+export interface ScrapeTarget {
+  /** Port of the main container, scraped on 127.0.0.1. */
+  port: number;
+  /** Default "/metrics". */
+  path?: string;
+}
+
+export interface ScrapeSpec {
+  targets: ScrapeTarget[];
+  /** The job label of scraped series; the pusher's default when unset. */
+  job?: string;
+  timeout?: string;
+}
+
+export interface DiskBufferSpec {
+  /** emptyDir size limit, a quantity such as "256Mi". */
+  sizeLimit: string;
+}
+
+export interface BufferSpec {
+  /** Samples held in memory while the receiver is unreachable. */
+  maxSamples?: number;
+  /** Keep unsent samples in an emptyDir so they survive a pusher restart. */
+  disk?: DiskBufferSpec;
+}
+
+export interface MetricsPusherSpec {
+  selector: V1LabelSelector;
+  remoteWrite: RemoteWriteSpec;
+  pushInterval?: string;
+  logLevel?: LogLevel;
+  externalLabels?: Record<string, string>;
+  scrape?: ScrapeSpec;
+  buffer?: BufferSpec;
+  image?: string;
+  resources?: V1ResourceRequirements;
+  sidecarMode?: SidecarMode;
+  rolloutStrategy?: RolloutStrategy;
+}
+
+export interface MetricsPusherStatus {
+  observedGeneration?: number;
+  conditions?: V1Condition[];
+  matchedDeployments?: number;
+  updatedDeployments?: number;
+  /** The hash of the sidecar this MetricsPusher renders now (what the webhook writes into `injected`). */
+  configHash?: string;
+}
+
+export interface MetricsPusher {
+  apiVersion: typeof API_VERSION;
+  kind: typeof KIND;
+  metadata: V1ObjectMeta;
+  spec: MetricsPusherSpec;
+  status?: MetricsPusherStatus;
+}
+
+export interface MetricsPusherList {
+  apiVersion: typeof API_VERSION;
+  kind: typeof LIST_KIND;
+  metadata: { resourceVersion?: string; continue?: string };
+  items: MetricsPusher[];
+}

@@ -1,0 +1,185 @@
+/**
+ * The controller: leader election, then (as leader only) informers on the workloads and pods of namespaces with
+ * MetricsPushers, a work queue of MetricsPusher keys and the reconciler. The webhook serves on every replica; only
+ * the leader writes status and rolls workloads.
+ *
+ * Wiring (main.ts):
+ *   const controllers = await startControllers({
+ *     kc, config, log, metrics, events,
+ *     pushers,                         // the MetricsPusher informer the webhook uses (createInformer, started by main)
+ *     namespaceLabels, defaults, settings,   // the same functions/values given to createAdmissionHandler
+ *   });
+ *   ... on shutdown: await controllers.stop();   // stops the work, then releases the Lease
+ */
+import { randomBytes } from "node:crypto";
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import type { MetricsPusher } from "../api/index.ts";
+import type { OperatorConfig } from "../config.ts";
+import type { Informer } from "../kube/informer.ts";
+import { LeaderElector } from "../kube/leader.ts";
+import type { EventRecorder } from "../webhook/events.ts";
+import type { OperatorMetrics } from "../webhook/metrics.ts";
+import type { MutateSettings } from "../webhook/mutate.ts";
+import type { SidecarDefaults } from "../webhook/sidecar.ts";
+import { NamespaceCaches } from "./caches.ts";
+import { TokenBucket } from "./ratelimit.ts";
+import { Reconciler } from "./reconcile.ts";
+import { WorkQueue } from "./queue.ts";
+
+export interface ControllerDeps {
+  kc: KubeConfig;
+  config: OperatorConfig;
+  log: Logger;
+  metrics: OperatorMetrics;
+  events: EventRecorder;
+  /** The shared MetricsPusher informer; main.ts starts it (the webhook needs it on every replica). */
+  pushers: Informer<MetricsPusher>;
+  namespaceLabels: (namespace: string) => Readonly<Record<string, string>> | undefined;
+  defaults: () => SidecarDefaults;
+  settings: MutateSettings;
+}
+
+export interface Controllers {
+  isLeader(): boolean;
+  /** The Lease identity of this process. */
+  readonly identity: string;
+  stop(): Promise<void>;
+}
+
+/** Workload and pod events are coalesced: a rollout changes dozens of pods within a second. */
+const CHANGE_DELAY_MS = 300;
+
+export async function startControllers(deps: ControllerDeps): Promise<Controllers> {
+  const { config } = deps;
+  const log = deps.log.child({ component: "controller" });
+  // Two processes may share a pod name (local runs, tests): the suffix keeps identities unique, as client-go does.
+  const identity = `${config.podName}_${randomBytes(4).toString("hex")}`;
+  const work = leaderWork(deps, log);
+
+  if (!config.leaderElection) {
+    log.warn("Leader election disabled: run a single replica only");
+    work.start();
+    deps.metrics.leader.set(1);
+    return { identity, isLeader: () => true, stop: () => work.stop() };
+  }
+  const elector = new LeaderElector({
+    kc: deps.kc,
+    log,
+    namespace: config.podNamespace,
+    name: config.leaseName,
+    identity,
+    leaseDurationMs: config.leaseDurationMs,
+    renewDeadlineMs: config.leaseRenewDeadlineMs,
+    retryPeriodMs: config.leaseRetryPeriodMs,
+    onStartedLeading: () => {
+      deps.metrics.leader.set(1);
+      work.start();
+    },
+    onStoppedLeading: async () => {
+      deps.metrics.leader.set(0);
+      await work.stop();
+    },
+  });
+  elector.start();
+  return {
+    identity,
+    isLeader: () => elector.isLeader(),
+    stop: () => elector.stop(),
+  };
+}
+
+/** What the leader runs; start() and stop() may alternate as leadership comes and goes. */
+function leaderWork(deps: ControllerDeps, log: Logger) {
+  const { config, pushers } = deps;
+  let running: { stop(): Promise<void> } | undefined;
+
+  const watched = (ns: string | undefined) => ns !== undefined && (config.watchNamespaces.length === 0 || config.watchNamespaces.includes(ns));
+  const keyOf = (p: MetricsPusher) => `${p.metadata.namespace}/${p.metadata.name}`;
+
+  const start = () => {
+    if (running) return;
+    const bucket = new TokenBucket(config.rolloutMaxPerInterval, config.rolloutIntervalMs);
+    const abort = new AbortController();
+    const caches = new NamespaceCaches({
+      kc: deps.kc,
+      log,
+      onChange: (ns) => {
+        for (const p of pushers.list(ns)) queue.addAfter(keyOf(p), CHANGE_DELAY_MS);
+      },
+      onInformerError: (informer) => deps.metrics.informerRestarts.inc({ informer }),
+    });
+    const reconciler = new Reconciler({
+      ...deps,
+      log,
+      cacheFor: (ns) => caches.ensure(ns),
+      bucket,
+      requeueAfter: (key, ms) => queue.addAfter(key, ms),
+      signal: abort.signal,
+    });
+    const queue: WorkQueue = new WorkQueue({
+      process: async (key) => {
+        const end = deps.metrics.reconcileDuration.startTimer();
+        try {
+          await reconciler.reconcile(key);
+          deps.metrics.reconciles.inc({ result: "success" });
+        } catch (err) {
+          deps.metrics.reconciles.inc({ result: "error" });
+          throw err;
+        } finally {
+          end();
+        }
+        const [ns = ""] = key.split("/");
+        // The last MetricsPusher of a namespace is gone: stop caching its workloads and pods.
+        if (pushers.list(ns).length === 0) await caches.release(ns);
+      },
+      onError: (key, err, attempt) => log.warn({ metricspusher: key, attempt, err: (err as Error).message }, "Reconcile failed, retrying with backoff"),
+      concurrency: 2,
+    });
+
+    const enqueue = (p: MetricsPusher) => {
+      if (watched(p.metadata.namespace)) queue.add(keyOf(p));
+    };
+    pushers.on("add", enqueue);
+    pushers.on("update", enqueue);
+    pushers.on("delete", enqueue);
+    const resync = setInterval(() => {
+      for (const p of pushers.list()) enqueue(p);
+    }, config.resyncPeriodMs);
+    resync.unref();
+
+    const self = {
+      async stop() {
+        clearInterval(resync);
+        pushers.off("add", enqueue);
+        pushers.off("update", enqueue);
+        pushers.off("delete", enqueue);
+        abort.abort();
+        await queue.stop();
+        // After the queue stopped, so that no reconcile adds a finalizer back. Bounded: shutdown must not hang on an
+        // unreachable apiserver.
+        await Promise.race([
+          reconciler.releaseAllIfUninstalling().catch((err: unknown) => log.warn({ err: (err as Error).message }, "Uninstall check failed")),
+          new Promise((r) => setTimeout(r, 5000).unref()),
+        ]);
+        await caches.stop();
+        log.info("Controller stopped");
+      },
+    };
+    running = self;
+    void (async () => {
+      await pushers.waitForSync();
+      if (running === self) for (const p of pushers.list()) enqueue(p);
+    })();
+    log.info("Controller started");
+  };
+
+  return {
+    start,
+    async stop() {
+      const r = running;
+      running = undefined;
+      await r?.stop();
+    },
+  };
+}

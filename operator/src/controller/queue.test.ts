@@ -1,0 +1,84 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import { WorkQueue } from "./queue.ts";
+
+describe("WorkQueue", () => {
+  it("deduplicates queued keys", async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue({ process: async (k) => void seen.push(k) });
+    q.add("a");
+    q.add("a");
+    q.add("b");
+    q.add("a");
+    await q.idle();
+    assert.deepEqual(seen, ["a", "b"]);
+    await q.stop();
+  });
+
+  it("never runs one key twice at once; a key added while running runs again afterwards", async () => {
+    let running = 0;
+    let maxRunning = 0;
+    let runs = 0;
+    const q = new WorkQueue({
+      concurrency: 4,
+      process: async () => {
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        runs++;
+        await sleep(20);
+        running--;
+      },
+    });
+    q.add("a");
+    await sleep(5);
+    q.add("a");
+    q.add("a");
+    await sleep(100);
+    await q.idle();
+    assert.equal(maxRunning, 1);
+    assert.equal(runs, 2);
+    await q.stop();
+  });
+
+  it("retries failures with growing backoff", async () => {
+    const times: number[] = [];
+    const q = new WorkQueue({
+      backoffInitialMs: 20,
+      process: async () => {
+        times.push(Date.now());
+        if (times.length < 3) throw new Error("boom");
+      },
+    });
+    q.add("k");
+    const deadline = Date.now() + 2000;
+    while (times.length < 3 && Date.now() < deadline) await sleep(5);
+    assert.equal(times.length, 3);
+    assert.ok(times[1]! - times[0]! >= 18, `first retry after ${times[1]! - times[0]!} ms`);
+    assert.ok(times[2]! - times[1]! >= 38, `second retry after ${times[2]! - times[1]!} ms`);
+    await q.stop();
+  });
+
+  it("addAfter keeps the earliest pending time", async () => {
+    const seen: number[] = [];
+    const start = Date.now();
+    const q = new WorkQueue({ process: async () => void seen.push(Date.now() - start) });
+    q.addAfter("k", 500);
+    q.addAfter("k", 30);
+    q.addAfter("k", 400);
+    await sleep(700);
+    assert.equal(seen.length, 1);
+    assert.ok(seen[0]! < 300, `ran after ${seen[0]} ms`);
+    await q.stop();
+  });
+
+  it("stop() drops queued work and pending timers", async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue({ process: async (k) => void seen.push(k) });
+    q.addAfter("later", 30);
+    await q.stop();
+    q.add("after-stop");
+    await sleep(60);
+    assert.deepEqual(seen, []);
+  });
+});

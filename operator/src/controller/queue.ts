@@ -1,0 +1,129 @@
+// A work queue of keys ("namespace/name"), client-go style: a key is queued at most once, is never processed by two
+// workers at once (a key added while processing runs again afterwards), and failures retry with per-key exponential
+// backoff.
+
+export interface WorkQueueOptions {
+  /** Processes one key; a rejection retries it with backoff. */
+  readonly process: (key: string) => Promise<void>;
+  readonly onError?: (key: string, err: unknown, attempt: number) => void;
+  readonly concurrency?: number;
+  readonly backoffInitialMs?: number;
+  readonly backoffMaxMs?: number;
+}
+
+export class WorkQueue {
+  readonly #opts: WorkQueueOptions;
+  readonly #queue: string[] = [];
+  readonly #queued = new Set<string>();
+  readonly #active = new Set<string>();
+  /** Keys added while being processed: queued again when their run ends. */
+  readonly #dirty = new Set<string>();
+  readonly #timers = new Map<string, { timer: NodeJS.Timeout; due: number }>();
+  readonly #failures = new Map<string, number>();
+  #running = 0;
+  #pumpScheduled = false;
+  #stopped = false;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(opts: WorkQueueOptions) {
+    this.#opts = opts;
+  }
+
+  add(key: string): void {
+    if (this.#stopped) return;
+    if (this.#active.has(key)) {
+      this.#dirty.add(key);
+      return;
+    }
+    if (this.#queued.has(key)) return;
+    this.#queued.add(key);
+    this.#queue.push(key);
+    // Start on the next turn so that a burst of adds from one informer callback run coalesces.
+    if (!this.#pumpScheduled) {
+      this.#pumpScheduled = true;
+      setImmediate(() => {
+        this.#pumpScheduled = false;
+        this.#pump();
+      });
+    }
+  }
+
+  /** Adds the key after `ms`; an earlier pending addAfter for the key wins. */
+  addAfter(key: string, ms: number): void {
+    if (this.#stopped) return;
+    if (ms <= 0) return this.add(key);
+    const due = Date.now() + ms;
+    const existing = this.#timers.get(key);
+    if (existing) {
+      if (existing.due <= due) return;
+      clearTimeout(existing.timer);
+    }
+    const timer = setTimeout(() => {
+      this.#timers.delete(key);
+      this.add(key);
+    }, ms);
+    timer.unref?.();
+    this.#timers.set(key, { timer, due });
+  }
+
+  /** Forgets the failure count of a key (after a success). */
+  forget(key: string): void {
+    this.#failures.delete(key);
+  }
+
+  get length(): number {
+    return this.#queue.length;
+  }
+
+  /** Resolves when nothing is queued or running (tests). */
+  idle(): Promise<void> {
+    if (this.#queue.length === 0 && this.#running === 0 && !this.#pumpScheduled) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Drops queued keys and timers and waits for running work to finish. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const t of this.#timers.values()) clearTimeout(t.timer);
+    this.#timers.clear();
+    this.#queue.length = 0;
+    this.#queued.clear();
+    this.#dirty.clear();
+    await this.idle();
+  }
+
+  #pump(): void {
+    const concurrency = this.#opts.concurrency ?? 1;
+    while (!this.#stopped && this.#running < concurrency && this.#queue.length > 0) {
+      const key = this.#queue.shift()!;
+      this.#queued.delete(key);
+      this.#active.add(key);
+      this.#running++;
+      void this.#run(key);
+    }
+    if (this.#queue.length === 0 && this.#running === 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  async #run(key: string): Promise<void> {
+    try {
+      await this.#opts.process(key);
+      this.#failures.delete(key);
+    } catch (err) {
+      const attempt = (this.#failures.get(key) ?? 0) + 1;
+      this.#failures.set(key, attempt);
+      this.#opts.onError?.(key, err, attempt);
+      const initial = this.#opts.backoffInitialMs ?? 500;
+      const max = this.#opts.backoffMaxMs ?? 300_000;
+      this.addAfter(key, Math.min(max, initial * 2 ** Math.min(attempt - 1, 30)));
+    } finally {
+      this.#active.delete(key);
+      this.#running--;
+      if (this.#dirty.delete(key)) this.add(key);
+      this.#pump();
+    }
+  }
+}

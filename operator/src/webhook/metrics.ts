@@ -1,0 +1,110 @@
+// The operator's own metrics, registered into the Registry main.ts passes in (never prom-client's global one).
+// Names: metrics_pusher_operator_<subsystem>_<name>_<unit>.
+import { Counter, Gauge, Histogram } from "prom-client";
+import type { Registry } from "prom-client";
+
+const P = "metrics_pusher_operator";
+
+export type OperatorMetrics = ReturnType<typeof createOperatorMetrics>;
+
+export function createOperatorMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    webhookRequests: new Counter({
+      name: `${P}_webhook_requests_total`,
+      help: "Admission requests answered, by result: injected, skipped, error (admitted unchanged) or malformed (HTTP 400).",
+      labelNames: ["result"] as const,
+      registers,
+    }),
+    webhookInjections: new Counter({
+      name: `${P}_webhook_injections_total`,
+      help: "Pods the webhook injected the pusher into, by placement (native or container).",
+      labelNames: ["mode"] as const,
+      registers,
+    }),
+    webhookSkips: new Counter({
+      name: `${P}_webhook_skips_total`,
+      help: "Pods the webhook left alone, by reason (see SkipReason in docs/operator.md).",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    webhookErrors: new Counter({
+      name: `${P}_webhook_errors_total`,
+      help: "Internal errors while handling an admission request; the pod was admitted unchanged.",
+      registers,
+    }),
+    webhookDuration: new Histogram({
+      name: `${P}_webhook_request_duration_seconds`,
+      help: "Time from the end of the request body to the answer.",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    }),
+    eventsSent: new Counter({
+      name: `${P}_events_sent_total`,
+      help: "Kubernetes Events written, by reason.",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    eventsFailed: new Counter({
+      name: `${P}_events_failed_total`,
+      help: "Kubernetes Events that could not be written or were dropped because the queue was full.",
+      registers,
+    }),
+    certificateExpiry: new Gauge({
+      name: `${P}_certificate_expiry_timestamp_seconds`,
+      help: "Expiry (Unix time) of the serving certificate in use.",
+      registers,
+    }),
+    certificateRotations: new Counter({
+      name: `${P}_certificate_rotations_total`,
+      help: "Serving certificates issued (leader) or loaded into the TLS server (every replica), by kind.",
+      labelNames: ["kind"] as const,
+      registers,
+    }),
+    caBundlePatches: new Counter({
+      name: `${P}_cabundle_patches_total`,
+      help: "Times the MutatingWebhookConfiguration's caBundle (or URL) was patched because it differed.",
+      registers,
+    }),
+    // For the controller (operator/src/controller), so that names stay in one place.
+    leader: new Gauge({
+      name: `${P}_leader`,
+      help: "1 while this replica holds the leader Lease.",
+      registers,
+    }),
+    reconciles: new Counter({
+      name: `${P}_reconcile_total`,
+      help: "Reconciles of MetricsPushers, by result (success, error).",
+      labelNames: ["result"] as const,
+      registers,
+    }),
+    reconcileDuration: new Histogram({
+      name: `${P}_reconcile_duration_seconds`,
+      help: "Time of one MetricsPusher reconcile.",
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers,
+    }),
+    rollouts: new Counter({
+      name: `${P}_rollouts_total`,
+      help: "Workloads whose pod template was stamped, by reason (config_change, drift_repair, removal).",
+      labelNames: ["reason", "kind"] as const,
+      registers,
+    }),
+    rolloutsDeferred: new Counter({
+      name: `${P}_rollouts_deferred_total`,
+      help: "Rollouts postponed by the rate limit (ROLLOUT_MAX_PER_INTERVAL).",
+      registers,
+    }),
+    informerRestarts: new Counter({
+      name: `${P}_informer_restarts_total`,
+      help: "Informer restarts after an error, by informer.",
+      labelNames: ["informer"] as const,
+      registers,
+    }),
+    nativeSidecarsSupported: new Gauge({
+      name: `${P}_native_sidecars_supported`,
+      help: "1 when the apiserver and every node's kubelet are >= 1.29 (sidecarMode Auto renders native sidecars).",
+      registers,
+    }),
+  };
+}

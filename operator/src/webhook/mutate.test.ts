@@ -1,0 +1,227 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fastJsonPatch from "fast-json-patch";
+import type { V1Pod } from "@kubernetes/client-node";
+import { Annotations, SIDECAR_CONTAINER_NAME, SkipReason } from "../api/index.ts";
+import type { MetricsPusher } from "../api/index.ts";
+import { mutate, selectorMatches } from "./mutate.ts";
+import type { MutateInput } from "./mutate.ts";
+import { renderSidecar } from "./sidecar.ts";
+import { defaults, pod, pusher, settings } from "./testdata.ts";
+
+function input(over: Partial<MutateInput> = {}): MutateInput {
+  return { pod: pod(), namespace: "builds", namespaceLabels: {}, pushers: [pusher("mp")], defaults, settings, ...over };
+}
+
+function apply(p: V1Pod, patch: fastJsonPatch.Operation[]): V1Pod {
+  return fastJsonPatch.applyPatch(structuredClone(p), patch, true, false).newDocument;
+}
+
+const hash = renderSidecar(pusher("mp"), defaults).hash;
+
+type Case = {
+  name: string;
+  in: MutateInput;
+  skip?: SkipReason;
+  pusher?: string;
+  ops?: Array<{ op: string; path: string }>;
+  warnings?: number;
+};
+
+const cases: Case[] = [
+  { name: "kube-system namespace", in: input({ namespace: "kube-system" }), skip: SkipReason.SystemNamespace },
+  { name: "the operator's own namespace", in: input({ namespace: "metrics-pusher-system" }), skip: SkipReason.SystemNamespace },
+  { name: "namespace labelled injection=disabled", in: input({ namespaceLabels: { "metricspusher.dev/injection": "disabled" } }), skip: SkipReason.NamespaceDisabled },
+  { name: "namespace not watched", in: input({ settings: { ...settings, watchNamespaces: ["other"] } }), skip: SkipReason.NamespaceNotWatched },
+  { name: "opt-out annotation", in: input({ pod: pod({ annotations: { [Annotations.inject]: "false" } }) }), skip: SkipReason.OptedOut },
+  { name: "opt-out annotation, any case", in: input({ pod: pod({ annotations: { [Annotations.inject]: " False" } }) }), skip: SkipReason.OptedOut },
+  { name: "no matching MetricsPusher", in: input({ pod: pod({ labels: { app: "web" } }) }), skip: SkipReason.NoMatchingPusher },
+  { name: "pod without labels", in: input({ pod: { metadata: {}, spec: { containers: [{ name: "c" }] } } }), skip: SkipReason.NoMatchingPusher },
+  { name: "MetricsPusher in another namespace never applies", in: input({ pushers: [pusher("mp", {}, { namespace: "other" })] }), skip: SkipReason.NoMatchingPusher },
+  { name: "MetricsPusher being deleted", in: input({ pushers: [pusher("mp", {}, { deletionTimestamp: new Date() })] }), skip: SkipReason.NoMatchingPusher },
+  {
+    name: "explicit pick of a missing MetricsPusher",
+    in: input({ pod: pod({ annotations: { [Annotations.inject]: "nope" } }) }),
+    skip: SkipReason.ExplicitPusherNotFound,
+  },
+  {
+    name: "explicit pick across namespaces is refused",
+    in: input({ pod: pod({ annotations: { [Annotations.inject]: "mp" } }), pushers: [pusher("mp", {}, { namespace: "other" })] }),
+    skip: SkipReason.ExplicitPusherNotFound,
+  },
+  {
+    name: "image outside the allow-list",
+    in: input({ pushers: [pusher("mp", { image: "docker.io/evil/pusher:1" })] }),
+    skip: SkipReason.ImageNotAllowed,
+    pusher: "mp",
+  },
+  {
+    name: "Job pod with a regular container would never complete",
+    in: input({ pod: pod({ restartPolicy: "Never" }), defaults: { ...defaults, nativeSidecarsSupported: false } }),
+    skip: SkipReason.WouldBlockCompletion,
+    pusher: "mp",
+  },
+  {
+    name: "container name taken by someone else",
+    in: input({ pod: { ...pod(), spec: { containers: [{ name: SIDECAR_CONTAINER_NAME, image: "x" }] } } }),
+    skip: SkipReason.ContainerNameTaken,
+  },
+  {
+    name: "native sidecar (default on >= 1.29)",
+    in: input(),
+    pusher: "mp",
+    ops: [
+      { op: "add", path: "/spec/initContainers" },
+      { op: "add", path: "/metadata/annotations" },
+    ],
+  },
+  {
+    name: "regular container (sidecarMode Container)",
+    in: input({ pushers: [pusher("mp", { sidecarMode: "Container" })], pod: pod({ annotations: { keep: "me" } }) }),
+    pusher: "mp",
+    ops: [
+      { op: "add", path: "/spec/containers/1" },
+      { op: "add", path: "/metadata/annotations/metricspusher.dev~1injected" },
+    ],
+  },
+  {
+    name: "Job pod with a native sidecar",
+    in: input({ pod: pod({ restartPolicy: "Never" }) }),
+    pusher: "mp",
+    ops: [
+      { op: "add", path: "/spec/initContainers" },
+      { op: "add", path: "/metadata/annotations" },
+    ],
+  },
+  {
+    name: "pod from generateName, no name and no namespace yet (ReplicaSet)",
+    in: input({ pod: pod({ generateName: true }) }),
+    pusher: "mp",
+    ops: [
+      { op: "add", path: "/spec/initContainers" },
+      { op: "add", path: "/metadata/annotations" },
+    ],
+  },
+  {
+    name: "explicit pick wins over selectors",
+    in: input({
+      pod: pod({ labels: { app: "other" }, annotations: { [Annotations.inject]: "special" } }),
+      pushers: [pusher("mp"), pusher("special", { selector: { matchLabels: { nothing: "x" } } })],
+    }),
+    pusher: "special",
+    ops: [
+      { op: "add", path: "/spec/initContainers" },
+      { op: "add", path: "/metadata/annotations/metricspusher.dev~1injected" },
+    ],
+  },
+  {
+    name: "several match: the oldest wins, with a warning",
+    in: input({
+      pushers: [
+        pusher("zeta", {}, { creationTimestamp: new Date("2026-01-01T00:00:00Z") }),
+        pusher("young", {}, { creationTimestamp: new Date("2026-02-01T00:00:00Z") }),
+        pusher("alpha", {}, { creationTimestamp: new Date("2026-01-01T00:00:00Z") }),
+      ],
+    }),
+    pusher: "alpha",
+    warnings: 1,
+    ops: [
+      { op: "add", path: "/spec/initContainers" },
+      { op: "add", path: "/metadata/annotations" },
+    ],
+  },
+  {
+    name: "Secrets add volumes",
+    in: input({ pushers: [pusher("mp", { remoteWrite: { url: "https://rw/api/v1/write", bearerTokenSecret: { name: "s", key: "t" } } })] }),
+    pusher: "mp",
+    ops: [
+      { op: "add", path: "/spec/volumes" },
+      { op: "add", path: "/spec/initContainers" },
+      { op: "add", path: "/metadata/annotations" },
+    ],
+  },
+];
+
+describe("mutate", () => {
+  for (const c of cases) {
+    it(c.name, () => {
+      const r = mutate(c.in);
+      if (c.skip) {
+        assert.equal(r.kind, "skip", JSON.stringify(r));
+        assert.equal(r.reason, c.skip);
+        assert.ok(r.message.length > 10, "a message a person can act on");
+        assert.equal(r.pusher, c.pusher);
+        return;
+      }
+      assert.equal(r.kind, "patch", JSON.stringify(r));
+      assert.equal(r.pusher, c.pusher);
+      assert.equal(r.warnings.length, c.warnings ?? 0);
+      assert.deepEqual(
+        r.patch.map((o) => ({ op: o.op, path: o.path })).sort((a, b) => a.path.localeCompare(b.path)),
+        (c.ops ?? []).slice().sort((a, b) => a.path.localeCompare(b.path)),
+      );
+      const out = apply(c.in.pod, r.patch);
+      const sidecars = [...(out.spec?.initContainers ?? []), ...(out.spec?.containers ?? [])].filter((x) => x.name === SIDECAR_CONTAINER_NAME);
+      assert.equal(sidecars.length, 1);
+      assert.equal(out.metadata?.annotations?.[Annotations.injected], `${r.pusher}@${r.hash}`);
+      for (const [k, v] of Object.entries(c.in.pod.metadata?.annotations ?? {})) assert.equal(out.metadata?.annotations?.[k], v, "keeps existing annotations");
+    });
+  }
+
+  it("is idempotent: a reinvocation on the patched pod changes nothing", () => {
+    for (const p of [pusher("mp"), pusher("mp", { sidecarMode: "Container" })]) {
+      const first = mutate(input({ pushers: [p] }));
+      assert.equal(first.kind, "patch");
+      const injected = apply(pod(), first.patch);
+      const second = mutate(input({ pod: injected, pushers: [p] }));
+      assert.equal(second.kind, "skip");
+      assert.equal(second.reason, SkipReason.AlreadyInjected);
+    }
+  });
+
+  it("writes <name>@<hash> with the shared hash", () => {
+    const r = mutate(input());
+    assert.equal(r.kind, "patch");
+    assert.equal(r.hash, hash);
+  });
+
+  it("does not modify its input", () => {
+    const i = input({ pod: pod({ annotations: { a: "b" } }) });
+    const before = structuredClone(i.pod);
+    mutate(i);
+    assert.deepEqual(i.pod, before);
+  });
+
+  it("chooses the same MetricsPusher whatever the informer's order", () => {
+    const ps: MetricsPusher[] = ["c", "a", "b"].map((n) => pusher(n));
+    const picks = new Set([ps, [...ps].reverse(), [ps[1]!, ps[2]!, ps[0]!]].map((l) => {
+      const r = mutate(input({ pushers: l }));
+      return r.kind === "patch" ? r.pusher : "skip";
+    }));
+    assert.deepEqual([...picks], ["a"]);
+  });
+
+  it("accepts creationTimestamp as a string (watch events carry plain JSON)", () => {
+    const older = pusher("z", {}, { creationTimestamp: "2025-01-01T00:00:00Z" as unknown as Date });
+    const r = mutate(input({ pushers: [pusher("a"), older] }));
+    assert.equal(r.kind === "patch" && r.pusher, "z");
+  });
+});
+
+describe("selectorMatches", () => {
+  const labels = { app: "builder", tier: "ci" };
+  const cases = [
+    { sel: { matchLabels: { app: "builder" } }, ok: true },
+    { sel: { matchLabels: { app: "web" } }, ok: false },
+    { sel: {}, ok: true },
+    { sel: undefined, ok: false },
+    { sel: { matchExpressions: [{ key: "tier", operator: "In", values: ["ci", "cd"] }] }, ok: true },
+    { sel: { matchExpressions: [{ key: "tier", operator: "NotIn", values: ["ci"] }] }, ok: false },
+    { sel: { matchExpressions: [{ key: "gpu", operator: "DoesNotExist" }] }, ok: true },
+    { sel: { matchExpressions: [{ key: "gpu", operator: "Exists" }] }, ok: false },
+    { sel: { matchExpressions: [{ key: "app", operator: "Bogus" }] }, ok: false },
+  ];
+  for (const c of cases) {
+    it(`${JSON.stringify(c.sel)} → ${c.ok}`, () => assert.equal(selectorMatches(c.sel, labels), c.ok));
+  }
+});

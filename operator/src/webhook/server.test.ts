@@ -1,0 +1,183 @@
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import fastJsonPatch from "fast-json-patch";
+import pino from "pino";
+import { Registry } from "prom-client";
+import type { V1Pod } from "@kubernetes/client-node";
+import { Annotations } from "../api/index.ts";
+import type { EventRecorder } from "./events.ts";
+import { createOperatorMetrics } from "./metrics.ts";
+import { createAdmissionHandler } from "./server.ts";
+import type { AdmissionDeps } from "./server.ts";
+import { defaults, pod, pusher, settings } from "./testdata.ts";
+
+const log = pino({ level: "silent" });
+
+function recorder() {
+  const calls: string[] = [];
+  const r: EventRecorder = {
+    emit: (t, _type, reason) => void calls.push(`${t.kind}/${t.name}:${reason}`),
+    emitForPod: (p, _ns, _type, reason) => void calls.push(`pod/${p.metadata?.name ?? p.metadata?.generateName}:${reason}`),
+    flush: async () => {},
+    stop: async () => {},
+  };
+  return { r, calls };
+}
+
+async function start(over: Partial<AdmissionDeps> = {}) {
+  const registry = new Registry();
+  const metrics = createOperatorMetrics(registry);
+  const ev = recorder();
+  const deps: AdmissionDeps = {
+    log,
+    metrics,
+    events: ev.r,
+    pushers: () => [pusher("mp")],
+    namespaceLabels: () => ({}),
+    defaults: () => defaults,
+    settings,
+    ...over,
+  };
+  const server: Server = createServer(createAdmissionHandler(deps));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { server, url, registry, metrics, events: ev.calls };
+}
+
+function review(request: Record<string, unknown>) {
+  return JSON.stringify({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request });
+}
+function podCreate(p: V1Pod, extra: Record<string, unknown> = {}) {
+  return review({ uid: "u-1", kind: { group: "", version: "v1", kind: "Pod" }, resource: { group: "", version: "v1", resource: "pods" }, operation: "CREATE", namespace: "builds", object: p, ...extra });
+}
+
+async function post(url: string, body: string, path = "/mutate-v1-pod") {
+  const res = await fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body });
+  const text = await res.text();
+  return { status: res.status, json: text ? (JSON.parse(text) as { response?: { uid: string; allowed: boolean; patch?: string; patchType?: string; warnings?: string[] } }) : undefined };
+}
+
+async function counter(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const values = (await registry.getMetricsAsJSON()).flatMap((m) => m.values.map((v) => ({ ...v, metricName: (v as { metricName?: string }).metricName ?? m.name })));
+  const v = values.find((x) => x.metricName === name && Object.entries(labels).every(([k, val]) => x.labels[k] === val));
+  return v?.value ?? 0;
+}
+
+describe("admission server", () => {
+  let s: Awaited<ReturnType<typeof start>>;
+  before(async () => (s = await start()));
+  after(() => s.server.close());
+
+  const malformed = [
+    { name: "empty body", body: "" },
+    { name: "not JSON", body: "{nope" },
+    { name: "a JSON array", body: "[]" },
+    { name: "a JSON string", body: '"AdmissionReview"' },
+    { name: "wrong apiVersion", body: JSON.stringify({ apiVersion: "admission.k8s.io/v1beta1", kind: "AdmissionReview", request: { uid: "x" } }) },
+    { name: "no request", body: JSON.stringify({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview" }) },
+    { name: "request is null", body: review(null as unknown as Record<string, unknown>) },
+    { name: "no uid", body: review({ kind: { kind: "Pod" } }) },
+    { name: "numeric uid", body: review({ uid: 7 }) },
+  ];
+  for (const c of malformed) {
+    it(`answers 400 to a malformed body: ${c.name}`, async () => {
+      const r = await post(s.url, c.body);
+      assert.equal(r.status, 400);
+    });
+  }
+
+  it("answers 404/405 outside POST /mutate-v1-pod", async () => {
+    assert.equal((await post(s.url, "{}", "/other")).status, 404);
+    assert.equal((await fetch(`${s.url}/mutate-v1-pod`)).status, 405);
+  });
+
+  it("answers 413 to a body over the limit, and keeps serving", async () => {
+    const r = await post(s.url, " ".repeat(9 * 1024 * 1024));
+    assert.equal(r.status, 413);
+    assert.equal((await post(s.url, podCreate(pod()))).status, 200);
+  });
+
+  it("injects into a matching Pod: the patch applies to the pod", async () => {
+    const p = pod({ generateName: true });
+    const r = await post(s.url, podCreate(p));
+    assert.equal(r.status, 200);
+    assert.equal(r.json?.response?.uid, "u-1");
+    assert.equal(r.json?.response?.allowed, true);
+    assert.equal(r.json?.response?.patchType, "JSONPatch");
+    const patch = JSON.parse(Buffer.from(r.json!.response!.patch!, "base64").toString()) as fastJsonPatch.Operation[];
+    const out = fastJsonPatch.applyPatch(structuredClone(p), patch, true, false).newDocument;
+    assert.match(out.metadata?.annotations?.[Annotations.injected] ?? "", /^mp@[0-9a-f]{16}$/);
+    assert.ok(s.events.includes("pod/builder-7d9f-:Injected"));
+    assert.ok(s.events.includes("MetricsPusher/mp:Injected"));
+  });
+
+  const allowedUnchanged = [
+    { name: "a non-Pod kind", body: review({ uid: "u-1", kind: { group: "apps", version: "v1", kind: "Deployment" }, operation: "CREATE", object: {} }) },
+    { name: "a Pod UPDATE", body: review({ uid: "u-1", kind: { group: "", version: "v1", kind: "Pod" }, operation: "UPDATE", object: pod() }) },
+    { name: "a non-matching Pod", body: podCreate(pod({ labels: { app: "web" } })) },
+    { name: "an opted-out Pod", body: podCreate(pod({ annotations: { [Annotations.inject]: "false" } })) },
+    { name: "a Pod whose object is null (internal error)", body: podCreate(null as unknown as V1Pod) },
+    { name: "a Pod whose object is a string (internal error)", body: podCreate("pod" as unknown as V1Pod) },
+    { name: "a Pod with containers: 42 (internal error)", body: podCreate({ metadata: { labels: { app: "builder" } }, spec: { containers: 42 } } as unknown as V1Pod) },
+  ];
+  for (const c of allowedUnchanged) {
+    it(`allows ${c.name} unchanged`, async () => {
+      const r = await post(s.url, c.body);
+      assert.equal(r.status, 200);
+      assert.equal(r.json?.response?.allowed, true);
+      assert.equal(r.json?.response?.uid, "u-1");
+      assert.equal(r.json?.response?.patch, undefined);
+    });
+  }
+
+  it("sends no Events for a dry-run request, but still answers with the patch", async () => {
+    const before = s.events.length;
+    const r = await post(s.url, podCreate(pod(), { dryRun: true }));
+    assert.ok(r.json?.response?.patch);
+    assert.equal(s.events.length, before);
+  });
+
+  it("counts requests by result and skips by reason, and observes latency", async () => {
+    assert.ok((await counter(s.registry, "metrics_pusher_operator_webhook_requests_total", { result: "malformed" })) >= malformed.length);
+    assert.ok((await counter(s.registry, "metrics_pusher_operator_webhook_requests_total", { result: "injected" })) >= 1);
+    assert.ok((await counter(s.registry, "metrics_pusher_operator_webhook_skips_total", { reason: "OptedOut" })) >= 1);
+    assert.ok((await counter(s.registry, "metrics_pusher_operator_webhook_request_duration_seconds_count")) >= 1);
+  });
+});
+
+describe("admission server internal errors", () => {
+  const failures = [
+    { name: "mutate throws", over: { mutate: () => { throw new Error("boom"); } } },
+    { name: "the informer store throws", over: { pushers: () => { throw new Error("store gone"); } } },
+    { name: "namespace lookup throws", over: { namespaceLabels: () => { throw new Error("ns"); } } },
+  ] satisfies Array<{ name: string; over: Partial<AdmissionDeps> }>;
+  for (const c of failures) {
+    it(`${c.name}: admits unchanged, logs, counts`, async () => {
+      const s = await start(c.over);
+      try {
+        const r = await post(s.url, podCreate(pod()));
+        assert.equal(r.status, 200);
+        assert.deepEqual(r.json?.response, { uid: "u-1", allowed: true });
+        assert.equal(await counter(s.registry, "metrics_pusher_operator_webhook_errors_total"), 1);
+        assert.equal(await counter(s.registry, "metrics_pusher_operator_webhook_requests_total", { result: "error" }), 1);
+      } finally {
+        s.server.close();
+      }
+    });
+  }
+
+  it("adds the several-matches warning to the admission response", async () => {
+    const s = await start({ pushers: () => [pusher("a"), pusher("b")] });
+    try {
+      const r = await post(s.url, podCreate(pod()));
+      assert.equal(r.json?.response?.warnings?.length, 1);
+      assert.match(r.json!.response!.warnings![0]!, /2 MetricsPushers select this pod \(a, b\); using a/);
+      assert.ok(s.events.includes("MetricsPusher/a:MultipleMatches") && s.events.includes("MetricsPusher/b:MultipleMatches"));
+    } finally {
+      s.server.close();
+    }
+  });
+});

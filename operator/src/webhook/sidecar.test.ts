@@ -1,0 +1,168 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type { V1Container } from "@kubernetes/client-node";
+import { parse } from "@metrics-pusher/pusher/config";
+import { BUFFER_MOUNT_PATH, configHash, isImageAllowed, quantityBytes, renderSidecar, resolveNative } from "./sidecar.ts";
+import { defaults, pusher } from "./testdata.ts";
+
+function envOf(c: V1Container): Record<string, string> {
+  return Object.fromEntries((c.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
+}
+
+describe("renderSidecar", () => {
+  it("renders the pusher's env contract, which the pusher itself accepts", () => {
+    const r = renderSidecar(
+      pusher("mp", {
+        pushInterval: "90s",
+        logLevel: "debug",
+        externalLabels: { team: "a", cluster: "c,1" },
+        remoteWrite: { url: "https://vm:8428/api/v1/write", timeout: "10s", headers: { "X-Scope-OrgID": "t1" }, insecureSkipVerify: true },
+        scrape: { targets: [{ port: 8080 }, { port: 9090, path: "stats" }], job: "kaniko", timeout: "5s" },
+        buffer: { maxSamples: 5000 },
+      }),
+      defaults,
+    );
+    const env = envOf(r.container);
+    assert.equal(env.PROMETHEUS_REMOTE_WRITE_URL, "https://vm:8428/api/v1/write");
+    assert.equal(env.PUSH_INTERVAL, "1m30s");
+    assert.equal(env.TIMEOUT, "10s");
+    assert.equal(env.EXTERNAL_LABELS, 'cluster="c,1",team=a');
+    assert.equal(env.SCRAPE_TARGETS, "http://127.0.0.1:8080/metrics,http://127.0.0.1:9090/stats");
+    // Round trip through the pusher's own parser, downward-API values filled in as the kubelet would.
+    const cfg = parse({ ...env, NAMESPACE: "builds", POD_NAME: "p", NODE_NAME: "n" });
+    assert.equal(cfg.pushIntervalMs, 90_000);
+    assert.equal(cfg.timeoutMs, 10_000);
+    assert.equal(cfg.logLevel, "debug");
+    const fieldRefs = Object.fromEntries((r.container.env ?? []).filter((e) => e.valueFrom).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]));
+    assert.deepEqual(fieldRefs, { NAMESPACE: "metadata.namespace", POD_NAME: "metadata.name", NODE_NAME: "spec.nodeName" });
+  });
+
+  it("mounts Secrets as optional volumes exposing only the referenced keys", () => {
+    const r = renderSidecar(
+      pusher("mp", {
+        remoteWrite: {
+          url: "https://rw/api/v1/write",
+          bearerTokenSecret: { name: "rw-auth", key: "token" },
+          basicAuth: { usernameSecret: { name: "rw-auth", key: "user" }, passwordSecret: { name: "rw-auth", key: "pass" } },
+          tlsCASecret: { name: "rw-ca", key: "ca.crt" },
+        },
+      }),
+      defaults,
+    );
+    assert.deepEqual(r.volumes, [
+      { name: "metrics-pusher-secret-0", secret: { secretName: "rw-auth", optional: true, items: [{ key: "pass", path: "pass" }, { key: "token", path: "token" }, { key: "user", path: "user" }] } },
+      { name: "metrics-pusher-secret-1", secret: { secretName: "rw-ca", optional: true, items: [{ key: "ca.crt", path: "ca.crt" }] } },
+    ]);
+    const env = envOf(r.container);
+    assert.equal(env.BEARER_TOKEN_FILE, "/etc/metrics-pusher/secrets/metrics-pusher-secret-0/token");
+    assert.equal(env.BASIC_AUTH_USERNAME_FILE, "/etc/metrics-pusher/secrets/metrics-pusher-secret-0/user");
+    assert.equal(env.BASIC_AUTH_PASSWORD_FILE, "/etc/metrics-pusher/secrets/metrics-pusher-secret-0/pass");
+    assert.equal(env.TLS_CA_FILE, "/etc/metrics-pusher/secrets/metrics-pusher-secret-1/ca.crt");
+    assert.ok(r.container.volumeMounts?.every((m) => m.readOnly));
+    for (const e of r.container.env ?? []) assert.ok(!e.valueFrom?.secretKeyRef, "no Secret through env: a missing one would block the pod");
+  });
+
+  it("has a security context that passes Pod Security restricted", () => {
+    const sc = renderSidecar(pusher("mp"), defaults).container.securityContext;
+    assert.deepEqual(sc, {
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+  });
+
+  it("uses default resources, replaced wholesale by spec.resources, and no probe", () => {
+    const d = renderSidecar(pusher("mp"), defaults).container;
+    assert.deepEqual(d.resources, defaults.resources);
+    assert.equal(d.livenessProbe ?? d.readinessProbe ?? d.startupProbe, undefined);
+    const custom = renderSidecar(pusher("mp", { resources: { limits: { memory: "256Mi" } } }), defaults).container;
+    assert.deepEqual(custom.resources, { limits: { memory: "256Mi" } });
+  });
+
+  it("adds an emptyDir buffer when spec.buffer.disk is set", () => {
+    const r = renderSidecar(pusher("mp", { buffer: { disk: { sizeLimit: "100Mi" } } }), defaults);
+    assert.deepEqual(r.volumes, [{ name: "metrics-pusher-buffer", emptyDir: { sizeLimit: "100Mi" } }]);
+    const env = envOf(r.container);
+    assert.equal(env.BUFFER_DIR, BUFFER_MOUNT_PATH);
+    assert.equal(env.BUFFER_MAX_BYTES, String(Math.floor(100 * 1024 * 1024 * 0.9)));
+  });
+
+  const modes = [
+    { name: "Auto on a cluster with native sidecars", mode: undefined, supported: true, native: true },
+    { name: "Auto on an old cluster", mode: "Auto", supported: false, native: false },
+    { name: "Native forced", mode: "Native", supported: false, native: true },
+    { name: "Container forced", mode: "Container", supported: true, native: false },
+  ] as const;
+  for (const c of modes) {
+    it(`sidecarMode: ${c.name}`, () => {
+      const r = renderSidecar(pusher("mp", c.mode ? { sidecarMode: c.mode } : {}), { ...defaults, nativeSidecarsSupported: c.supported });
+      assert.equal(r.native, c.native);
+      assert.equal(r.container.restartPolicy, c.native ? "Always" : undefined);
+      assert.equal(resolveNative(c.mode, c.supported), c.native);
+    });
+  }
+});
+
+describe("config hash", () => {
+  it("is stable across key order and repeated renders", () => {
+    const a = renderSidecar(pusher("mp", { externalLabels: { a: "1", b: "2" } }), defaults);
+    const b = renderSidecar(pusher("mp", { externalLabels: { b: "2", a: "1" } }), defaults);
+    assert.equal(a.hash, b.hash);
+    assert.match(a.hash, /^[0-9a-f]{16}$/);
+    assert.equal(configHash({ x: 1, y: [1, { b: 2, a: 1 }] }), configHash({ y: [1, { a: 1, b: 2 }], x: 1 }));
+  });
+
+  it("does not depend on the MetricsPusher's name, metadata or status", () => {
+    const a = renderSidecar(pusher("one"), defaults);
+    const b = renderSidecar({ ...pusher("two", {}, { generation: 7, resourceVersion: "99" }), status: { observedGeneration: 3 } }, defaults);
+    assert.equal(a.hash, b.hash);
+  });
+
+  const changes = [
+    { name: "the default image (operator upgrade)", d: { ...defaults, image: "ghcr.io/metrics-pusher/pusher:0.2.0" }, spec: {} },
+    { name: "spec.image", d: defaults, spec: { image: "ghcr.io/metrics-pusher/pusher:dev" } },
+    { name: "the URL", d: defaults, spec: { remoteWrite: { url: "http://other/api/v1/write" } } },
+    { name: "the interval", d: defaults, spec: { pushInterval: "10s" } },
+    { name: "the placement", d: defaults, spec: { sidecarMode: "Container" as const } },
+    { name: "a Secret reference", d: defaults, spec: { remoteWrite: { url: "http://prometheus.monitoring:9090/api/v1/write", bearerTokenSecret: { name: "s", key: "k" } } } },
+  ];
+  const base = renderSidecar(pusher("mp"), defaults).hash;
+  for (const c of changes) {
+    it(`changes with ${c.name}`, () => {
+      assert.notEqual(renderSidecar(pusher("mp", c.spec), c.d).hash, base);
+    });
+  }
+
+  it("ignores an equivalent duration spelling", () => {
+    assert.equal(renderSidecar(pusher("mp", { pushInterval: "60s" }), defaults).hash, renderSidecar(pusher("mp", { pushInterval: "1m" }), defaults).hash);
+  });
+});
+
+describe("isImageAllowed", () => {
+  const cases = [
+    { image: "ghcr.io/metrics-pusher/pusher:0.1.0", list: [], ok: true, why: "the default image" },
+    { image: "ghcr.io/metrics-pusher/pusher:dev", list: ["ghcr.io/metrics-pusher/pusher"], ok: true, why: "a tag of an allowed repository" },
+    { image: `ghcr.io/metrics-pusher/pusher@sha256:${"a".repeat(64)}`, list: ["ghcr.io/metrics-pusher/pusher"], ok: true, why: "a digest" },
+    { image: "ghcr.io/metrics-pusher/pusher-evil:1", list: ["ghcr.io/metrics-pusher/pusher"], ok: false, why: "a repository sharing the prefix" },
+    { image: "registry.local/mp/pusher:1", list: ["registry.local/*"], ok: true, why: "a prefix pattern" },
+    { image: "docker.io/evil:1", list: ["registry.local/*"], ok: false, why: "outside the prefix" },
+    { image: "anything:1", list: ["*"], ok: true, why: "*" },
+  ];
+  for (const c of cases) {
+    it(`${c.ok ? "allows" : "refuses"} ${c.why}`, () => {
+      assert.equal(isImageAllowed(c.image, c.list, defaults.image), c.ok);
+    });
+  }
+});
+
+it("quantityBytes", () => {
+  assert.equal(quantityBytes("1Gi"), 1024 ** 3);
+  assert.equal(quantityBytes("500M"), 5e8);
+  assert.equal(quantityBytes("12"), 12);
+  assert.equal(quantityBytes("1e3"), undefined);
+});

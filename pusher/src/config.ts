@@ -1,0 +1,618 @@
+// The pusher's environment contract: names, defaults and meaning of every variable, and parse(env) → frozen Config.
+// The operator imports this module to build the sidecar's env, so it must have no side effects on import.
+import { isIP } from "node:net";
+
+export type EnvSpec = {
+  readonly default?: string;
+  readonly required: boolean;
+  readonly description: string;
+  /** The value may hold a credential: never log it; the operator should let users take it from a Secret. */
+  readonly secret?: boolean;
+};
+
+/** Every variable the pusher reads, in documentation order. */
+export const ENV = {
+  PROMETHEUS_REMOTE_WRITE_URL: {
+    required: true,
+    description:
+      "Remote-Write 1.0 receiver URL, http or https (e.g. http://prometheus:9090/api/v1/write). Credentials in the URL are used for basic auth and never logged.",
+  },
+  PUSH_INTERVAL: {
+    default: "30s",
+    required: false,
+    description: "Collection and push period, a Go-style duration (500ms, 30s, 1m30s); > 0. Targets are scraped at the same period.",
+  },
+  TIMEOUT: {
+    default: "30s",
+    required: false,
+    description: "Timeout of one Remote-Write HTTP request (connect, send and answer), a Go-style duration; > 0.",
+  },
+  LOG_LEVEL: { default: "info", required: false, description: "Log level: debug, info, warn or error." },
+  NAMESPACE: {
+    default: "knative-lambda",
+    required: false,
+    description: "Kubernetes namespace; the `namespace` label on every series (set by the downward API when injected).",
+  },
+  POD_NAME: {
+    required: false,
+    description: "Pod name (downward API); the `pod` label on every series and the `instance` of the pusher's own series (else the hostname).",
+  },
+  NODE_NAME: { required: false, description: "Node name (downward API); logged at start-up." },
+  EXTERNAL_LABELS: {
+    required: false,
+    description:
+      'Labels added to every series, `k=v,k2=v2` (a value may be double-quoted to hold `,` or `=`). They never override job, instance, namespace or pod.',
+  },
+  BEARER_TOKEN_FILE: {
+    required: false,
+    description: "File holding a bearer token sent as `Authorization: Bearer …`; re-read when it changes (Secret rotation).",
+  },
+  BASIC_AUTH_USERNAME: { required: false, description: "Basic-auth user name (with BASIC_AUTH_PASSWORD_FILE)." },
+  BASIC_AUTH_USERNAME_FILE: {
+    required: false,
+    description: "File holding the basic-auth user name, instead of BASIC_AUTH_USERNAME; re-read when it changes.",
+  },
+  BASIC_AUTH_PASSWORD_FILE: {
+    required: false,
+    description: "File holding the basic-auth password; re-read when it changes. A missing file is logged and retried, never fatal.",
+  },
+  REMOTE_WRITE_HEADERS: {
+    required: false,
+    secret: true,
+    description:
+      'Extra request headers, a JSON object (`{"X-Scope-OrgID":"team-a"}`) or `Name=value,Name2=value2`. The protocol\'s reserved headers (Content-Encoding, Content-Type, X-Prometheus-Remote-Write-Version, User-Agent, Authorization, Host, Content-Length) cannot be set.',
+  },
+  TLS_CA_FILE: { required: false, description: "PEM file of CA certificates trusted for an https receiver (added to the system roots)." },
+  TLS_INSECURE_SKIP_VERIFY: {
+    default: "false",
+    required: false,
+    description: "true to skip verification of the receiver's TLS certificate (testing only).",
+  },
+  BUFFER_MAX_SAMPLES: {
+    default: "100000",
+    required: false,
+    description: "Samples kept in memory while the receiver is unreachable; when full the oldest are dropped and counted.",
+  },
+  BUFFER_DIR: {
+    required: false,
+    description:
+      "Directory (e.g. an emptyDir) where buffered samples are also written, so that they survive a restart of the pusher; unset = memory only.",
+  },
+  BUFFER_MAX_BYTES: {
+    default: "256MiB",
+    required: false,
+    description: "Largest size of BUFFER_DIR's files (bytes; Ki/Mi/Gi suffixes allowed); beyond it the oldest samples no longer survive a restart.",
+  },
+  MAX_SAMPLES_PER_SEND: { default: "2000", required: false, description: "Most samples in one Remote-Write request." },
+  SHUTDOWN_TIMEOUT: {
+    default: "10s",
+    required: false,
+    description: "On SIGTERM/SIGINT, how long to try to deliver what is buffered before exiting (loss is logged with a count).",
+  },
+  HTTP_PORT: {
+    default: "0",
+    required: false,
+    description: "Port of the HTTP server with /health, /ready and /metrics; 0 = no server (sidecar mode).",
+  },
+  HTTP_ADDRESS: {
+    required: false,
+    description: "Address the HTTP server listens on (e.g. 127.0.0.1); unset = every interface, which kubelet probes need.",
+  },
+  METRIC_PREFIX: {
+    default: "knative_lambda_metric_pusher",
+    required: false,
+    description: "Prefix of the pusher's own metric names.",
+  },
+  SCRAPE_TARGETS: {
+    required: false,
+    description: "Comma-separated http(s) URLs of Prometheus exposition endpoints scraped every PUSH_INTERVAL and forwarded (e.g. http://127.0.0.1:8080/metrics).",
+  },
+  SCRAPE_JOB: { default: "builder", required: false, description: "The `job` label of scraped series." },
+  SCRAPE_TIMEOUT: {
+    default: "10s",
+    required: false,
+    description: "Timeout of one scrape, a Go-style duration; at most PUSH_INTERVAL (when unset: the smaller of 10s and PUSH_INTERVAL).",
+  },
+  SCRAPE_SAMPLE_LIMIT: {
+    default: "0",
+    required: false,
+    description: "Most samples accepted from one scrape; a target exposing more fails that scrape (up 0). 0 = no limit.",
+  },
+  SCRAPE_MAX_BYTES: {
+    default: "16MiB",
+    required: false,
+    description: "Largest exposition body read from a target (bytes; Ki/Mi/Gi or KiB/MiB/GiB suffixes allowed); a larger one fails the scrape.",
+  },
+  SCRAPE_DROP: {
+    required: false,
+    description: "Regular expression (anchored, RE2-like JavaScript syntax) of metric names not forwarded from targets.",
+  },
+} as const satisfies Record<string, EnvSpec>;
+
+export type EnvName = keyof typeof ENV;
+
+export const DEFAULT_METRIC_PREFIX = "knative_lambda_metric_pusher";
+
+/** Lower-case header names the user may not set: the protocol's own and those HTTP computes. */
+export const RESERVED_HEADERS: readonly string[] = Object.freeze([
+  "content-encoding",
+  "content-type",
+  "x-prometheus-remote-write-version",
+  "user-agent",
+  "authorization",
+  "host",
+  "content-length",
+]);
+
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  readonly remoteWriteUrl: string;
+  readonly pushIntervalMs: number;
+  readonly timeoutMs: number;
+  readonly logLevel: LogLevel;
+  readonly namespace: string;
+  readonly podName: string | undefined;
+  readonly nodeName: string | undefined;
+  readonly externalLabels: Readonly<Record<string, string>>;
+  readonly bearerTokenFile: string | undefined;
+  readonly basicAuthUsername: string | undefined;
+  readonly basicAuthUsernameFile: string | undefined;
+  readonly basicAuthPasswordFile: string | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly tlsCaFile: string | undefined;
+  readonly tlsInsecureSkipVerify: boolean;
+  readonly bufferMaxSamples: number;
+  readonly maxSamplesPerSend: number;
+  readonly bufferDir: string | undefined;
+  readonly bufferMaxBytes: number;
+  readonly shutdownTimeoutMs: number;
+  readonly httpPort: number;
+  readonly httpAddress: string | undefined;
+  readonly metricPrefix: string;
+  readonly scrapeTargets: readonly string[];
+  readonly scrapeJob: string;
+  readonly scrapeTimeoutMs: number;
+  readonly scrapeSampleLimit: number;
+  readonly scrapeMaxBytes: number;
+  /** Anchored regular expression of metric names to drop from scrapes. */
+  readonly scrapeDrop: RegExp | undefined;
+}
+
+export interface ConfigProblem {
+  readonly variable: string;
+  readonly value: string | undefined;
+  readonly message: string;
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly ConfigProblem[];
+  constructor(problems: readonly ConfigProblem[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  ${p.message}`).join("\n")}`);
+    this.name = "ConfigError";
+    this.problems = Object.freeze([...problems]);
+  }
+}
+
+// ---- durations (Go's time.ParseDuration / Duration.String, in milliseconds) ----
+
+const UNIT_MS: Readonly<Record<string, number>> = {
+  ns: 1e-6,
+  us: 1e-3,
+  "µs": 1e-3, // U+00B5 micro sign
+  "μs": 1e-3, // U+03BC Greek mu
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/** Parses a Go duration (`300ms`, `1.5h`, `2h45m`, `0`) into milliseconds; throws on bad syntax. */
+export function parseDuration(text: string): number {
+  const s = text.trim();
+  if (s === "") throw new Error("empty duration");
+  let rest = s;
+  let sign = 1;
+  if (rest[0] === "-" || rest[0] === "+") {
+    if (rest[0] === "-") sign = -1;
+    rest = rest.slice(1);
+  }
+  if (rest === "0") return 0;
+  if (rest === "") throw new Error(`invalid duration "${text}"`);
+  const part = /^(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/;
+  let total = 0;
+  while (rest !== "") {
+    const m = part.exec(rest);
+    if (!m) {
+      const hasUnit = /^(\d+(?:\.\d*)?|\.\d+)/.exec(rest);
+      throw new Error(hasUnit && hasUnit[0] === rest ? `missing unit in duration "${text}"` : `invalid duration "${text}"`);
+    }
+    total += Number(m[1]) * UNIT_MS[m[2]!]!;
+    rest = rest.slice(m[0].length);
+  }
+  return sign * total;
+}
+
+/** Formats milliseconds the way Go's Duration.String does: `1h0m0s`, `1m30s`, `1.5s`, `500ms`, `0s`. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms)) throw new RangeError(`not a finite duration: ${ms}`);
+  if (ms === 0) return "0s";
+  const sign = ms < 0 ? "-" : "";
+  // Work in integer nanoseconds so that fractions print exactly as Go does.
+  let ns = BigInt(Math.round(Math.abs(ms) * 1e6));
+  if (ns < 1_000_000_000n) {
+    if (ns < 1000n) return `${sign}${ns}ns`;
+    if (ns < 1_000_000n) return `${sign}${fraction(ns, 1000n)}µs`;
+    return `${sign}${fraction(ns, 1_000_000n)}ms`;
+  }
+  const h = ns / 3_600_000_000_000n;
+  ns -= h * 3_600_000_000_000n;
+  const m = ns / 60_000_000_000n;
+  ns -= m * 60_000_000_000n;
+  const secs = `${fraction(ns, 1_000_000_000n)}s`;
+  if (h > 0n) return `${sign}${h}h${m}m${secs}`;
+  if (m > 0n) return `${sign}${m}m${secs}`;
+  return `${sign}${secs}`;
+}
+
+function fraction(value: bigint, unit: bigint): string {
+  const whole = value / unit;
+  const frac = value % unit;
+  if (frac === 0n) return whole.toString();
+  const digits = unit.toString().length - 1;
+  return `${whole}.${frac.toString().padStart(digits, "0").replace(/0+$/, "")}`;
+}
+
+// ---- labels and headers ----
+
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+// RFC 9110 token.
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Formats labels for EXTERNAL_LABELS: `k=v,k2=v2`, quoting values that need it. Inverse of the parser. */
+export function formatLabels(labels: Readonly<Record<string, string>>): string {
+  return Object.entries(labels)
+    .map(([k, v]) => `${k}=${/^[^,="\\\s]*$/.test(v) && v !== "" ? v : JSON.stringify(v)}`)
+    .join(",");
+}
+
+/** Formats REMOTE_WRITE_HEADERS as a JSON object string (the unambiguous form the parser accepts). */
+export function formatHeaders(headers: Readonly<Record<string, string>>): string {
+  return JSON.stringify(headers);
+}
+
+/** Splits `k=v,k2="v,2"` into pairs; a double-quoted value is a JSON string. Throws with a reason. */
+function splitPairs(text: string): [string, string][] {
+  const pairs: [string, string][] = [];
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    while (i < n && /\s/.test(text[i]!)) i++;
+    if (i >= n) break;
+    const eq = text.indexOf("=", i);
+    if (eq < 0) throw new Error(`"${text.slice(i)}" is not name=value`);
+    const name = text.slice(i, eq).trim();
+    if (name.includes(",")) throw new Error(`"${name}" is not name=value`);
+    i = eq + 1;
+    while (i < n && text[i] === " ") i++;
+    let value: string;
+    if (text[i] === '"') {
+      let j = i + 1;
+      while (j < n && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      if (j >= n) throw new Error(`unterminated quoted value for "${name}"`);
+      try {
+        value = JSON.parse(text.slice(i, j + 1)) as string;
+      } catch {
+        throw new Error(`bad quoted value for "${name}"`);
+      }
+      i = j + 1;
+      while (i < n && /\s/.test(text[i]!)) i++;
+      if (i < n && text[i] !== ",") throw new Error(`unexpected text after the quoted value of "${name}"`);
+    } else {
+      const comma = text.indexOf(",", i);
+      const end = comma < 0 ? n : comma;
+      value = text.slice(i, end).trim();
+      i = end;
+    }
+    pairs.push([name, value]);
+    if (text[i] === ",") i++;
+  }
+  return pairs;
+}
+
+/** Replaces the user-info part of a URL so that it can be logged. */
+export function redactUrl(raw: string): string {
+  try {
+    const u = new URL(raw);
+    if (u.username === "" && u.password === "") return raw;
+    u.username = "REDACTED";
+    u.password = u.password === "" ? "" : "REDACTED";
+    return u.toString();
+  } catch {
+    return raw.replace(/\/\/[^/@]*@/, "//REDACTED@");
+  }
+}
+
+const SIZE_UNITS: Readonly<Record<string, number>> = {
+  "": 1,
+  b: 1,
+  k: 1000,
+  kb: 1000,
+  ki: 1024,
+  kib: 1024,
+  m: 1e6,
+  mb: 1e6,
+  mi: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1e9,
+  gb: 1e9,
+  gi: 1024 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** Parses a byte size: `1048576`, `512KiB`, `16Mi`, `1GB`. Throws on bad syntax. */
+export function parseBytes(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new Error(`invalid size "${text}"`);
+  return Math.floor(Number(m[1]) * unit);
+}
+
+// ---- parse ----
+
+/**
+ * Reads the environment once. Empty values count as unset (Kubernetes often renders unset fields as ""). Returns a
+ * frozen Config or throws one ConfigError listing every problem.
+ */
+export function parse(env: Readonly<Record<string, string | undefined>>): Config {
+  const problems: ConfigProblem[] = [];
+  const raw = (name: EnvName): string | undefined => {
+    const v = env[name];
+    return v === undefined || v.trim() === "" ? undefined : v.trim();
+  };
+  const shown = (name: EnvName, value: string | undefined): string | undefined => {
+    if (value === undefined) return undefined;
+    const spec: EnvSpec = ENV[name];
+    if (spec.secret) return "<redacted>";
+    return name === "PROMETHEUS_REMOTE_WRITE_URL" ? redactUrl(value) : value;
+  };
+  const problem = (name: EnvName, value: string | undefined, why: string): void => {
+    const v = shown(name, value);
+    problems.push({ variable: name, value: v, message: `${name}=${v === undefined ? "(unset)" : JSON.stringify(v)}: ${why}` });
+  };
+  const withDefault = (name: EnvName): string | undefined => {
+    const spec: EnvSpec = ENV[name];
+    return raw(name) ?? spec.default;
+  };
+
+  const duration = (name: EnvName, fallback: number, min = 1): number => {
+    const text = withDefault(name);
+    if (text === undefined) return fallback;
+    try {
+      const ms = parseDuration(text);
+      if (ms < min) {
+        problem(name, text, `must be at least ${formatDuration(min)}`);
+        return fallback;
+      }
+      return ms;
+    } catch (e) {
+      problem(name, text, `${(e as Error).message} (use a Go duration such as 500ms, 30s or 1m30s)`);
+      return fallback;
+    }
+  };
+  const integer = (name: EnvName, min: number, max: number, fallback: number): number => {
+    const text = withDefault(name) ?? String(fallback);
+    if (!/^\d+$/.test(text)) {
+      problem(name, text, `must be a whole number between ${min} and ${max}`);
+      return fallback;
+    }
+    const n = Number(text);
+    if (n < min || n > max) {
+      problem(name, text, `must be between ${min} and ${max}`);
+      return fallback;
+    }
+    return n;
+  };
+  const file = (name: EnvName): string | undefined => raw(name);
+
+  // Remote-Write URL
+  let remoteWriteUrl = "";
+  const urlText = raw("PROMETHEUS_REMOTE_WRITE_URL");
+  if (urlText === undefined) {
+    problem("PROMETHEUS_REMOTE_WRITE_URL", undefined, "is required (the Remote-Write receiver, e.g. http://prometheus:9090/api/v1/write)");
+  } else {
+    const u = URL.parse(urlText);
+    if (!u) problem("PROMETHEUS_REMOTE_WRITE_URL", urlText, "is not a URL");
+    else if (u.protocol !== "http:" && u.protocol !== "https:") {
+      problem("PROMETHEUS_REMOTE_WRITE_URL", urlText, `scheme must be http or https, not ${u.protocol.replace(/:$/, "")}`);
+    } else remoteWriteUrl = u.toString();
+  }
+
+  const pushIntervalMs = duration("PUSH_INTERVAL", 30_000);
+  const timeoutMs = duration("TIMEOUT", 30_000);
+
+  let logLevel: LogLevel = "info";
+  const levelText = withDefault("LOG_LEVEL")!;
+  if ((LOG_LEVELS as readonly string[]).includes(levelText.toLowerCase())) logLevel = levelText.toLowerCase() as LogLevel;
+  else problem("LOG_LEVEL", levelText, `must be one of ${LOG_LEVELS.join(", ")}`);
+
+  const namespace = withDefault("NAMESPACE")!;
+  const podName = raw("POD_NAME");
+  const nodeName = raw("NODE_NAME");
+
+  // External labels
+  const externalLabels: Record<string, string> = {};
+  const extText = raw("EXTERNAL_LABELS");
+  if (extText !== undefined) {
+    try {
+      for (const [k, v] of splitPairs(extText)) {
+        if (!LABEL_NAME.test(k)) problem("EXTERNAL_LABELS", extText, `"${k}" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)`);
+        else if (k.startsWith("__")) problem("EXTERNAL_LABELS", extText, `label "${k}": names starting with __ are reserved`);
+        else if (v === "") problem("EXTERNAL_LABELS", extText, `label "${k}" has an empty value`);
+        else if (Object.hasOwn(externalLabels, k)) problem("EXTERNAL_LABELS", extText, `label "${k}" is repeated`);
+        else externalLabels[k] = v;
+      }
+    } catch (e) {
+      problem("EXTERNAL_LABELS", extText, `${(e as Error).message} (expected k=v,k2=v2)`);
+    }
+  }
+
+  // Credentials: file paths only, so that rotation works and no secret sits in the environment.
+  const bearerTokenFile = file("BEARER_TOKEN_FILE");
+  const basicAuthUsername = raw("BASIC_AUTH_USERNAME");
+  const basicAuthUsernameFile = file("BASIC_AUTH_USERNAME_FILE");
+  const basicAuthPasswordFile = file("BASIC_AUTH_PASSWORD_FILE");
+  const urlHasUser = urlText !== undefined && !!URL.parse(urlText)?.username;
+  if (basicAuthUsername !== undefined && basicAuthUsernameFile !== undefined) {
+    problem("BASIC_AUTH_USERNAME_FILE", basicAuthUsernameFile, "cannot be set together with BASIC_AUTH_USERNAME");
+  }
+  const hasBasic = basicAuthUsername !== undefined || basicAuthUsernameFile !== undefined;
+  if (hasBasic && basicAuthPasswordFile === undefined) {
+    problem("BASIC_AUTH_PASSWORD_FILE", undefined, "is required when a basic-auth user name is set");
+  }
+  if (!hasBasic && basicAuthPasswordFile !== undefined) {
+    problem("BASIC_AUTH_PASSWORD_FILE", basicAuthPasswordFile, "needs BASIC_AUTH_USERNAME or BASIC_AUTH_USERNAME_FILE");
+  }
+  if (bearerTokenFile !== undefined && (hasBasic || basicAuthPasswordFile !== undefined)) {
+    problem("BEARER_TOKEN_FILE", bearerTokenFile, "cannot be combined with basic auth (both set the Authorization header)");
+  }
+  if (urlHasUser && (hasBasic || bearerTokenFile !== undefined)) {
+    problem("PROMETHEUS_REMOTE_WRITE_URL", urlText, "holds credentials and BEARER_TOKEN_FILE or BASIC_AUTH_* is also set: choose one");
+  }
+
+  // Extra headers
+  const headers: Record<string, string> = {};
+  const hdrText = raw("REMOTE_WRITE_HEADERS");
+  if (hdrText !== undefined) {
+    let pairs: [string, unknown][] = [];
+    try {
+      if (hdrText.startsWith("{")) {
+        const obj: unknown = JSON.parse(hdrText);
+        if (obj === null || typeof obj !== "object" || Array.isArray(obj)) throw new Error("not a JSON object");
+        pairs = Object.entries(obj);
+      } else pairs = splitPairs(hdrText);
+    } catch (e) {
+      problem("REMOTE_WRITE_HEADERS", hdrText, `${(e as Error).message} (expected a JSON object or Name=value,Name2=value2)`);
+    }
+    const seen = new Set<string>();
+    for (const [name, value] of pairs) {
+      const lower = name.toLowerCase();
+      if (!HEADER_NAME.test(name)) problem("REMOTE_WRITE_HEADERS", hdrText, `"${name}" is not a valid header name`);
+      else if (RESERVED_HEADERS.includes(lower)) {
+        problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}" is reserved by the protocol and cannot be set`);
+      } else if (typeof value !== "string") problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}": value must be a string`);
+      else if (/[\r\n\0]/.test(value)) problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}": value holds a line break or NUL`);
+      else if (seen.has(lower)) problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}" is repeated`);
+      else {
+        seen.add(lower);
+        headers[name] = value;
+      }
+    }
+  }
+
+  const tlsCaFile = file("TLS_CA_FILE");
+  let tlsInsecureSkipVerify = false;
+  const skipText = withDefault("TLS_INSECURE_SKIP_VERIFY")!.toLowerCase();
+  if (["true", "1", "yes"].includes(skipText)) tlsInsecureSkipVerify = true;
+  else if (!["false", "0", "no"].includes(skipText)) problem("TLS_INSECURE_SKIP_VERIFY", skipText, "must be true or false");
+
+  const maxSamplesPerSend = integer("MAX_SAMPLES_PER_SEND", 1, 1_000_000, 2000);
+  const bufferMaxSamples = integer("BUFFER_MAX_SAMPLES", 1, 100_000_000, 100_000);
+  if (bufferMaxSamples < maxSamplesPerSend) {
+    problem("BUFFER_MAX_SAMPLES", String(bufferMaxSamples), `must be at least MAX_SAMPLES_PER_SEND (${maxSamplesPerSend})`);
+  }
+  const bufferDir = raw("BUFFER_DIR");
+  let bufferMaxBytes = 256 * 1024 ** 2;
+  const bufferBytesText = withDefault("BUFFER_MAX_BYTES")!;
+  try {
+    bufferMaxBytes = parseBytes(bufferBytesText);
+    if (bufferMaxBytes < 64 * 1024) problem("BUFFER_MAX_BYTES", bufferBytesText, "must be at least 64KiB");
+  } catch (e) {
+    problem("BUFFER_MAX_BYTES", bufferBytesText, `${(e as Error).message} (e.g. 256MiB)`);
+  }
+  if (bufferDir !== undefined && !bufferDir.startsWith("/")) problem("BUFFER_DIR", bufferDir, "must be an absolute path");
+  const shutdownTimeoutMs = duration("SHUTDOWN_TIMEOUT", 10_000, 0);
+  const httpPort = integer("HTTP_PORT", 0, 65535, 0);
+  const httpAddress = raw("HTTP_ADDRESS");
+  if (httpAddress !== undefined && !isIP(httpAddress) && httpAddress !== "localhost") {
+    problem("HTTP_ADDRESS", httpAddress, "must be an IP address (or localhost)");
+  }
+
+  const metricPrefix = withDefault("METRIC_PREFIX")!;
+  if (!METRIC_NAME.test(metricPrefix)) problem("METRIC_PREFIX", metricPrefix, "is not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
+
+  // Scraping
+  const scrapeTargets: string[] = [];
+  const targetsText = raw("SCRAPE_TARGETS");
+  if (targetsText !== undefined) {
+    for (const t of targetsText.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+      const u = URL.parse(t);
+      if (!u || (u.protocol !== "http:" && u.protocol !== "https:")) {
+        problem("SCRAPE_TARGETS", targetsText, `"${t}" is not an http(s) URL`);
+      } else if (scrapeTargets.includes(u.toString())) problem("SCRAPE_TARGETS", targetsText, `"${t}" is listed twice`);
+      else scrapeTargets.push(u.toString());
+    }
+  }
+  const scrapeJob = withDefault("SCRAPE_JOB")!;
+  const scrapeTimeoutText = raw("SCRAPE_TIMEOUT");
+  let scrapeTimeoutMs = Math.min(10_000, pushIntervalMs);
+  if (scrapeTimeoutText !== undefined) {
+    scrapeTimeoutMs = duration("SCRAPE_TIMEOUT", scrapeTimeoutMs);
+    if (scrapeTimeoutMs > pushIntervalMs) {
+      problem("SCRAPE_TIMEOUT", scrapeTimeoutText, `must not exceed PUSH_INTERVAL (${formatDuration(pushIntervalMs)})`);
+    }
+  }
+  const scrapeSampleLimit = integer("SCRAPE_SAMPLE_LIMIT", 0, 100_000_000, 0);
+  let scrapeMaxBytes = 16 * 1024 ** 2;
+  const maxBytesText = withDefault("SCRAPE_MAX_BYTES")!;
+  try {
+    scrapeMaxBytes = parseBytes(maxBytesText);
+    if (scrapeMaxBytes < 1) problem("SCRAPE_MAX_BYTES", maxBytesText, "must be at least 1 byte");
+  } catch (e) {
+    problem("SCRAPE_MAX_BYTES", maxBytesText, `${(e as Error).message} (e.g. 16MiB)`);
+  }
+  let scrapeDrop: RegExp | undefined;
+  const dropText = raw("SCRAPE_DROP");
+  if (dropText !== undefined) {
+    try {
+      scrapeDrop = new RegExp(`^(?:${dropText})$`);
+    } catch (e) {
+      problem("SCRAPE_DROP", dropText, `is not a valid regular expression: ${(e as Error).message}`);
+    }
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze({
+    remoteWriteUrl,
+    pushIntervalMs,
+    timeoutMs,
+    logLevel,
+    namespace,
+    podName,
+    nodeName,
+    externalLabels: Object.freeze(externalLabels),
+    bearerTokenFile,
+    basicAuthUsername,
+    basicAuthUsernameFile,
+    basicAuthPasswordFile,
+    headers: Object.freeze(headers),
+    tlsCaFile,
+    tlsInsecureSkipVerify,
+    bufferMaxSamples,
+    maxSamplesPerSend,
+    bufferDir,
+    bufferMaxBytes,
+    shutdownTimeoutMs,
+    httpPort,
+    httpAddress,
+    metricPrefix,
+    scrapeTargets: Object.freeze(scrapeTargets),
+    scrapeJob,
+    scrapeTimeoutMs,
+    scrapeSampleLimit,
+    scrapeMaxBytes,
+    scrapeDrop,
+  });
+}
