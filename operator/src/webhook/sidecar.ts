@@ -30,10 +30,6 @@ export const SECRETS_DIR = "/etc/metrics-pusher/secrets";
 export const BUFFER_MOUNT_PATH = "/var/lib/metrics-pusher/buffer";
 const VOLUME_PREFIX = "metrics-pusher-";
 
-// BUFFER_DIR/BUFFER_MAX_BYTES are part of the agreed contract but not yet in the pusher's ENV table; the union keeps
-// every other name checked against the contract by tsc.
-type ContractName = EnvName | "BUFFER_DIR" | "BUFFER_MAX_BYTES";
-
 export function resolveNative(mode: string | undefined, nativeSidecarsSupported: boolean): boolean {
   if (mode === SidecarMode.Native) return true;
   if (mode === SidecarMode.Container) return false;
@@ -44,10 +40,10 @@ export function renderSidecar(pusher: MetricsPusher, defaults: SidecarDefaults):
   const spec = pusher.spec;
   const rw = spec.remoteWrite;
   const env: V1EnvVar[] = [];
-  const set = (name: ContractName, value: string | undefined): void => {
+  const set = (name: EnvName, value: string | undefined): void => {
     if (value !== undefined) env.push({ name, value });
   };
-  const fromField = (name: ContractName, fieldPath: string): void => {
+  const fromField = (name: EnvName, fieldPath: string): void => {
     env.push({ name, valueFrom: { fieldRef: { apiVersion: "v1", fieldPath } } });
   };
 

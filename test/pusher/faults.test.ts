@@ -1,0 +1,437 @@
+// The real pusher process (pusher/src/main.ts) against a scripted Remote-Write receiver in this test: every answer a
+// receiver can give, a receiver that goes away, and shutdown. The receiver decodes each request with protobufjs and
+// snappyjs (prompb.ts); the pusher's own counters are read from what it pushed.
+import { after, afterEach, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { decodeWriteRequest, type DecodedSeries } from "../../pusher/src/remote-write/prompb.ts";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const MAIN = join(ROOT, "pusher/src/main.ts");
+const P = "knative_lambda_metric_pusher";
+const INTERVAL_MS = 200;
+
+// ---- scripted receiver ----
+
+type Answer =
+  | { kind: "status"; status: number; headers?: Record<string, string>; body?: string }
+  | { kind: "hang" }
+  | { kind: "reset" };
+
+interface Received {
+  at: number;
+  answer: Answer;
+  series: DecodedSeries[];
+  headers: http.IncomingHttpHeaders;
+}
+
+class Receiver {
+  readonly requests: Received[] = [];
+  readonly script: Answer[] = [];
+  #server: http.Server | undefined;
+  #sockets = new Set<Socket>();
+  port = 0;
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}/api/v1/write`;
+  }
+
+  async start(): Promise<void> {
+    const server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const answer = this.script.shift() ?? { kind: "status", status: 204 };
+        let series: DecodedSeries[] = [];
+        try {
+          series = decodeWriteRequest(Buffer.concat(chunks));
+        } catch (e) {
+          res.writeHead(400).end(`undecodable: ${(e as Error).message}`);
+          throw e;
+        }
+        this.requests.push({ at: Date.now(), answer, series, headers: req.headers });
+        if (answer.kind === "hang") return; // never answers
+        if (answer.kind === "reset") {
+          req.socket.resetAndDestroy();
+          return;
+        }
+        res.writeHead(answer.status, answer.headers).end(answer.body ?? "");
+      });
+    });
+    server.on("connection", (s) => {
+      this.#sockets.add(s);
+      s.on("close", () => this.#sockets.delete(s));
+    });
+    await new Promise<void>((resolve) => server.listen(this.port, "127.0.0.1", resolve));
+    this.port = (server.address() as AddressInfo).port;
+    this.#server = server;
+  }
+
+  /** Stops listening and cuts every connection: the pusher sees connection refused. */
+  async stop(): Promise<void> {
+    const s = this.#server;
+    this.#server = undefined;
+    if (!s) return;
+    for (const sock of this.#sockets) sock.destroy();
+    await new Promise((r) => s.close(r));
+  }
+
+  /** Successful requests only. */
+  delivered(): Received[] {
+    return this.requests.filter((r) => r.answer.kind === "status" && r.answer.status < 300);
+  }
+
+  /** Timestamps of one own series across delivered requests, in arrival order. */
+  timestamps(name: string): number[] {
+    return this.delivered().flatMap((r) =>
+      r.series.filter((s) => s.labels.some((l) => l.name === "__name__" && l.value === name)).flatMap((s) => s.samples.filter((x) => !x.stale).map((x) => x.timestampMs)),
+    );
+  }
+
+  /** The last delivered value of a series of the pusher's own metrics. */
+  latest(name: string, labels: Record<string, string> = {}): number | undefined {
+    let value: number | undefined;
+    for (const r of this.delivered()) {
+      for (const s of r.series) {
+        const l = Object.fromEntries(s.labels.map((x) => [x.name, x.value]));
+        if (l.__name__ !== name || !Object.entries(labels).every(([k, v]) => l[k] === v)) continue;
+        for (const x of s.samples) if (!x.stale) value = x.value;
+      }
+    }
+    return value;
+  }
+}
+
+// ---- the pusher process ----
+
+interface Pusher {
+  child: ChildProcess;
+  logs: Record<string, unknown>[];
+  output: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const live = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of live) if (c.exitCode === null && c.pid !== undefined) try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
+});
+
+function startPusher(env: Record<string, string>): Pusher {
+  const child = spawn(process.execPath, ["--conditions=source", MAIN], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", PUSH_INTERVAL: `${INTERVAL_MS}ms`, POD_NAME: "faults", LOG_LEVEL: "debug", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  live.add(child);
+  const logs: Record<string, unknown>[] = [];
+  const output: string[] = [];
+  let buf = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    buf += chunk;
+    let i: number;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      output.push(line);
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        /* not JSON: kept in output */
+      }
+    }
+  });
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => {
+      live.delete(child);
+      resolve({ code, signal });
+    }),
+  );
+  return { child, logs, output, exited };
+}
+
+async function kill(p: Pusher): Promise<void> {
+  if (p.child.exitCode === null && p.child.signalCode === null && p.child.pid !== undefined) {
+    process.kill(p.child.pid, "SIGKILL");
+    await p.exited;
+  }
+}
+
+async function waitFor<T>(what: string, fn: () => T | undefined | false, p: Pusher, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}\n--- pusher output ---\n${p.output.slice(-30).join("\n")}`);
+    if (p.child.exitCode !== null) assert.fail(`the pusher exited (${p.child.exitCode}) while waiting for ${what}\n${p.output.slice(-30).join("\n")}`);
+    await sleep(20);
+  }
+}
+
+/** TCP ports a process listens on, from /proc (Linux). */
+function listeningPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  const ports: number[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9 && f[3] === "0A" && inodes.has(f[9]!)) ports.push(parseInt(f[1]!.split(":")[1]!, 16));
+    }
+  }
+  return ports;
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+after(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+async function setup(env: Record<string, string> = {}): Promise<{ rx: Receiver; p: Pusher }> {
+  const rx = new Receiver();
+  await rx.start();
+  const p = startPusher({ PROMETHEUS_REMOTE_WRITE_URL: rx.url, ...env });
+  cleanups.push(async () => {
+    await kill(p);
+    await rx.stop();
+  });
+  return { rx, p };
+}
+
+/** Every heartbeat timestamp once, strictly increasing, no cycle missing (gaps under two intervals). */
+function assertContiguous(ts: number[], label: string): void {
+  for (let i = 1; i < ts.length; i++) {
+    assert.ok(ts[i]! > ts[i - 1]!, `${label}: timestamps out of order or repeated at ${i}: ${ts[i - 1]} then ${ts[i]}`);
+    assert.ok(ts[i]! - ts[i - 1]! < 2 * INTERVAL_MS + 150, `${label}: a cycle is missing between ${ts[i - 1]} and ${ts[i]}`);
+  }
+}
+
+const HEARTBEAT = `${P}_heartbeat`;
+
+describe("pusher against a scripted receiver", () => {
+  it("sends Remote-Write 1.0 with the protocol headers and its own series labelled", async () => {
+    const { rx, p } = await setup({ EXTERNAL_LABELS: "cluster=test,job=nope", NAMESPACE: "ns1" });
+    await waitFor("a first request", () => rx.delivered().length > 0, p);
+    const r = rx.delivered()[0]!;
+    assert.equal(r.headers["content-encoding"], "snappy");
+    assert.equal(r.headers["content-type"], "application/x-protobuf");
+    assert.equal(r.headers["x-prometheus-remote-write-version"], "0.1.0");
+    assert.match(String(r.headers["user-agent"]), /^metrics-pusher\/\d+\.\d+\.\d+/);
+    const hb = r.series.find((s) => s.labels.some((l) => l.value === HEARTBEAT))!;
+    assert.deepEqual(Object.fromEntries(hb.labels.map((l) => [l.name, l.value])), {
+      __name__: HEARTBEAT,
+      cluster: "test",
+      instance: "faults",
+      job: "metrics-pusher",
+      namespace: "ns1",
+      pod: "faults",
+    });
+    // One timestamp per cycle: every series of the first request carries the same one.
+    const stamps = new Set(r.series.flatMap((s) => s.samples.map((x) => x.timestampMs)));
+    assert.equal(stamps.size, 1);
+  });
+
+  it("retries 5xx with the same batch, then succeeds", async () => {
+    const { rx, p } = await setup();
+    rx.script.push({ kind: "status", status: 500, body: "boom" }, { kind: "status", status: 503 });
+    await waitFor("delivery after two 5xx", () => rx.delivered().length > 0, p);
+    const [first, second, third] = rx.requests;
+    assert.equal(first!.answer.kind === "status" && first!.answer.status, 500);
+    assert.equal(second!.answer.kind === "status" && second!.answer.status, 503);
+    assert.deepEqual(second!.series, first!.series, "the retry is the same batch");
+    assert.deepEqual(third!.series, first!.series, "the retry is the same batch");
+    await waitFor("retries counted", () => (rx.latest(`${P}_retries_total`, { reason: "server_error" }) ?? 0) >= 2, p);
+    assert.ok(p.logs.some((l) => l.msg === "Remote write failed; retrying" && l.status === 500 && l.body === "boom"));
+    assert.ok(p.logs.some((l) => l.msg === "Remote write recovered"));
+  });
+
+  it("waits Retry-After on 429", async () => {
+    const { rx, p } = await setup();
+    rx.script.push({ kind: "status", status: 429, headers: { "Retry-After": "1" }, body: "slow down" });
+    await waitFor("delivery after 429", () => rx.delivered().length > 0, p, 5000);
+    const waited = rx.requests[1]!.at - rx.requests[0]!.at;
+    assert.ok(waited >= 950, `retried ${waited} ms after a 429 with Retry-After: 1`);
+    assert.deepEqual(rx.requests[1]!.series, rx.requests[0]!.series);
+    await waitFor("rate-limited retry counted", () => rx.latest(`${P}_retries_total`, { reason: "rate_limited" }) === 1, p);
+  });
+
+  it("drops a batch refused with 400 (counted, logged with status and body) and goes on", async () => {
+    const { rx, p } = await setup();
+    rx.script.push({ kind: "status", status: 400, body: "out of order sample" });
+    await waitFor("a delivery after the 400", () => rx.delivered().length > 0, p);
+    const [refused, next] = rx.requests;
+    assert.notDeepEqual(next!.series, refused!.series, "the refused batch was sent again");
+    const hbRefused = refused!.series.find((s) => s.labels.some((l) => l.value === HEARTBEAT))!.samples[0]!.timestampMs;
+    assert.ok(!rx.timestamps(HEARTBEAT).includes(hbRefused));
+    const log = p.logs.find((l) => l.status === 400);
+    assert.equal(log?.body, "out of order sample");
+    assert.equal(log?.level, 50);
+    const count = refused!.series.reduce((n, s) => n + s.samples.length, 0);
+    await waitFor("the refused samples counted", () => rx.latest(`${P}_samples_dropped_total`, { reason: "rejected" }) === count, p);
+  });
+
+  it("keeps every sample while the receiver is down for several intervals and delivers them afterwards, in order", async () => {
+    const { rx, p } = await setup();
+    await waitFor("a first delivery", () => rx.delivered().length > 0, p);
+    await rx.stop();
+    const downAt = Date.now();
+    await sleep(8 * INTERVAL_MS);
+    await rx.start();
+    const upAt = Date.now();
+    await waitFor("samples taken during the outage", () => rx.timestamps(HEARTBEAT).filter((t) => t > upAt).length >= 2 || undefined, p);
+    const ts = rx.timestamps(HEARTBEAT);
+    const during = ts.filter((t) => t > downAt && t < upAt);
+    assert.ok(during.length >= 6, `only ${during.length} heartbeats from the ${upAt - downAt} ms outage arrived`);
+    assertContiguous(ts, "heartbeat");
+    await waitFor("network retries counted", () => (rx.latest(`${P}_retries_total`, { reason: "network" }) ?? 0) > 0, p);
+    assert.equal(rx.latest(`${P}_samples_dropped_total`, { reason: "buffer_full" }), 0);
+  });
+
+  it("gives up on a receiver slower than TIMEOUT and retries", async () => {
+    const { rx, p } = await setup({ TIMEOUT: "300ms" });
+    rx.script.push({ kind: "hang" });
+    await waitFor("delivery after the hang", () => rx.delivered().length > 0, p);
+    const waited = rx.requests[1]!.at - rx.requests[0]!.at;
+    assert.ok(waited >= 300 && waited < 2000, `retried ${waited} ms after a hanging request (TIMEOUT 300ms)`);
+    assert.deepEqual(rx.requests[1]!.series, rx.requests[0]!.series);
+    await waitFor("timeout retry counted", () => rx.latest(`${P}_retries_total`, { reason: "timeout" }) === 1, p);
+    assertContiguous(rx.timestamps(HEARTBEAT), "heartbeat");
+  });
+
+  it("retries after a connection reset", async () => {
+    const { rx, p } = await setup();
+    rx.script.push({ kind: "reset" }, { kind: "reset" });
+    await waitFor("delivery after two resets", () => rx.delivered().length > 0, p);
+    assert.deepEqual(rx.requests[2]!.series, rx.requests[0]!.series);
+    await waitFor("network retries counted", () => rx.latest(`${P}_retries_total`, { reason: "network" }) === 2, p);
+  });
+
+  it("on SIGTERM delivers the last collection and stale markers for its own series, then exits 0", async () => {
+    const { rx, p } = await setup({ SHUTDOWN_TIMEOUT: "5s" });
+    await waitFor("two deliveries", () => rx.delivered().length >= 2, p);
+    p.child.kill("SIGTERM");
+    const { code } = await p.exited;
+    assert.equal(code, 0, p.output.slice(-10).join("\n"));
+    const last = rx.delivered().at(-1)!;
+    const stale = last.series.filter((s) => s.samples.some((x) => x.stale));
+    assert.ok(stale.length > 20, `only ${stale.length} stale markers`);
+    assert.ok(stale.some((s) => s.labels.some((l) => l.value === HEARTBEAT)));
+    assertContiguous(rx.timestamps(HEARTBEAT), "heartbeat");
+    assert.ok(p.logs.some((l) => l.msg === "Shutdown complete: every sample delivered"));
+  });
+
+  it("on SIGTERM during an outage exits 0 within SHUTDOWN_TIMEOUT and logs the loss with a count", async () => {
+    const { rx, p } = await setup({ SHUTDOWN_TIMEOUT: "1s" });
+    await waitFor("a first delivery", () => rx.delivered().length > 0, p);
+    await rx.stop();
+    await sleep(4 * INTERVAL_MS);
+    const t0 = Date.now();
+    p.child.kill("SIGTERM");
+    const { code } = await p.exited;
+    const took = Date.now() - t0;
+    assert.equal(code, 0, p.output.slice(-10).join("\n"));
+    assert.ok(took < 3000, `shutdown took ${took} ms with SHUTDOWN_TIMEOUT=1s`);
+    const loss = p.logs.find((l) => typeof l.lost === "number");
+    assert.ok(loss, `no loss logged\n${p.output.slice(-10).join("\n")}`);
+    assert.ok((loss.lost as number) > 0);
+    assert.equal(loss.level, 40);
+  });
+
+  it("with BUFFER_DIR, samples taken during an outage survive a restart and arrive afterwards, in order", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "faults-buffer-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const { rx, p } = await setup({ BUFFER_DIR: dir, SHUTDOWN_TIMEOUT: "300ms" });
+    await waitFor("a first delivery", () => rx.delivered().length > 0, p);
+    await rx.stop();
+    const downAt = Date.now();
+    await sleep(5 * INTERVAL_MS);
+    p.child.kill("SIGTERM");
+    assert.equal((await p.exited).code, 0);
+    const kept = p.logs.find((l) => typeof l.undelivered === "number");
+    assert.ok(kept && (kept.undelivered as number) > 0, `no "kept in BUFFER_DIR" line\n${p.output.slice(-10).join("\n")}`);
+    assert.ok(!p.logs.some((l) => typeof l.lost === "number"), "samples kept on disk were reported lost");
+    await rx.start();
+    const q = startPusher({ PROMETHEUS_REMOTE_WRITE_URL: rx.url, BUFFER_DIR: dir });
+    cleanups.push(() => kill(q));
+    const restartedAt = Date.now();
+    await waitFor("samples of the new process", () => rx.timestamps(HEARTBEAT).some((t) => t > restartedAt) || undefined, q);
+    const ts = rx.timestamps(HEARTBEAT);
+    const during = ts.filter((t) => t > downAt && t < restartedAt);
+    assert.ok(during.length >= 4, `only ${during.length} heartbeats of the outage arrived after the restart`);
+    for (let i = 1; i < ts.length; i++) assert.ok(ts[i]! > ts[i - 1]!, "heartbeats out of order across the restart");
+    assertContiguous(ts.filter((t) => t < restartedAt), "heartbeat before the restart");
+  });
+
+  it("a second signal exits at once", async () => {
+    const { rx, p } = await setup({ SHUTDOWN_TIMEOUT: "30s" });
+    await waitFor("a first delivery", () => rx.delivered().length > 0, p);
+    await rx.stop();
+    p.child.kill("SIGTERM");
+    await sleep(300);
+    const t0 = Date.now();
+    p.child.kill("SIGTERM");
+    const { code } = await p.exited;
+    assert.ok(Date.now() - t0 < 1500, "the second signal did not exit at once");
+    assert.notEqual(code, 0);
+  });
+
+  it("serves /health, /ready and /metrics on HTTP_PORT; /ready does not depend on the receiver", async () => {
+    const rx = new Receiver();
+    await rx.start();
+    await rx.stop(); // a port nobody listens on: the receiver is down the whole time
+    const probe = http.createServer();
+    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const p = startPusher({ PROMETHEUS_REMOTE_WRITE_URL: rx.url, HTTP_PORT: String(port), HTTP_ADDRESS: "127.0.0.1" });
+    cleanups.push(() => kill(p));
+    const get = async (path: string): Promise<{ status: number; text: string }> => {
+      const r = await fetch(`http://127.0.0.1:${port}${path}`);
+      return { status: r.status, text: await r.text() };
+    };
+    await waitFor("the pusher's log line saying it started", () => p.logs.some((l) => l.msg === "Pusher started"), p);
+    assert.equal((await get("/health")).status, 200);
+    assert.equal((await get("/ready")).status, 200);
+    await waitFor("a failed push", () => p.logs.some((l) => l.msg === "Remote write failed; retrying"), p);
+    assert.equal((await get("/ready")).status, 200, "ready while the receiver is down");
+    const metrics = await get("/metrics");
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, new RegExp(`^${P}_buffered_samples [1-9]\\d*`, "m"));
+    assert.match(metrics.text, /^process_resident_memory_bytes /m);
+    assert.equal((await get("/nope")).status, 404);
+    assert.deepEqual(listeningPorts(p.child.pid!), [port]);
+  });
+
+  it("exposes no port when HTTP_PORT is unset (sidecar mode)", async () => {
+    const { rx, p } = await setup();
+    await waitFor("a first delivery", () => rx.delivered().length > 0, p);
+    const started = p.logs.find((l) => l.msg === "Pusher started");
+    assert.equal(started?.httpPort, 0);
+    assert.deepEqual(listeningPorts(p.child.pid!), [], "the pusher listens on a port");
+  });
+
+  it("exits 2 naming every bad variable and its value", async () => {
+    const p = startPusher({ PUSH_INTERVAL: "soon", TIMEOUT: "0s", PROMETHEUS_REMOTE_WRITE_URL: "" });
+    cleanups.push(() => kill(p));
+    const { code } = await p.exited;
+    assert.equal(code, 2);
+    const text = p.output.join("\n");
+    for (const s of ["PROMETHEUS_REMOTE_WRITE_URL", 'PUSH_INTERVAL="soon"', 'TIMEOUT="0s"']) assert.ok(text.includes(s), `${s} not named:\n${text}`);
+  });
+});
