@@ -201,6 +201,31 @@ describe("mutate", () => {
     assert.deepEqual([...picks], ["a"]);
   });
 
+  it("renames its volumes when the pod already uses their names, keeping mounts and hash consistent", () => {
+    const mp = pusher("mp", { remoteWrite: { url: "http://rw:9090/api/v1/write", bearerTokenSecret: { name: "tok", key: "token" } } });
+    const rendered = renderSidecar(mp, defaults);
+    const ours = rendered.volumes.map((v) => v.name);
+    assert.ok(ours.length > 0, "the MetricsPusher renders a Secret volume");
+    const p = pod();
+    p.spec!.volumes = [...ours, `${ours[0]}-2`].map((name) => ({ name, emptyDir: {} }));
+    const r = mutate(input({ pod: p, pushers: [mp] }));
+    assert.equal(r.kind, "patch");
+    if (r.kind !== "patch") return;
+    assert.equal(r.hash, rendered.hash);
+    const out = apply(p, r.patch);
+    const names = (out.spec?.volumes ?? []).map((v) => v.name);
+    assert.equal(new Set(names).size, names.length, `duplicate volume names: ${names.join(", ")}`);
+    const sidecar = [...(out.spec?.initContainers ?? []), ...(out.spec?.containers ?? [])].find((c) => c.name === SIDECAR_CONTAINER_NAME)!;
+    const added = names.slice(p.spec!.volumes.length);
+    assert.deepEqual(added, [`${ours[0]}-3`, ...ours.slice(1).map((n) => `${n}-2`)]);
+    assert.deepEqual((sidecar.volumeMounts ?? []).map((m) => m.name).sort(), [...added].sort());
+    assert.deepEqual(
+      (sidecar.volumeMounts ?? []).map((m) => m.mountPath),
+      (rendered.container.volumeMounts ?? []).map((m) => m.mountPath),
+      "mount paths (and so the env pointing at them) are unchanged",
+    );
+  });
+
   it("accepts creationTimestamp as a string (watch events carry plain JSON)", () => {
     const older = pusher("z", {}, { creationTimestamp: "2025-01-01T00:00:00Z" as unknown as Date });
     const r = mutate(input({ pushers: [pusher("a"), older] }));

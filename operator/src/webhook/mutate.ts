@@ -155,7 +155,8 @@ function choosePusher(input: MutateInput): Choice {
 }
 
 /** Steps 3-5 on a copy: add the container and volumes, then mark the pod. */
-function inject(pod: V1Pod, sidecar: RenderedSidecar, pusherName: string): V1Pod {
+function inject(pod: V1Pod, rendered: RenderedSidecar, pusherName: string): V1Pod {
+  const sidecar = withFreeVolumeNames(rendered, pod.spec?.volumes ?? []);
   const out = structuredClone(pod);
   out.metadata ??= {};
   out.spec ??= { containers: [] };
@@ -164,6 +165,34 @@ function inject(pod: V1Pod, sidecar: RenderedSidecar, pusherName: string): V1Pod
   if (sidecar.volumes.length > 0) out.spec.volumes = [...(out.spec.volumes ?? []), ...structuredClone(sidecar.volumes)];
   out.metadata.annotations = { ...(out.metadata.annotations ?? {}), [Annotations.injected]: formatInjected(pusherName, sidecar.hash) };
   return out;
+}
+
+/**
+ * A pod may already use a name the sidecar's volumes would take (found by the fuzz suite): two volumes of one name
+ * make the apiserver refuse the pod. Ours get the next free numbered name instead; mount paths, and so the rendered
+ * environment and the config hash, stay the same.
+ */
+function withFreeVolumeNames(sidecar: RenderedSidecar, podVolumes: readonly { name: string }[]): RenderedSidecar {
+  const taken = new Set(podVolumes.map((v) => v.name));
+  if (!sidecar.volumes.some((v) => taken.has(v.name))) return sidecar;
+  const renamed = new Map<string, string>();
+  for (const v of sidecar.volumes) taken.add(v.name);
+  for (const v of sidecar.volumes) {
+    if (!podVolumes.some((p) => p.name === v.name)) continue;
+    let n = 2;
+    while (taken.has(`${v.name}-${n}`)) n++;
+    renamed.set(v.name, `${v.name}-${n}`);
+    taken.add(`${v.name}-${n}`);
+  }
+  const rename = (name: string): string => renamed.get(name) ?? name;
+  return {
+    ...sidecar,
+    volumes: sidecar.volumes.map((v) => ({ ...v, name: rename(v.name) })),
+    container: {
+      ...sidecar.container,
+      ...(sidecar.container.volumeMounts ? { volumeMounts: sidecar.container.volumeMounts.map((m) => ({ ...m, name: rename(m.name) })) } : {}),
+    },
+  };
 }
 
 function byAgeThenName(a: MetricsPusher, b: MetricsPusher): number {
