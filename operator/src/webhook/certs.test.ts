@@ -104,6 +104,17 @@ describe("inspectBundle", () => {
     assert.equal(inspectBundle(b, spec, new Date(t0.getTime() + 3651 * DAY)).kind, "replaceAll");
   });
 
+  it("counts a short lifetime from issue, not from the backdated notBefore (no renewal loop)", async () => {
+    const t0 = new Date("2026-01-01T00:00:00Z");
+    const ca = await createCA(t0, 3650 * DAY);
+    const shortSpec = { ...spec, leafValidityMs: 45_000 };
+    const leaf = await issueLeaf(ca, shortSpec, t0);
+    const b = { [SecretKeys.caCert]: ca.cert, [SecretKeys.caKey]: ca.key, [SecretKeys.tlsCert]: leaf.cert, [SecretKeys.tlsKey]: leaf.key };
+    assert.deepEqual(pick(inspectBundle(b, shortSpec, t0)), { kind: "ok", renew: "none" }, "a leaf just issued is not due");
+    assert.deepEqual(pick(inspectBundle(b, shortSpec, new Date(t0.getTime() + 29_000))), { kind: "ok", renew: "none" });
+    assert.deepEqual(pick(inspectBundle(b, shortSpec, new Date(t0.getTime() + 31_000))), { kind: "ok", renew: "leaf" });
+  });
+
   it("asks for a new leaf when the SANs changed (URL mode host)", async () => {
     const b = await validBundle();
     assert.equal(inspectBundle(b, { ...spec, ipAddresses: ["127.0.0.2"] }, new Date()).kind, "reissueLeaf");

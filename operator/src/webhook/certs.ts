@@ -160,8 +160,14 @@ export function inspectBundle(data: Readonly<Record<string, string>> | undefined
   for (const d of spec.dnsNames) if (!sans.includes(`DNS:${d}`)) return { kind: "reissueLeaf", why: `serving certificate lacks DNS name ${d}` };
   for (const ip of spec.ipAddresses) if (!sans.includes(`IP Address:${ip}`)) return { kind: "reissueLeaf", why: `serving certificate lacks IP ${ip}` };
 
-  const renewCA = caTo - now.getTime() < (caTo - caFrom) / 3;
-  const renewLeaf = to - now.getTime() < (to - from) / 3;
+  // Lifetimes count from issue, not from the backdated notBefore: with the backdate in it, a certificate shorter than
+  // about two backdates would be "due" the moment it is made and be renewed in a loop.
+  const dueIn = (notBefore: number, notAfter: number): boolean => {
+    const issued = Math.min(notBefore + BACKDATE_MS, notAfter);
+    return notAfter - now.getTime() < (notAfter - issued) / 3;
+  };
+  const renewCA = dueIn(caFrom, caTo);
+  const renewLeaf = dueIn(from, to);
   return { kind: "ok", renew: renewCA ? "ca" : renewLeaf ? "leaf" : "none", leafNotAfter: new Date(to), caNotAfter: new Date(caTo) };
 }
 
