@@ -310,6 +310,19 @@ describe("SendQueue", () => {
     assert.equal(counts.sentN, 10);
   });
 
+  it("close() retries quickly during the flush, so a receiver back within SHUTDOWN_TIMEOUT still gets everything", async () => {
+    const r = receiver([], down);
+    const { q, counts } = queue(r.send, { maxPerSend: 5 });
+    q.push(tick(0, 10));
+    // Let the backoff grow well beyond the flush window (15 ms doubling: the 8th wait is ~1.9 s).
+    await until(() => counts.attempts >= 8, 10_000);
+    setTimeout(() => (r.state.fallback = ok()), 300);
+    const t0 = Date.now();
+    const { lost } = await q.close(1500);
+    assert.equal(lost, 0, `flush missed the receiver's return (took ${Date.now() - t0} ms)`);
+    assert.equal(counts.sentN, 10);
+  });
+
   it("close() gives up at the deadline, aborts the request in flight and counts the loss", async () => {
     const r = receiver(["hang"], down);
     const { q, counts } = queue(r.send, { maxPerSend: 3 });

@@ -14,7 +14,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Labels, Sample } from "../series.ts";
 import type { SendResult } from "./client.ts";
 import { toWriteRequest } from "./encode.ts";
-import { decide, type RetryReason } from "./retry.ts";
+import { RetryReason, decide } from "./retry.ts";
+
+/** Longest wait between two attempts of the last flush, once shutdown started. */
+const SHUTDOWN_RETRY_MS = 250;
 
 export const DropReason = {
   /** The buffer was full: the oldest samples made room for new ones. */
@@ -300,12 +303,16 @@ export class SendQueue {
         this.#batch = undefined;
         continue;
       }
-      this.#failing(result, decision.reason, decision.delayMs);
+      // Shutting down, the backoff would outlast a short SHUTDOWN_TIMEOUT: a receiver back within it must still get
+      // the last flush. A receiver's own Retry-After is still honoured (the deadline bounds it).
+      const delayMs =
+        this.#closing && decision.reason !== RetryReason.RateLimited ? Math.min(decision.delayMs, SHUTDOWN_RETRY_MS) : decision.delayMs;
+      this.#failing(result, decision.reason, delayMs);
       this.#o.observer.retried(decision.reason);
       b.retries++;
       b.wait = new AbortController();
       try {
-        await sleep(decision.delayMs, undefined, { signal: AbortSignal.any([signal, b.wait.signal]) });
+        await sleep(delayMs, undefined, { signal: AbortSignal.any([signal, b.wait.signal]) });
       } catch {
         /* aborted: dropped for room, or shutting down */
       }
