@@ -45,5 +45,8 @@ cluster: npm controlplane
 bench: deps build
 	$(NODE) --conditions=source test/bench/run.ts
 
+soak: deps build
+	SOAK=1 $(NODE) scripts/run-tests.ts reliability
+
 clean:
 	rm -rf node_modules pusher/dist operator/dist

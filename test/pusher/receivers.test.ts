@@ -65,6 +65,7 @@ function startPusher(receiver: Receiver, scrapeUrl: string): Promise<Peer> {
         .map(([k, v]) => `${k}=${v}`)
         .join(","),
       HTTP_PORT: String(port),
+      HTTP_ADDRESS: "127.0.0.1",
       LOG_LEVEL: "debug",
     }),
   });

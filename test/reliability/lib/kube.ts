@@ -1,0 +1,74 @@
+// Small helpers over the real control plane for the reliability suites: kubectl with the harness' kubeconfig, the
+// project's CRDs applied and Established, namespaces, and the message of a refused request.
+import { execFile } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { ApiextensionsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import type { ControlPlane } from "../../controlplane/harness.ts";
+import { waitFor } from "./wait.ts";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
+const run = promisify(execFile);
+
+export async function kubectl(cp: ControlPlane, args: string[], input?: string): Promise<{ stdout: string; stderr: string }> {
+  const child = run(join(cp.binDir, "kubectl"), ["--kubeconfig", cp.kubeconfigPath, ...args], {
+    cwd: ROOT,
+    maxBuffer: 32 * 1024 * 1024,
+    timeout: 60_000,
+  });
+  if (input !== undefined) {
+    child.child.stdin?.end(input);
+  }
+  try {
+    return await child;
+  } catch (e) {
+    const err = e as Error & { stdout?: string; stderr?: string };
+    throw new Error(`kubectl ${args.join(" ")} failed: ${err.stderr || err.message}`);
+  }
+}
+
+/** kubectl apply -k crds/ (the project's own kustomization), then wait for every CRD to be Established. */
+export async function applyCrds(cp: ControlPlane): Promise<string[]> {
+  const out = await kubectl(cp, ["apply", "-k", join(ROOT, "crds"), "-o", "name"]);
+  const names = out.stdout
+    .split("\n")
+    .filter((l) => l.startsWith("customresourcedefinition"))
+    .map((l) => l.split("/")[1]!);
+  if (names.length === 0) throw new Error(`kubectl apply -k crds/ created no CustomResourceDefinition:\n${out.stdout}${out.stderr}`);
+  const ext = cp.kubeConfig.makeApiClient(ApiextensionsV1Api);
+  for (const name of names) {
+    await waitFor(
+      async () => {
+        const crd = await ext.readCustomResourceDefinition({ name });
+        return crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True");
+      },
+      { timeoutMs: 30_000, message: `CRD ${name} Established` },
+    );
+  }
+  return names;
+}
+
+export async function createNamespace(kc: KubeConfig, name: string, labels: Record<string, string> = {}): Promise<void> {
+  await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name, labels } } });
+}
+
+/** The apiserver's message of a refused request (client-node ApiException), or the error's own message. */
+export function apiMessage(e: unknown): string {
+  const err = e as { code?: number; body?: unknown; message?: string };
+  let body = err.body;
+  if (typeof body === "string") {
+    const text = body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return text;
+    }
+  }
+  if (body && typeof body === "object" && "message" in body) return String((body as { message: unknown }).message);
+  return err.message ?? String(e);
+}
+
+export function apiCode(e: unknown): number | undefined {
+  return (e as { code?: number }).code;
+}

@@ -1,0 +1,221 @@
+// Starts the real pusher (pusher/src/main.ts, run by Node 24's type stripping) as a child process for the reliability
+// suites: its JSON log lines are kept, its /metrics is read over HTTP_PORT, its resident memory from /proc, and it is
+// killed by pid when the test ends or the test process exits.
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { waitFor } from "./wait.ts";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
+export const PUSHER_MAIN = join(ROOT, "pusher/src/main.ts");
+
+const live = new Set<ChildProcess>();
+let handlersInstalled = false;
+function installExitHandler(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on("exit", () => {
+    for (const c of live) if (c.pid !== undefined && c.exitCode === null) try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
+  });
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => (typeof a === "object" && a ? resolve(a.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+export interface LogLine {
+  level?: number | string;
+  msg?: string;
+  [k: string]: unknown;
+}
+
+export interface PusherProcess {
+  readonly pid: number;
+  readonly httpPort: number;
+  /** Parsed JSON log lines (stdout), in order. */
+  readonly logs: LogLine[];
+  /** Lines that were not JSON (stderr included), for failure messages. */
+  readonly rawOutput: string[];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  /** The exposition text of /metrics. */
+  metricsText(): Promise<string>;
+  /** Sum of the samples of `name` whose labels include `labels`; 0 when none. */
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+  /** Every sample of /metrics as [name, labels, value]. */
+  metrics(): Promise<ExpoSample[]>;
+  /** VmRSS of the process in bytes. */
+  rssBytes(): number;
+  signal(sig: NodeJS.Signals): void;
+  /** SIGKILL (if still running) and wait for the exit. */
+  stop(): Promise<void>;
+  /** Last lines of output, for assertion messages. */
+  tail(n?: number): string;
+}
+
+export interface ExpoSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** A small exposition parser: enough for reading the pusher's own counters and gauges in tests. */
+export function parseExposition(text: string): ExpoSample[] {
+  const out: ExpoSample[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    if (m[3]) for (const l of m[3].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = JSON.parse(`"${l[2]!}"`) as string;
+    const v = m[4]!;
+    out.push({ name: m[1]!, labels, value: v === "+Inf" ? Infinity : v === "-Inf" ? -Infinity : Number(v) });
+  }
+  return out;
+}
+
+export interface StartPusherOptions {
+  env: Record<string, string>;
+  /** Wait until /ready answers 200 (default true). */
+  waitReady?: boolean;
+  /** Extra node flags (e.g. --max-old-space-size). */
+  nodeArgs?: string[];
+}
+
+export async function startPusher(options: StartPusherOptions): Promise<PusherProcess> {
+  installExitHandler();
+  const httpPort = options.env.HTTP_PORT ? Number(options.env.HTTP_PORT) : await freePort();
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+    HOME: process.env.HOME ?? "/tmp",
+    LOG_LEVEL: "info",
+    HTTP_PORT: String(httpPort),
+    HTTP_ADDRESS: "127.0.0.1",
+    POD_NAME: "reliability",
+    ...options.env,
+  };
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), "--conditions=source", PUSHER_MAIN], {
+    env,
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  live.add(child);
+  const logs: LogLine[] = [];
+  const rawOutput: string[] = [];
+  let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on("exit", (code, signal) => {
+      exitInfo = { code, signal };
+      live.delete(child);
+      resolve(exitInfo);
+    });
+  });
+  const lines = (stream: NodeJS.ReadableStream, json: boolean): void => {
+    let buf = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk: string) => {
+      buf += chunk;
+      let i: number;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (json) {
+          try {
+            logs.push(JSON.parse(line) as LogLine);
+            continue;
+          } catch {
+            /* not JSON */
+          }
+        }
+        rawOutput.push(line);
+        if (rawOutput.length > 2000) rawOutput.splice(0, 1000);
+      }
+    });
+  };
+  lines(child.stdout!, true);
+  lines(child.stderr!, false);
+  if (child.pid === undefined) throw new Error("the pusher did not start (no pid)");
+  const pid = child.pid;
+
+  const tail = (n = 30): string =>
+    [...logs.slice(-n).map((l) => JSON.stringify(l)), ...rawOutput.slice(-n)].join("\n");
+
+  const metricsText = async (): Promise<string> => {
+    const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(5000) });
+    if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
+    return res.text();
+  };
+  const metrics = async (): Promise<ExpoSample[]> => parseExposition(await metricsText());
+
+  const p: PusherProcess = {
+    pid,
+    httpPort,
+    logs,
+    rawOutput,
+    exited,
+    get exitInfo() {
+      return exitInfo;
+    },
+    metricsText,
+    metrics,
+    async metric(name, labels = {}) {
+      let sum = 0;
+      for (const s of await metrics()) {
+        if (s.name !== name) continue;
+        if (Object.entries(labels).every(([k, v]) => s.labels[k] === v)) sum += s.value;
+      }
+      return sum;
+    },
+    rssBytes() {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+      return Number(m[1]) * 1024;
+    },
+    signal(sig) {
+      if (exitInfo === undefined) process.kill(pid, sig);
+    },
+    async stop() {
+      if (exitInfo === undefined) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          /* already gone */
+        }
+      }
+      await exited;
+    },
+    tail,
+  };
+
+  if (options.waitReady ?? true) {
+    try {
+      await waitFor(
+        async () => {
+          if (exitInfo !== undefined) throw new Error(`the pusher exited (${JSON.stringify(exitInfo)})`);
+          const r = await fetch(`http://127.0.0.1:${httpPort}/ready`, { signal: AbortSignal.timeout(2000) });
+          return r.status === 200;
+        },
+        { timeoutMs: 20_000, message: `the pusher answering /ready on port ${httpPort}` },
+      );
+    } catch (e) {
+      await p.stop();
+      throw new Error(`${(e as Error).message}\n--- pusher output ---\n${tail()}`);
+    }
+  }
+  return p;
+}
+
+/** The first log line whose msg matches, or undefined. */
+export function findLog(logs: readonly LogLine[], re: RegExp): LogLine | undefined {
+  return logs.find((l) => typeof l.msg === "string" && re.test(l.msg));
+}

@@ -1,0 +1,98 @@
+// Scraped targets that misbehave — one that hangs, one that returns 10 MB of garbage, one whose exposition is not
+// UTF-8 — cost the real pusher bounded time and memory: every cycle still runs on time, each bad target reports
+// up 0 with the failure counted by reason, a well-behaved target beside them keeps up 1, and the process stays up.
+import { strict as assert } from "node:assert";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { startFaultProxy, type FaultProxy } from "./lib/faultproxy.ts";
+import { soak } from "./lib/mode.ts";
+import { startPusher, type PusherProcess } from "./lib/pusher.ts";
+import { garbageTarget, hangingTarget, invalidUtf8Target, tickTarget, type Target } from "./lib/targets.ts";
+import { waitFor } from "./lib/wait.ts";
+
+const INTERVAL_MS = 2000;
+const SCRAPE_TIMEOUT_MS = 1000;
+const CYCLES = soak(8, 60);
+const PREFIX = "knative_lambda_metric_pusher";
+
+describe("scrape targets that hang, flood or send invalid UTF-8", () => {
+  let proxy: FaultProxy;
+  let pusher: PusherProcess | undefined;
+  const targets: Record<"tick" | "hang" | "garbage" | "utf8", Target> = {} as never;
+
+  before(async () => {
+    // No upstream: the proxy accepts everything (204) and keeps the decoded samples to inspect.
+    proxy = await startFaultProxy();
+    targets.tick = await tickTarget();
+    targets.hang = await hangingTarget();
+    targets.garbage = await garbageTarget(10 * 1024 * 1024);
+    targets.utf8 = await invalidUtf8Target();
+  });
+  after(async () => {
+    await pusher?.stop();
+    await proxy?.close();
+    for (const t of Object.values(targets)) await t?.close();
+  });
+
+  it(`keeps its cycle, reports up 0 for each bad target and stays within memory over ${CYCLES} cycles`, async (t) => {
+    pusher = await startPusher({
+      env: {
+        PROMETHEUS_REMOTE_WRITE_URL: proxy.remoteWriteUrl,
+        PUSH_INTERVAL: `${INTERVAL_MS}ms`,
+        SCRAPE_TIMEOUT: `${SCRAPE_TIMEOUT_MS}ms`,
+        TIMEOUT: "2s",
+        SCRAPE_TARGETS: [targets.tick.url, targets.hang.url, targets.garbage.url, targets.utf8.url].join(","),
+      },
+    });
+    const rss: number[] = [];
+    const started = Date.now();
+    for (let i = 0; i < CYCLES; i++) {
+      await sleep(INTERVAL_MS);
+      assert.equal(pusher.exitInfo, undefined, `the pusher exited: ${JSON.stringify(pusher.exitInfo)}\n${pusher.tail()}`);
+      rss.push(pusher.rssBytes());
+    }
+    const elapsed = Date.now() - started;
+
+    // `up` per target, as delivered by Remote-Write: the last value of each.
+    const lastUp = (instance: string): number | undefined => {
+      const ups = proxy.delivered().filter((s) => s.labels.includes(`__name__="up"`) && s.labels.includes(`instance="${instance}"`));
+      return ups.at(-1)?.value;
+    };
+    await waitFor(() => lastUp(targets.tick.instance) !== undefined, { timeoutMs: 10_000, message: "an up sample for the good target delivered" });
+    assert.equal(lastUp(targets.tick.instance), 1, "the well-behaved target is not up");
+    for (const name of ["hang", "garbage", "utf8"] as const) {
+      assert.equal(lastUp(targets[name].instance), 0, `target ${name}: up is not 0`);
+    }
+
+    // Every cycle ran: the good target was scraped about once per interval despite the others.
+    const expected = Math.floor(elapsed / INTERVAL_MS);
+    assert.ok(targets.tick.hits >= expected - 2, `good target scraped ${targets.tick.hits} times in ${elapsed} ms (expected ~${expected})`);
+
+    // The hanging target was cut off by the scrape timeout: its scrape_duration_seconds stays near the timeout.
+    const durations = proxy
+      .delivered()
+      .filter((s) => s.labels.includes(`__name__="scrape_duration_seconds"`) && s.labels.includes(`instance="${targets.hang.instance}"`))
+      .map((s) => s.value);
+    assert.ok(durations.length > 0, "no scrape_duration_seconds for the hanging target");
+    assert.ok(Math.max(...durations) < (SCRAPE_TIMEOUT_MS + 500) / 1000, `hanging scrape took up to ${Math.max(...durations)} s`);
+
+    // Counted by reason.
+    const failures = (await pusher.metrics()).filter((s) => s.name === `${PREFIX}_scrape_failures_total`);
+    const reasonFor = (instance: string): string[] => failures.filter((s) => s.labels.target === instance && s.value > 0).map((s) => s.labels.reason!);
+    t.diagnostic(`scrape failures: ${failures.filter((s) => s.value > 0).map((s) => `${s.labels.target}/${s.labels.reason}=${s.value}`).join(" ")}; hanging scrape took up to ${Math.max(...durations)} s`);
+    assert.deepEqual(reasonFor(targets.hang.instance), ["timeout"], `hang: ${JSON.stringify(failures)}`);
+    assert.ok(reasonFor(targets.garbage.instance).length === 1, `garbage: ${JSON.stringify(failures)}`);
+    assert.deepEqual(reasonFor(targets.utf8.instance), ["invalid_utf8"], `utf8: ${JSON.stringify(failures)}`);
+    assert.deepEqual(reasonFor(targets.tick.instance), [], "the good target has failures");
+
+    // Memory: 10 MB of garbage every cycle must not accumulate. Compare the second half with the first.
+    const mb = (b: number): number => Math.round(b / 1024 / 1024);
+    const half = Math.floor(rss.length / 2);
+    const firstHalfMax = Math.max(...rss.slice(0, half));
+    const secondHalfMax = Math.max(...rss.slice(half));
+    t.diagnostic(`RSS per cycle (MiB): ${rss.map(mb).join(" ")}`);
+    assert.ok(Math.max(...rss) < 256 * 1024 * 1024, `RSS reached ${mb(Math.max(...rss))} MiB`);
+    assert.ok(secondHalfMax - firstHalfMax < 32 * 1024 * 1024, `RSS grew from ${mb(firstHalfMax)} to ${mb(secondHalfMax)} MiB`);
+    assert.ok(proxy.requests.some((r) => r.status === 204), "nothing was pushed");
+  });
+});
