@@ -92,8 +92,11 @@ function installHooks(): void {
   process.on("exit", killAllSync);
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     const onSignal = (): void => {
+      // Alone on this signal, we took over Node's default: stop the peers and die of it as Node would have.
+      // Otherwise another listener (the demo, a test runner) decides the order: it may still need a peer, e.g. for
+      // the pusher's last flush, and its exit runs killAllSync.
+      if (process.listenerCount(sig) !== 1) return;
       killAllSync();
-      // Re-raise so the process still dies of the signal, as it would without us.
       process.removeListener(sig, onSignal);
       process.kill(process.pid, sig);
     };
