@@ -2,7 +2,7 @@
 // write status only when it changed. Level-based: it looks at the world as it is, never at what changed, so running
 // it twice in a row does nothing the second time.
 import { ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
-import type { KubeConfig, V1Pod } from "@kubernetes/client-node";
+import type { V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import {
   Annotations,
@@ -17,13 +17,11 @@ import {
   VERSION,
 } from "../api/index.ts";
 import type { MetricsPusher } from "../api/index.ts";
-import type { OperatorConfig } from "../config.ts";
-import type { Informer } from "../kube/informer.ts";
-import { pusherRef, type EventRecorder, type ObjectRef } from "../webhook/events.ts";
-import type { OperatorMetrics } from "../webhook/metrics.ts";
+import { pusherRef, type ObjectRef } from "../webhook/events.ts";
 import { mutate, type MutateSettings } from "../webhook/mutate.ts";
 import { isImageAllowed, renderSidecar, type SidecarDefaults } from "../webhook/sidecar.ts";
 import type { NamespaceCache } from "./caches.ts";
+import type { ControllerDeps } from "./index.ts";
 import {
   type Action,
   computeStatus,
@@ -42,16 +40,7 @@ export const DRIFT_REPAIR_BACKOFF_MS = 10 * 60_000;
 /** After this many failed deletion attempts the finalizer is removed anyway: deletion must never hang forever. */
 export const MAX_DELETE_ATTEMPTS = 5;
 
-export interface ReconcilerDeps {
-  kc: KubeConfig;
-  config: OperatorConfig;
-  log: Logger;
-  metrics: OperatorMetrics;
-  events: EventRecorder;
-  pushers: Informer<MetricsPusher>;
-  namespaceLabels: (namespace: string) => Readonly<Record<string, string>> | undefined;
-  defaults: () => SidecarDefaults;
-  settings: MutateSettings;
+export interface ReconcilerDeps extends ControllerDeps {
   cacheFor: (namespace: string) => NamespaceCache;
   bucket: TokenBucket;
   /** Re-queue this key after `ms` (rate limit, drift backoff). */

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { ROOT } from "./kube.ts";
 import { freePort, parseExposition, type ExpoSample, type LogLine } from "./pusher.ts";
 import { waitFor } from "./wait.ts";
+import { collectOutput } from "./output.ts";
 
 const live = new Set<ChildProcess>();
 let installed = false;
@@ -63,8 +64,7 @@ export async function startOperator(opts: StartOperatorOptions): Promise<Operato
   live.add(child);
   if (child.pid === undefined) throw new Error("the operator did not start");
   const pid = child.pid;
-  const logs: LogLine[] = [];
-  const raw: string[] = [];
+  const { logs, raw } = collectOutput<LogLine>(child);
   let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on("exit", (code, signal) => {
@@ -73,27 +73,6 @@ export async function startOperator(opts: StartOperatorOptions): Promise<Operato
       resolve(exitInfo);
     }),
   );
-  for (const [stream, json] of [[child.stdout!, true], [child.stderr!, false]] as const) {
-    let buf = "";
-    stream.setEncoding("utf8");
-    stream.on("data", (chunk: string) => {
-      buf += chunk;
-      let i: number;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (json) {
-          try {
-            logs.push(JSON.parse(line) as LogLine);
-            continue;
-          } catch {
-            /* not JSON */
-          }
-        }
-        raw.push(line);
-      }
-    });
-  }
   const tail = (n = 30): string => [...logs.slice(-n).map((l) => JSON.stringify(l)), ...raw.slice(-n)].join("\n");
   const metrics = async (): Promise<ExpoSample[]> => {
     const r = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(5000) });

@@ -7,6 +7,7 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { waitFor } from "./wait.ts";
+import { collectOutput } from "./output.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 export const PUSHER_MAIN = join(ROOT, "pusher/src/main.ts");
@@ -110,8 +111,7 @@ export async function startPusher(options: StartPusherOptions): Promise<PusherPr
     stdio: ["ignore", "pipe", "pipe"],
   });
   live.add(child);
-  const logs: LogLine[] = [];
-  const rawOutput: string[] = [];
+  const { logs, raw: rawOutput } = collectOutput<LogLine>(child);
   let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.on("exit", (code, signal) => {
@@ -120,30 +120,6 @@ export async function startPusher(options: StartPusherOptions): Promise<PusherPr
       resolve(exitInfo);
     });
   });
-  const lines = (stream: NodeJS.ReadableStream, json: boolean): void => {
-    let buf = "";
-    stream.setEncoding("utf8");
-    stream.on("data", (chunk: string) => {
-      buf += chunk;
-      let i: number;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (json) {
-          try {
-            logs.push(JSON.parse(line) as LogLine);
-            continue;
-          } catch {
-            /* not JSON */
-          }
-        }
-        rawOutput.push(line);
-        if (rawOutput.length > 2000) rawOutput.splice(0, 1000);
-      }
-    });
-  };
-  lines(child.stdout!, true);
-  lines(child.stderr!, false);
   if (child.pid === undefined) throw new Error("the pusher did not start (no pid)");
   const pid = child.pid;
 
