@@ -184,7 +184,7 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
       { timeoutMs: 20_000, message: "a builder pod in team-a injected (the webhook's cache has the MetricsPusher)" },
     );
     assert.ok(pod.metadata?.annotations?.[Annotations.injected]?.startsWith("mp@"));
-    const forbidden = op!.logs.filter((l) => /forbidden|403/i.test(JSON.stringify(l)));
+    const forbidden = op!.logs.filter((l) => /forbidden|\b403\b/i.test(JSON.stringify(l)));
     assert.deepEqual(forbidden, [], "the operator hit RBAC refusals while doing its job");
   });
 
