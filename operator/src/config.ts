@@ -23,7 +23,7 @@ export type SettingSpec = {
   readonly description: string;
 };
 
-/** Every setting, in documentation order. docs/operator.md lists the same table. */
+/** Every setting, in documentation order. README.md ("Operator settings") lists the same table. */
 export const SETTINGS = {
   PUSHER_IMAGE: {
     flag: "pusher-image",

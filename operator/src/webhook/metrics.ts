@@ -24,7 +24,7 @@ export function createOperatorMetrics(registry: Registry) {
     }),
     webhookSkips: new Counter({
       name: `${P}_webhook_skips_total`,
-      help: "Pods the webhook left alone, by reason (see SkipReason in docs/operator.md).",
+      help: "Pods the webhook left alone, by reason (see SkipReason in the README).",
       labelNames: ["reason"] as const,
       registers,
     }),
