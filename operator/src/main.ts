@@ -1,7 +1,7 @@
 // Wiring only: config → logger → clients → servers (metrics, probes, webhook) → informers → controller → shutdown.
 import { createServer } from "node:http";
 import type { Server } from "node:http";
-import { CoreV1Api, CustomObjectsApi, KubeConfig, VersionApi } from "@kubernetes/client-node";
+import { CoreV1Api, CustomObjectsApi, VersionApi } from "@kubernetes/client-node";
 import type { KubernetesListObject, V1Namespace, V1Node } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { Registry, collectDefaultMetrics } from "prom-client";
@@ -11,6 +11,7 @@ import { OperatorConfigError, parseOperatorConfig, settingsHelp } from "./config
 import type { OperatorConfig } from "./config.ts";
 import { startControllers } from "./controller/index.ts";
 import type { Controllers } from "./controller/index.ts";
+import { PooledKubeConfig } from "./kube/kubeconfig.ts";
 import { createInformer } from "./kube/informer.ts";
 import { nativeSidecarsSupported } from "./webhook/capabilities.ts";
 import { createDirCertSource, createSecretCertSource, kubeCertStore } from "./webhook/certs.ts";
@@ -40,7 +41,7 @@ const config: OperatorConfig = (() => {
 const log = pino({ level: config.logLevel, base: { pod: config.podName } });
 log.info({ version: config.version, pusherImage: config.pusherImage, webhookUrl: config.webhookUrl, certDir: config.certDir }, "Starting metrics-pusher operator");
 
-const kc = new KubeConfig();
+const kc = new PooledKubeConfig();
 kc.loadFromDefault();
 const core = kc.makeApiClient(CoreV1Api);
 const custom = kc.makeApiClient(CustomObjectsApi);
