@@ -19,3 +19,21 @@ export interface Sample {
    */
   readonly stale?: boolean;
 }
+
+// Collectors hand over the same (immutable) label set for a series every cycle, so its key is built once: building it
+// for every sample was 15% of the pusher's CPU when forwarding 10,000 series (bench profile).
+const keys = new WeakMap<Labels, string>();
+
+/**
+ * A series' identity, for maps keyed by series. Unambiguous whatever the values hold: label names cannot contain
+ * NUL, and each value is length-prefixed.
+ */
+export function seriesKey(labels: Labels): string {
+  let key = keys.get(labels);
+  if (key === undefined) {
+    key = "";
+    for (const l of labels) key += `${l.name}\u0000${l.value.length}:${l.value}`;
+    keys.set(labels, key);
+  }
+  return key;
+}

@@ -14,7 +14,7 @@ import { createGunzip } from "node:zlib";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import { DEFAULT_METRIC_PREFIX } from "../config.ts";
-import type { Label, Labels, Sample } from "../series.ts";
+import { seriesKey, type Label, type Labels, type Sample } from "../series.ts";
 import { ExpositionError, parseExposition } from "./exposition.ts";
 
 export interface ScraperOptions {
@@ -332,12 +332,6 @@ function withName(name: string, labels: Labels): Labels {
 function sortLabels(labels: Label[]): Labels {
   // Label names are ASCII, so UTF-16 comparison is byte order.
   return labels.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-function seriesKey(labels: Labels): string {
-  let k = "";
-  for (const l of labels) k += `${l.name}\xff${l.value}\xfe`;
-  return k;
 }
 
 function asScrapeError(e: unknown): ScrapeError {

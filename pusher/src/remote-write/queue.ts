@@ -11,7 +11,7 @@
 // - Answers are judged by retry.ts: success, retry after a delay, or drop (counted, logged with ≤1 KiB of body).
 // - close() flushes within a deadline; what is left is counted and returned.
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Labels, Sample } from "../series.ts";
+import { seriesKey, type Labels, type Sample } from "../series.ts";
 import type { SendResult } from "./client.ts";
 import { toWriteRequest } from "./encode.ts";
 import { RetryReason, decide } from "./retry.ts";
@@ -75,12 +75,6 @@ export interface QueueOptions {
   readonly journal?: Journal;
 }
 
-/** A series' identity: its labels, unambiguously joined (label names cannot hold the separators). */
-export function seriesKey(labels: Labels): string {
-  let key = "";
-  for (const l of labels) key += `${l.name}\u0000${l.value}\u0001`;
-  return key;
-}
 
 interface Batch {
   /** Oldest first; the oldest are cut when room is needed while the batch waits for its retry. */
