@@ -1,0 +1,236 @@
+// Processes under measurement: started by the benchmark, measured from outside through /proc, stopped by pid.
+// Every process started here is killed when the benchmark exits, also on errors and signals.
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+const live = new Map<number, ChildProcess>();
+const started: number[] = [];
+const tempDirs = new Set<string>();
+
+function killAll(): void {
+  for (const pid of live.keys()) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  live.clear();
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  tempDirs.clear();
+}
+process.once("exit", killAll);
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+
+/** A temporary directory removed at exit (or earlier by the caller). */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `bench-${prefix}-`));
+  tempDirs.add(dir);
+  return dir;
+}
+
+export function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Proc {
+  readonly name: string;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** Where stdout and stderr go; read it when something fails. */
+  readonly logPath: string;
+  readonly exited: Promise<number | null>;
+  /** The last lines of the log, for error messages. */
+  tail(lines?: number): string;
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  stop(graceMs?: number): Promise<void>;
+  kill(): Promise<void>;
+}
+
+export interface StartOptions {
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  /** Pin to these CPUs with taskset (e.g. "1"). */
+  cpus?: string;
+}
+
+export function startProcess(name: string, command: string, args: readonly string[], opts: StartOptions = {}): Proc {
+  const logDir = tempDir(`log-${name}`);
+  const logPath = join(logDir, "out.log");
+  const fd = openSync(logPath, "a");
+  const [cmd, argv] = opts.cpus ? ["taskset", ["-c", opts.cpus, command, ...args]] : [command, [...args]];
+  // taskset execs the command, so the pid stays the measured process's own.
+  const child = spawn(cmd, argv, {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    stdio: ["ignore", fd, fd],
+  });
+  closeSync(fd);
+  if (child.pid === undefined) throw new Error(`${name}: could not start ${command}`);
+  const pid = child.pid;
+  live.set(pid, child);
+  started.push(pid);
+  const exited = new Promise<number | null>((resolve) => {
+    child.once("exit", (code, signal) => {
+      live.delete(pid);
+      resolve(code ?? (signal ? -1 : null));
+    });
+    child.once("error", () => {
+      live.delete(pid);
+      resolve(-1);
+    });
+  });
+  const tail = (lines = 20): string => {
+    try {
+      return readFileSync(logPath, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+    } catch {
+      return "";
+    }
+  };
+  const signalAndWait = async (signal: NodeJS.Signals, graceMs: number): Promise<void> => {
+    if (!live.has(pid)) return;
+    try {
+      process.kill(pid, signal);
+    } catch {
+      return;
+    }
+    // An unref'd timer: a process that exits in time must not leave the caller waiting for the grace period.
+    const done = await Promise.race([exited.then(() => true), sleep(graceMs, undefined, { ref: false }).then(() => false)]);
+    if (!done) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // gone meanwhile
+      }
+      await exited;
+    }
+  };
+  return {
+    name,
+    pid,
+    child,
+    logPath,
+    exited,
+    tail,
+    stop: (graceMs = 5000) => signalAndWait("SIGTERM", graceMs),
+    kill: () => signalAndWait("SIGKILL", 5000),
+  };
+}
+
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** utime + stime of the process (its own threads; children are not included) in seconds. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The command name may contain spaces and parentheses: fields are counted after the last ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 14 and 15 of proc(5) are utime and stime; after the name and state they sit at index 11 and 12.
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  return (utime + stime) / ticksPerSecond();
+}
+
+export interface Memory {
+  /** Resident set size now, bytes. */
+  rss: number;
+  /** Peak resident set size (VmHWM), bytes. */
+  peakRss: number;
+  /**
+   * Anonymous resident memory (heap, stacks): what each further copy of the process costs. The rest of RSS is
+   * file-backed (the executable's pages), shared by every process running the same binary from the same file.
+   */
+  rssAnon: number;
+}
+
+export function memory(pid: number): Memory {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kib = (field: string): number => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status);
+    if (!m) throw new Error(`/proc/${pid}/status has no ${field}`);
+    return Number(m[1]) * 1024;
+  };
+  return { rss: kib("VmRSS"), peakRss: kib("VmHWM"), rssAnon: kib("RssAnon") };
+}
+
+/** Thrown from a `waitFor` check to stop waiting at once (e.g. the process died). */
+export class WaitAborted extends Error {}
+
+/** Polls `check` until it returns a value (not undefined) or the time runs out. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs: number,
+  intervalMs = 200,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      if (err instanceof WaitAborted) throw err;
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      const why = lastError instanceof Error ? `: ${lastError.message}` : "";
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+/** Resolves when an HTTP GET of `url` answers 2xx. */
+export async function waitHttpOk(what: string, url: string, timeoutMs: number, proc?: Proc): Promise<void> {
+  await waitFor(
+    what,
+    async () => {
+      if (proc && !live.has(proc.pid)) throw new WaitAborted(`${proc.name} exited:\n${proc.tail()}`);
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer();
+      return res.ok ? true : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+/** Every pid started here, running or not: tests check that none is left behind. */
+export function startedPids(): readonly number[] {
+  return started;
+}
+
+export function isAlive(proc: Proc): boolean {
+  return live.has(proc.pid);
+}

@@ -1,0 +1,179 @@
+// The three senders compared: our pusher, vmagent and Prometheus in agent mode, configured alike (same target, same
+// receiver, same interval). Each is a separate process whose pid the benchmark measures.
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, statSync, writeFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { freePort, startProcess, tempDir, type Proc } from "./procs.ts";
+
+export const REPO = new URL("../../../", import.meta.url).pathname.replace(/\/$/, "");
+
+export const SenderKind = { ours: "ours", vmagent: "vmagent", promAgent: "prometheus-agent" } as const;
+export type SenderKind = (typeof SenderKind)[keyof typeof SenderKind];
+
+export interface SenderSpec {
+  kind: SenderKind;
+  /** Label for the table; ours may run in several variants (node flags). */
+  name: string;
+  /** Extra node flags for ours (heap limits). */
+  nodeFlags?: readonly string[];
+  /** Ours only: write a V8 CPU profile here (node --cpu-prof); the run then ends with SIGTERM so it is written. */
+  cpuProfileDir?: string;
+}
+
+export interface SendJob {
+  remoteWriteUrl: string;
+  intervalS: number;
+  /** Scrape this target (host:port serving /metrics) as job "builder"; without it, the sender pushes only itself. */
+  target?: string;
+  /** Value of the `sender` label on everything it sends: tells runs apart in the receiver. */
+  senderLabel: string;
+}
+
+export interface Sender {
+  readonly spec: SenderSpec;
+  readonly proc: Proc;
+  /** The job label of the series it forwards (target or self). */
+  readonly job: string;
+}
+
+let peersRoot: string | undefined;
+/** The directory whose usr/bin holds prometheus and vmagent (test/peers/fetch.sh). */
+export function peersBin(): string {
+  if (!peersRoot) {
+    try {
+      peersRoot = execFileSync(join(REPO, "test/peers/fetch.sh"), { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
+    } catch (err) {
+      throw new Error(`test/peers/fetch.sh failed, vmagent and prometheus are unavailable: ${(err as Error).message}`);
+    }
+  }
+  return join(peersRoot, "usr/bin");
+}
+
+/** Versions of the peers, from the Debian packages they were unpacked from (Debian's vmagent prints no version). */
+export function peerVersions(): Record<string, string> {
+  const debs = join(peersBin(), "../../../debs");
+  const versions: Record<string, string> = {};
+  for (const f of existsSync(debs) ? readdirSync(debs) : []) {
+    const m = /^([^_]+)_([^_]+)_[^_]+\.deb$/.exec(f);
+    if (m) versions[m[1]!] = m[2]!;
+  }
+  const first = (cmd: string, arg: string): string =>
+    execFileSync(join(peersBin(), cmd), [arg], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).split("\n")[0]!.trim();
+  versions["prometheus --version"] = first("prometheus", "--version");
+  return versions;
+}
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && entry.name.endsWith(".ts") && !entry.name.endsWith(".test.ts")) newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
+  }
+  return newest;
+}
+
+export type Workspace = "pusher" | "operator";
+
+/**
+ * How to start a workspace's main: the compiled dist/main.js (what the image runs) when it is newer than every
+ * source file (the operator's also newer than the pusher's, whose config it imports), else the TypeScript source
+ * through Node's type stripping, which starts slower and holds more memory.
+ */
+export function entry(workspace: Workspace, prefer: "dist" | "source" = "dist"): { args: string[]; form: "dist" | "source" } {
+  const dist = join(REPO, workspace, "dist/main.js");
+  const sources = workspace === "operator" ? ["operator/src", "pusher/src"] : ["pusher/src"];
+  // tsc leaves unchanged outputs untouched, so freshness is read from the build info it rewrites on every build.
+  const info = join(REPO, workspace, "dist/.tsbuildinfo");
+  const fresh = existsSync(dist) && existsSync(info) && sources.every((dir) => statSync(info).mtimeMs >= newestMtime(join(REPO, dir)));
+  if (prefer === "dist" && fresh) return { args: [dist], form: "dist" };
+  return { args: ["--conditions=source", join(REPO, workspace, "src/main.ts")], form: "source" };
+}
+
+export function pusherEntry(prefer: "dist" | "source" = "dist"): { args: string[]; form: "dist" | "source" } {
+  return entry("pusher", prefer);
+}
+
+/** Compiles a workspace (and what it references) to dist/ so the benchmark runs what the image runs. */
+export function build(workspace: Workspace): { ok: boolean; output: string } {
+  const r = spawnSync(process.execPath, [join(REPO, "node_modules/typescript/bin/tsc"), "-b", join(REPO, workspace)], {
+    cwd: REPO,
+    encoding: "utf8",
+  });
+  return { ok: r.status === 0, output: `${r.stdout}${r.stderr}`.trim() };
+}
+
+function yamlScrapeConfig(job: string, target: string, intervalS: number, extraGlobal = ""): string {
+  return [
+    "global:",
+    `  scrape_interval: ${intervalS}s`,
+    `  scrape_timeout: ${intervalS}s`,
+    extraGlobal,
+    "scrape_configs:",
+    `  - job_name: ${job}`,
+    "    static_configs:",
+    `      - targets: ["${target}"]`,
+    "",
+  ]
+    .filter((l) => l !== "")
+    .join("\n");
+}
+
+export async function startSender(spec: SenderSpec, job: SendJob, prefer: "dist" | "source" = "dist"): Promise<Sender> {
+  const dir = tempDir(spec.name);
+  const port = await freePort();
+  const self = `127.0.0.1:${port}`;
+  switch (spec.kind) {
+    case SenderKind.ours: {
+      const entry = pusherEntry(prefer);
+      const env: Record<string, string> = {
+        PROMETHEUS_REMOTE_WRITE_URL: job.remoteWriteUrl,
+        PUSH_INTERVAL: `${job.intervalS}s`,
+        LOG_LEVEL: "warn",
+        EXTERNAL_LABELS: `sender=${job.senderLabel}`,
+        POD_NAME: `bench-${job.senderLabel}`,
+        HTTP_PORT: "0",
+      };
+      if (job.target) {
+        env.SCRAPE_TARGETS = `http://${job.target}/metrics`;
+        env.SCRAPE_JOB = "builder";
+      }
+      const prof = spec.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${spec.cpuProfileDir}`] : [];
+      const proc = startProcess(spec.name, process.execPath, [...(spec.nodeFlags ?? []), ...prof, ...entry.args], { env, cwd: REPO });
+      // Without a target, what ours sends is its own series; their job label is the pusher's choice, so count by
+      // the sender label alone.
+      return { spec, proc, job: job.target ? "builder" : "" };
+    }
+    case SenderKind.vmagent: {
+      const scrapeJob = job.target ? "builder" : "self";
+      const config = join(dir, "scrape.yml");
+      writeFileSync(config, yamlScrapeConfig(scrapeJob, job.target ?? self, job.intervalS));
+      const proc = startProcess(spec.name, join(peersBin(), "vmagent"), [
+        `-httpListenAddr=${self}`,
+        `-promscrape.config=${config}`,
+        `-remoteWrite.url=${job.remoteWriteUrl}`,
+        `-remoteWrite.tmpDataPath=${join(dir, "data")}`,
+        `-remoteWrite.label=sender=${job.senderLabel}`,
+        // vmagent's default flush period is 1 s already; said explicitly so the configuration reads like the others.
+        `-remoteWrite.flushInterval=${job.intervalS}s`,
+        "-loggerLevel=WARN",
+      ]);
+      return { spec, proc, job: scrapeJob };
+    }
+    case SenderKind.promAgent: {
+      const scrapeJob = job.target ? "builder" : "self";
+      const config = join(dir, "prometheus.yml");
+      writeFileSync(
+        config,
+        yamlScrapeConfig(scrapeJob, job.target ?? self, job.intervalS, `  external_labels:\n    sender: "${job.senderLabel}"`) +
+          `\nremote_write:\n  - url: "${job.remoteWriteUrl}"\n`,
+      );
+      const proc = startProcess(spec.name, join(peersBin(), "prometheus"), [
+        "--enable-feature=agent",
+        `--config.file=${config}`,
+        `--storage.agent.path=${join(dir, "data")}`,
+        `--web.listen-address=${self}`,
+        "--log.level=warn",
+      ]);
+      return { spec, proc, job: scrapeJob };
+    }
+  }
+}

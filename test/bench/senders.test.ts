@@ -1,0 +1,85 @@
+// Smoke run of the forwarding and idle benchmarks: each sender (ours, vmagent, Prometheus agent) is started by the
+// benchmark, delivers to a real Prometheus, is measured from /proc and is gone afterwards. Small target, short
+// windows: this checks that the benchmarks work, not how fast anything is.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { startPrometheus, type Receiver } from "../peers/receivers.ts";
+import { benchForward, FORWARD_SENDERS } from "./forward.ts";
+import { benchIdle } from "./idle.ts";
+import { startedPids } from "./lib/procs.ts";
+import { SenderKind } from "./lib/senders.ts";
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe("forward and idle benchmarks (smoke)", () => {
+  let receiver: Receiver;
+  before(async () => {
+    receiver = await startPrometheus();
+  });
+  after(async () => {
+    await receiver?.stop();
+  });
+
+  it("forwards a 300-series target with ours, vmagent and Prometheus agent and counts what arrived", async () => {
+    const series = 300;
+    const r = await benchForward({
+      receiver,
+      series,
+      runs: 1,
+      warmupS: 0,
+      windowS: 3,
+      drainS: 2,
+      prefer: "source",
+      senders: FORWARD_SENDERS.filter((sp) => sp.nodeFlags === undefined),
+    });
+    assert.deepEqual(
+      r.runs.map((x) => x.name),
+      ["ours", "vmagent", "prometheus-agent"],
+    );
+    for (const run of r.runs) {
+      // The target's series plus the scrape's own (up, scrape_duration_seconds, ...: 5 to 6 depending on the sender).
+      assert.ok(run.series >= series && run.series <= series + 10, `${run.name} delivered ${run.series} series`);
+      // A 3 s window at 1 s holds about 3 scrapes; allow one to straddle the window's edges.
+      assert.ok(run.samples >= series * 2 && run.samples <= (series + 10) * 4, `${run.name} delivered ${run.samples} samples in the window`);
+      assert.ok(run.cpuS >= 0 && run.peakRss > 0 && run.rssAnon > 0 && run.rssAnon <= run.rss, JSON.stringify(run));
+    }
+    const metrics = r.rows.map((row) => `${row.metric} vs ${row.peer?.name}`);
+    assert.ok(metrics.includes("CPU per million samples (ours) vs vmagent"));
+    assert.ok(metrics.includes("peak RSS (ours) vs prometheus-agent"));
+  });
+
+  it("measures each idle sender pushing only its own metrics", async () => {
+    const r = await benchIdle({
+      receiver,
+      runs: 1,
+      warmupS: 0,
+      windowS: 2,
+      drainS: 1,
+      prefer: "source",
+      senders: [
+        { kind: SenderKind.ours, name: "ours" },
+        { kind: SenderKind.vmagent, name: "vmagent" },
+        { kind: SenderKind.promAgent, name: "prometheus-agent" },
+      ],
+    });
+    for (const run of r.runs) {
+      assert.ok(run.series > 0, `${run.name} delivered no series of its own`);
+      assert.ok(run.peakRss > 0 && run.rss <= run.peakRss, JSON.stringify(run));
+    }
+    assert.ok(r.rows.some((row) => row.metric === "peak RSS (ours)" && row.peer?.name === "vmagent" && row.goal !== undefined));
+  });
+
+  it("leaves no sender running", () => {
+    // Every pid the benchmark started has been killed and reaped by now.
+    const pids = startedPids();
+    assert.ok(pids.length >= 6, `only ${pids.length} processes were started`);
+    for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still alive`);
+  });
+});
