@@ -7,6 +7,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { Server } from "node:net";
 import type { Socket } from "node:net";
 import { decodeWriteRequest, type DecodedSeries } from "../../../pusher/src/remote-write/prompb.ts";
+import { listenLoopback } from "./listen.ts";
 
 export type FaultAction =
   /** Pass the request to the upstream receiver and its answer back. */
@@ -168,15 +169,7 @@ export async function startFaultProxy(options: FaultProxyOptions = {}): Promise<
   server.on("tlsClientError", () => {});
   server.on("clientError", (_e, s: Socket) => s.destroy());
 
-  const listen = (port: number): Promise<number> =>
-    new Promise((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, "127.0.0.1", () => {
-        server.off("error", reject);
-        const a = server.address();
-        resolve(typeof a === "object" && a ? a.port : port);
-      });
-    });
+  const listen = (port: number): Promise<number> => listenLoopback(server, port);
   const port = await listen(0);
   let isUp = true;
   const scheme = options.tls ? "https" : "http";
