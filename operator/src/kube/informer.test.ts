@@ -34,7 +34,7 @@ class FakeApiserver {
     const obj: V1ConfigMap = {
       apiVersion: "v1",
       kind: "ConfigMap",
-      metadata: { name, namespace: "ns", resourceVersion: String(++this.rv) },
+      metadata: { name, namespace: "ns", resourceVersion: String(++this.rv), managedFields: [{ manager: "kubectl", operation: "Update" }] },
       data,
     };
     this.objects.set(name, obj);
@@ -277,5 +277,23 @@ describe("createInformer against a fake apiserver", () => {
     await assert.rejects(inf.waitForSync(AbortSignal.timeout(100)));
     await stopAndDrain(inf);
     api.failLists = [];
+  });
+
+  it("keeps no managedFields in its cache, from the list or from the watch", async () => {
+    api.put("mf-listed", { k: "1" });
+    const inf = informerFor(api);
+    inf.start();
+    await inf.waitForSync(AbortSignal.timeout(5000));
+    await eventually("watch open", () => api.watchers.size === 1);
+    api.put("mf-watched", { k: "2" });
+    await eventually("the watched object is cached", () => inf.get("ns", "mf-watched") !== undefined);
+    for (const name of ["mf-listed", "mf-watched"]) {
+      const cached = inf.get("ns", name)!;
+      assert.equal(cached.data?.k !== undefined, true);
+      assert.equal(cached.metadata?.managedFields, undefined, `${name} still carries managedFields`);
+    }
+    await stopAndDrain(inf);
+    api.remove("mf-listed");
+    api.remove("mf-watched");
   });
 });

@@ -87,6 +87,7 @@ export function createInformer<T extends KubernetesObject>(opts: InformerOptions
 
   const listFn = async () => {
     const result = await opts.list();
+    for (const item of result.items) dropManagedFields(item);
     // ListWatch stores the items right after this promise settles, in the microtask queue; setImmediate runs after
     // that, so hasSynced() turns true only once the cache holds the list and its add callbacks have run.
     setImmediate(markSynced);
@@ -177,11 +178,21 @@ export function createInformer<T extends KubernetesObject>(opts: InformerOptions
 
 class StoppableWatch extends Watch {
   stopped = false;
-  override async watch(...args: Parameters<Watch["watch"]>): Promise<AbortController> {
-    const controller = await super.watch(...args);
+  override async watch(...[path, query, callback, done]: Parameters<Watch["watch"]>): Promise<AbortController> {
+    const controller = await super.watch(path, query, (phase, obj, raw) => callback(phase, dropManagedFields(obj), raw), done);
     if (this.stopped) controller.abort();
     return controller;
   }
+}
+
+/**
+ * The operator never reads managedFields, and they are often the largest part of a cached object (one entry per
+ * field manager): controller-runtime strips them from its caches too.
+ */
+function dropManagedFields<O>(obj: O): O {
+  const meta = (obj as { metadata?: { managedFields?: unknown } } | undefined)?.metadata;
+  if (meta && "managedFields" in meta) delete meta.managedFields;
+  return obj;
 }
 
 function describeError(err: unknown): unknown {
