@@ -6,7 +6,7 @@ import { createWriteStream, mkdtempSync, readFileSync, rmSync, type WriteStream 
 import { mkdir, writeFile } from "node:fs/promises";
 import { request as httpsRequest } from "node:https";
 import { request as httpRequest } from "node:http";
-import { createServer, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,6 +20,7 @@ import {
   type CertificateAuthority,
   type KeyPairPem,
 } from "./pki.ts";
+import { freePort } from "../lib/net.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const BUILD_SCRIPT = join(HERE, "build.sh");
@@ -299,21 +300,7 @@ function describeFailure(m: Managed): string {
 // ---------------------------------------------------------------------------------------------------------------
 // Network helpers
 
-/** A free loopback port; the kernel picks it, we release it for the process we start next. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => {
-        if (typeof address === "object" && address) resolve(address.port);
-        else reject(new Error("no port"));
-      });
-    });
-  });
-}
+export { freePort };
 
 interface HttpResult {
   status: number;

@@ -6,11 +6,11 @@
 
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../lib/net.ts";
 
 const FETCH_SH = path.join(path.dirname(fileURLToPath(import.meta.url)), "fetch.sh");
 
@@ -26,18 +26,7 @@ export function peersBinDir(): Promise<string> {
   return binDirPromise;
 }
 
-/** A free TCP port on 127.0.0.1 (the kernel's choice; a peer that loses the race is restarted on another). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export interface PeerSpec {
   /** For messages and the temp dir name. */

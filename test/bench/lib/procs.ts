@@ -2,10 +2,10 @@
 // Every process started here is killed when the benchmark exits, also on errors and signals.
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "../../lib/net.ts";
 
 const live = new Map<number, ChildProcess>();
 const started: number[] = [];
@@ -43,17 +43,7 @@ export function removeTempDir(dir: string): void {
   tempDirs.delete(dir);
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export interface Proc {
   readonly name: string;

@@ -3,11 +3,11 @@
 // killed by pid when the test ends or the test process exits.
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { waitFor } from "./wait.ts";
 import { collectOutput } from "./output.ts";
+import { freePort } from "../../lib/net.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 export const PUSHER_MAIN = join(ROOT, "pusher/src/main.ts");
@@ -22,17 +22,7 @@ function installExitHandler(): void {
   });
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => (typeof a === "object" && a ? resolve(a.port) : reject(new Error("no port"))));
-    });
-  });
-}
+export { freePort };
 
 export interface LogLine {
   level?: number | string;
