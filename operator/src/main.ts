@@ -13,7 +13,7 @@ import { startControllers } from "./controller/index.ts";
 import type { Controllers } from "./controller/index.ts";
 import { PooledKubeConfig } from "./kube/kubeconfig.ts";
 import { createInformer } from "./kube/informer.ts";
-import { nativeSidecarsSupported } from "./webhook/capabilities.ts";
+import { NativeSidecarSupport } from "./webhook/capabilities.ts";
 import { createDirCertSource, createSecretCertSource, kubeCertStore } from "./webhook/certs.ts";
 import { createEventRecorder, kubeEventSink } from "./webhook/events.ts";
 import { createOperatorMetrics } from "./webhook/metrics.ts";
@@ -81,9 +81,12 @@ const pushers = createInformer<MetricsPusher>({
 });
 const namespaces = createInformer<V1Namespace>({ kc, log, name: "namespaces", path: "/api/v1/namespaces", list: () => core.listNamespace(), onError: informerError("namespaces") });
 const nodes = createInformer<V1Node>({ kc, log, name: "nodes", path: "/api/v1/nodes", list: () => core.listNode(), onError: informerError("nodes") });
+const nativeSupport = new NativeSidecarSupport();
+nodes.on("add", (n) => nativeSupport.node(n));
+nodes.on("update", (n) => nativeSupport.node(n));
+nodes.on("delete", (n) => nativeSupport.node(n, true));
 for (const i of [pushers, namespaces, nodes]) i.start();
 
-let serverGitVersion: string | undefined;
 const versionAbort = new AbortController();
 // sidecarMode Auto depends on the apiserver's version, and the config hash on the rendered container: injecting or
 // stamping before the version is known would render the wrong mode and re-roll every workload once it arrives.
@@ -92,7 +95,7 @@ void (async () => {
   const api = kc.makeApiClient(VersionApi);
   for (let delay = 1000; !versionAbort.signal.aborted; ) {
     try {
-      serverGitVersion = (await api.getCode()).gitVersion;
+      nativeSupport.setServerVersion((await api.getCode()).gitVersion);
       readiness.serverVersion = true;
       versionRead();
       delay = 10 * 60_000; // an apiserver upgrade is picked up within this period
@@ -106,7 +109,7 @@ void (async () => {
 
 const namespaceLabels = (name: string) => namespaces.get("", name)?.metadata?.labels;
 const defaults = (): SidecarDefaults => {
-  const native = nodes.hasSynced() && nativeSidecarsSupported(serverGitVersion, nodes.list());
+  const native = nodes.hasSynced() && nativeSupport.supported;
   metrics.nativeSidecarsSupported.set(native ? 1 : 0);
   return { image: config.pusherImage, runAsUser: config.sidecarRunAsUser, resources: config.sidecarResources, nativeSidecarsSupported: native };
 };

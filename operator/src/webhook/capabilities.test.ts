@@ -1,9 +1,9 @@
 import { it } from "node:test";
 import assert from "node:assert/strict";
 import type { V1Node } from "@kubernetes/client-node";
-import { nativeSidecarsSupported, parseKubeVersion } from "./capabilities.ts";
+import { NativeSidecarSupport, nativeSidecarsSupported, parseKubeVersion } from "./capabilities.ts";
 
-const node = (kubeletVersion: string): V1Node => ({ status: { nodeInfo: { kubeletVersion } as NonNullable<V1Node["status"]>["nodeInfo"] } as V1Node["status"] });
+const node = (kubeletVersion: string, name = kubeletVersion): V1Node => ({ metadata: { name }, status: { nodeInfo: { kubeletVersion } as NonNullable<V1Node["status"]>["nodeInfo"] } as V1Node["status"] });
 
 const cases = [
   { name: "new server, no nodes (test control plane)", server: "v1.34.4", nodes: [], native: true },
@@ -15,7 +15,29 @@ const cases = [
   { name: "node without version", server: "v1.31.0", nodes: [node("")], native: false },
   { name: "v2", server: "v2.0.0", nodes: [], native: true },
 ];
-for (const c of cases) it(c.name, () => assert.equal(nativeSidecarsSupported(c.server, c.nodes), c.native));
+for (const c of cases) {
+  it(c.name, () => assert.equal(nativeSidecarsSupported(c.server, c.nodes), c.native));
+  it(`${c.name} (kept from informer events)`, () => {
+    const s = new NativeSidecarSupport();
+    s.setServerVersion(c.server);
+    c.nodes.forEach((n, i) => s.node({ ...n, metadata: { name: `node-${i}` } }));
+    assert.equal(s.supported, c.native);
+  });
+}
+
+it("follows nodes as they are upgraded and removed", () => {
+  const s = new NativeSidecarSupport();
+  s.setServerVersion("v1.30.0");
+  s.node(node("v1.28.9", "a"));
+  s.node(node("v1.28.9", "b"));
+  assert.equal(s.supported, false);
+  s.node(node("v1.30.0", "a"));
+  assert.equal(s.supported, false, "b is still old");
+  s.node(node("v1.28.9", "b"), true);
+  assert.equal(s.supported, true);
+  s.setServerVersion("v1.28.0");
+  assert.equal(s.supported, false, "a downgraded apiserver");
+});
 
 it("parseKubeVersion", () => {
   assert.deepEqual(parseKubeVersion("v1.34.4"), { major: 1, minor: 34 });

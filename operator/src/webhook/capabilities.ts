@@ -14,8 +14,34 @@ function atLeast(v: { major: number; minor: number } | undefined, min: { major: 
   return v !== undefined && (v.major > min.major || (v.major === min.major && v.minor >= min.minor));
 }
 
-/** An unreadable version counts as too old: a regular container is always safe, a native one is not. */
+// An unreadable version counts as too old: a regular container is always safe, a native one is not.
+const serverSupportsNative = (gitVersion: string | undefined): boolean => atLeast(parseKubeVersion(gitVersion), NATIVE_SIDECAR_MIN);
+const kubeletSupportsNative = (node: V1Node): boolean => atLeast(parseKubeVersion(node.status?.nodeInfo?.kubeletVersion), NATIVE_SIDECAR_MIN);
+
 export function nativeSidecarsSupported(serverGitVersion: string | undefined, nodes: readonly V1Node[]): boolean {
-  if (!atLeast(parseKubeVersion(serverGitVersion), NATIVE_SIDECAR_MIN)) return false;
-  return nodes.every((n) => atLeast(parseKubeVersion(n.status?.nodeInfo?.kubeletVersion), NATIVE_SIDECAR_MIN));
+  return serverSupportsNative(serverGitVersion) && nodes.every(kubeletSupportsNative);
+}
+
+/**
+ * The same answer kept up to date from the node informer's events, so the webhook asks it in O(1) per admission
+ * request instead of scanning every node.
+ */
+export class NativeSidecarSupport {
+  #server = false;
+  readonly #oldKubelets = new Set<string>();
+
+  setServerVersion(gitVersion: string | undefined): void {
+    this.#server = serverSupportsNative(gitVersion);
+  }
+
+  /** A node added or updated (`deleted` false), or gone. */
+  node(node: V1Node, deleted = false): void {
+    const name = node.metadata?.name ?? "";
+    if (!deleted && !kubeletSupportsNative(node)) this.#oldKubelets.add(name);
+    else this.#oldKubelets.delete(name);
+  }
+
+  get supported(): boolean {
+    return this.#server && this.#oldKubelets.size === 0;
+  }
 }
