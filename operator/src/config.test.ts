@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { DEFAULT_PUSHER_IMAGE, OperatorConfigError, SETTINGS, parseOperatorConfig } from "./config.ts";
 
-const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
+const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string })
+  .version;
 
 describe("operator config", () => {
   it("has documented defaults, frozen", () => {
@@ -25,7 +26,13 @@ describe("operator config", () => {
   });
 
   it("flags win over env, both spellings", () => {
-    const c = parseOperatorConfig({ WEBHOOK_PORT: "1000", LOG_LEVEL: "warn" }, ["--webhook-port=2000", "--log-level", "debug", "--watch-namespaces", "a, b"]);
+    const c = parseOperatorConfig({ WEBHOOK_PORT: "1000", LOG_LEVEL: "warn" }, [
+      "--webhook-port=2000",
+      "--log-level",
+      "debug",
+      "--watch-namespaces",
+      "a, b",
+    ]);
     assert.equal(c.webhookPort, 2000);
     assert.equal(c.logLevel, "debug");
     assert.deepEqual(c.watchNamespaces, ["a", "b"]);
@@ -44,7 +51,11 @@ describe("operator config", () => {
     { name: "a port out of range", env: { WEBHOOK_PORT: "70000" }, settings: ["WEBHOOK_PORT"] },
     { name: "a port that is not a number", env: { METRICS_PORT: "80a" }, settings: ["METRICS_PORT"] },
     { name: "clashing ports", env: { METRICS_PORT: "9443" }, settings: ["WEBHOOK_PORT"] },
-    { name: "http webhook URL", env: { WEBHOOK_URL: "http://127.0.0.1:9443/mutate-v1-pod" }, settings: ["WEBHOOK_URL"] },
+    {
+      name: "http webhook URL",
+      env: { WEBHOOK_URL: "http://127.0.0.1:9443/mutate-v1-pod" },
+      settings: ["WEBHOOK_URL"],
+    },
     { name: "wrong webhook path", env: { WEBHOOK_URL: "https://127.0.0.1:9443/mutate" }, settings: ["WEBHOOK_URL"] },
     { name: "a zero duration", env: { ROLLOUT_INTERVAL: "0s" }, settings: ["ROLLOUT_INTERVAL"] },
     { name: "a duration without unit", env: { CERT_VALIDITY: "90" }, settings: ["CERT_VALIDITY"] },
@@ -55,7 +66,11 @@ describe("operator config", () => {
     { name: "bad image", env: { PUSHER_IMAGE: "Not An Image" }, settings: ["PUSHER_IMAGE"] },
     { name: "bad namespace", env: { POD_NAMESPACE: "Bad_NS" }, settings: ["POD_NAMESPACE"] },
     { name: "bad watched namespace", env: { WATCH_NAMESPACES: "ok,NOT OK" }, settings: ["WATCH_NAMESPACES"] },
-    { name: "bad resources JSON", env: { SIDECAR_RESOURCES: '{"requests":{"cpu":1}}' }, settings: ["SIDECAR_RESOURCES"] },
+    {
+      name: "bad resources JSON",
+      env: { SIDECAR_RESOURCES: '{"requests":{"cpu":1}}' },
+      settings: ["SIDECAR_RESOURCES"],
+    },
     { name: "root user", env: { SIDECAR_RUN_AS_USER: "0" }, settings: ["SIDECAR_RUN_AS_USER"] },
     { name: "an unknown flag", env: {}, argv: ["--webhok-port=1"], settings: ["flags"] },
     {
@@ -73,7 +88,10 @@ describe("operator config", () => {
         error = err;
       }
       assert.ok(error instanceof OperatorConfigError, "throws OperatorConfigError");
-      assert.deepEqual(error.problems.map((p) => p.setting), c.settings);
+      assert.deepEqual(
+        error.problems.map((p) => p.setting),
+        c.settings,
+      );
       for (const p of error.problems) {
         if (p.setting === "flags") continue;
         assert.ok(error.message.includes(p.setting) && error.message.includes(`--${SETTINGS[p.setting].flag}`));

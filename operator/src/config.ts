@@ -28,49 +28,127 @@ export const SETTINGS = {
   PUSHER_IMAGE: {
     flag: "pusher-image",
     default: DEFAULT_PUSHER_IMAGE,
-    description: "Image of the injected pusher when a MetricsPusher sets no spec.image. Its tag follows the operator's version, so an operator upgrade rolls matching workloads.",
+    description:
+      "Image of the injected pusher when a MetricsPusher sets no spec.image. Its tag follows the operator's version, so an operator upgrade rolls matching workloads.",
   },
   IMAGE_ALLOW_LIST: {
     flag: "image-allow-list",
     default: PUSHER_IMAGE_REPOSITORY,
-    description: "Comma-separated image patterns spec.image may use: `repo` allows every tag/digest of that repository, a trailing `*` is a prefix match, `*` allows everything. The default image is always allowed.",
+    description:
+      "Comma-separated image patterns spec.image may use: `repo` allows every tag/digest of that repository, a trailing `*` is a prefix match, `*` allows everything. The default image is always allowed.",
   },
-  WEBHOOK_PORT: { flag: "webhook-port", default: "9443", description: "HTTPS port of the mutating webhook (/mutate-v1-pod)." },
-  METRICS_PORT: { flag: "metrics-port", default: "8080", description: "HTTP port of /metrics (Prometheus exposition)." },
+  WEBHOOK_PORT: {
+    flag: "webhook-port",
+    default: "9443",
+    description: "HTTPS port of the mutating webhook (/mutate-v1-pod).",
+  },
+  METRICS_PORT: {
+    flag: "metrics-port",
+    default: "8080",
+    description: "HTTP port of /metrics (Prometheus exposition).",
+  },
   PROBE_PORT: { flag: "probe-port", default: "8081", description: "HTTP port of /healthz and /readyz." },
-  BIND_ADDRESS: { flag: "bind-address", default: "0.0.0.0", description: "Address the three servers listen on (127.0.0.1 for a local run)." },
+  BIND_ADDRESS: {
+    flag: "bind-address",
+    default: "0.0.0.0",
+    description: "Address the three servers listen on (127.0.0.1 for a local run).",
+  },
   WEBHOOK_URL: {
     flag: "webhook-url",
-    description: "URL mode: register the webhook with clientConfig.url (e.g. https://127.0.0.1:9443/mutate-v1-pod) instead of the Service, and put its host into the certificate's SANs. For local runs and tests.",
+    description:
+      "URL mode: register the webhook with clientConfig.url (e.g. https://127.0.0.1:9443/mutate-v1-pod) instead of the Service, and put its host into the certificate's SANs. For local runs and tests.",
   },
-  WEBHOOK_SERVICE_NAME: { flag: "webhook-service-name", default: "metrics-pusher-webhook", description: "Service in front of the webhook (its DNS names go into the certificate)." },
-  WEBHOOK_CONFIG_NAME: { flag: "webhook-config-name", default: "metrics-pusher", description: "MutatingWebhookConfiguration whose caBundle (and, in URL mode, clientConfig) the operator keeps up to date." },
-  CERT_SECRET_NAME: { flag: "cert-secret-name", default: "metrics-pusher-webhook-cert", description: "Secret in the operator's namespace holding the self-managed CA and serving certificate." },
+  WEBHOOK_SERVICE_NAME: {
+    flag: "webhook-service-name",
+    default: "metrics-pusher-webhook",
+    description: "Service in front of the webhook (its DNS names go into the certificate).",
+  },
+  WEBHOOK_CONFIG_NAME: {
+    flag: "webhook-config-name",
+    default: "metrics-pusher",
+    description:
+      "MutatingWebhookConfiguration whose caBundle (and, in URL mode, clientConfig) the operator keeps up to date.",
+  },
+  CERT_SECRET_NAME: {
+    flag: "cert-secret-name",
+    default: "metrics-pusher-webhook-cert",
+    description: "Secret in the operator's namespace holding the self-managed CA and serving certificate.",
+  },
   CERT_DIR: {
     flag: "cert-dir",
-    description: "Directory with tls.crt and tls.key (e.g. from cert-manager), reloaded on change. When set, the operator neither creates certificates nor patches caBundle.",
+    description:
+      "Directory with tls.crt and tls.key (e.g. from cert-manager), reloaded on change. When set, the operator neither creates certificates nor patches caBundle.",
   },
-  CERT_VALIDITY: { flag: "cert-validity", default: "2160h", description: "Lifetime of the self-managed serving certificate; renewed when a third of it is left." },
-  CA_VALIDITY: { flag: "ca-validity", default: "87600h", description: "Lifetime of the self-managed CA; replaced (with a new leaf) when a third of it is left." },
-  LEASE_NAME: { flag: "lease-name", default: "metrics-pusher-leader", description: "coordination.k8s.io Lease for leader election, in the operator's namespace." },
-  LEADER_ELECTION: { flag: "leader-election", default: "true", description: "false to run the controller without a Lease (a single replica only)." },
+  CERT_VALIDITY: {
+    flag: "cert-validity",
+    default: "2160h",
+    description: "Lifetime of the self-managed serving certificate; renewed when a third of it is left.",
+  },
+  CA_VALIDITY: {
+    flag: "ca-validity",
+    default: "87600h",
+    description: "Lifetime of the self-managed CA; replaced (with a new leaf) when a third of it is left.",
+  },
+  LEASE_NAME: {
+    flag: "lease-name",
+    default: "metrics-pusher-leader",
+    description: "coordination.k8s.io Lease for leader election, in the operator's namespace.",
+  },
+  LEADER_ELECTION: {
+    flag: "leader-election",
+    default: "true",
+    description: "false to run the controller without a Lease (a single replica only).",
+  },
   LEASE_DURATION: { flag: "lease-duration", default: "15s", description: "How long a Lease is valid without renewal." },
-  LEASE_RENEW_DEADLINE: { flag: "lease-renew-deadline", default: "10s", description: "The leader gives up leadership when it could not renew for this long." },
+  LEASE_RENEW_DEADLINE: {
+    flag: "lease-renew-deadline",
+    default: "10s",
+    description: "The leader gives up leadership when it could not renew for this long.",
+  },
   LEASE_RETRY_PERIOD: { flag: "lease-retry-period", default: "2s", description: "Period of acquire/renew attempts." },
-  WATCH_NAMESPACES: { flag: "watch-namespaces", default: "", description: "Comma-separated namespaces to serve; empty = all namespaces." },
+  WATCH_NAMESPACES: {
+    flag: "watch-namespaces",
+    default: "",
+    description: "Comma-separated namespaces to serve; empty = all namespaces.",
+  },
   LOG_LEVEL: { flag: "log-level", default: "info", description: "trace, debug, info, warn, error or fatal." },
-  ROLLOUT_MAX_PER_INTERVAL: { flag: "rollout-max-per-interval", default: "5", description: "Most workloads the controller rolls (config change or drift repair) per ROLLOUT_INTERVAL, across the cluster." },
+  ROLLOUT_MAX_PER_INTERVAL: {
+    flag: "rollout-max-per-interval",
+    default: "5",
+    description:
+      "Most workloads the controller rolls (config change or drift repair) per ROLLOUT_INTERVAL, across the cluster.",
+  },
   ROLLOUT_INTERVAL: { flag: "rollout-interval", default: "1m", description: "Window of ROLLOUT_MAX_PER_INTERVAL." },
-  DRIFT_REPAIR: { flag: "drift-repair", default: "true", description: "false to never re-roll workloads whose pods lack the sidecar." },
-  RESYNC_PERIOD: { flag: "resync-period", default: "10m", description: "Period of a full reconcile of every MetricsPusher." },
-  SIDECAR_RUN_AS_USER: { flag: "sidecar-run-as-user", default: "65532", description: "Numeric user id of the injected container (the pusher image's non-root user)." },
+  DRIFT_REPAIR: {
+    flag: "drift-repair",
+    default: "true",
+    description: "false to never re-roll workloads whose pods lack the sidecar.",
+  },
+  RESYNC_PERIOD: {
+    flag: "resync-period",
+    default: "10m",
+    description: "Period of a full reconcile of every MetricsPusher.",
+  },
+  SIDECAR_RUN_AS_USER: {
+    flag: "sidecar-run-as-user",
+    default: "65532",
+    description: "Numeric user id of the injected container (the pusher image's non-root user).",
+  },
   SIDECAR_RESOURCES: {
     flag: "sidecar-resources",
     default: '{"requests":{"cpu":"10m","memory":"64Mi"},"limits":{"memory":"192Mi"}}',
-    description: "Default resources of the injected container (JSON V1ResourceRequirements); a MetricsPusher's spec.resources replaces it.",
+    description:
+      "Default resources of the injected container (JSON V1ResourceRequirements); a MetricsPusher's spec.resources replaces it.",
   },
-  POD_NAMESPACE: { flag: "pod-namespace", default: "metrics-pusher-system", description: "The operator's namespace (downward API): Secret, Lease and Events live here." },
-  POD_NAME: { flag: "pod-name", description: "The operator's pod name (downward API): its leader-election identity. Default: the host name." },
+  POD_NAMESPACE: {
+    flag: "pod-namespace",
+    default: "metrics-pusher-system",
+    description: "The operator's namespace (downward API): Secret, Lease and Events live here.",
+  },
+  POD_NAME: {
+    flag: "pod-name",
+    description: "The operator's pod name (downward API): its leader-election identity. Default: the host name.",
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -191,7 +269,8 @@ export function parseOperatorConfig(
   };
   const dnsName = (name: SettingName, re: RegExp, max: number): string => {
     const v = raw(name) ?? "";
-    if (!re.test(v) || v.length > max) problem(name, `must be a Kubernetes name (lower-case alphanumerics and '-', at most ${max} characters)`);
+    if (!re.test(v) || v.length > max)
+      problem(name, `must be a Kubernetes name (lower-case alphanumerics and '-', at most ${max} characters)`);
     return v;
   };
   const list = (name: SettingName): string[] =>
@@ -204,14 +283,18 @@ export function parseOperatorConfig(
   if (!isImageReference(pusherImage)) problem("PUSHER_IMAGE", "must be an image reference such as registry/repo:tag");
   const imageAllowList = list("IMAGE_ALLOW_LIST");
   for (const p of imageAllowList) {
-    if (p !== "*" && !isImageReference(p.replace(/\*$/, "x"))) problem("IMAGE_ALLOW_LIST", `pattern "${p}" is not an image repository or prefix`);
+    if (p !== "*" && !isImageReference(p.replace(/\*$/, "x")))
+      problem("IMAGE_ALLOW_LIST", `pattern "${p}" is not an image repository or prefix`);
   }
 
   const webhookPort = port("WEBHOOK_PORT");
   const metricsPort = port("METRICS_PORT");
   const probePort = port("PROBE_PORT");
   if (webhookPort && new Set([webhookPort, metricsPort, probePort]).size < 3) {
-    problem("WEBHOOK_PORT", `WEBHOOK_PORT, METRICS_PORT and PROBE_PORT must differ (${webhookPort}, ${metricsPort}, ${probePort})`);
+    problem(
+      "WEBHOOK_PORT",
+      `WEBHOOK_PORT, METRICS_PORT and PROBE_PORT must differ (${webhookPort}, ${metricsPort}, ${probePort})`,
+    );
   }
   const bindAddress = raw("BIND_ADDRESS") ?? "";
   if (isIP(bindAddress) === 0) problem("BIND_ADDRESS", "must be an IP address");
@@ -238,8 +321,10 @@ export function parseOperatorConfig(
       problem("WEBHOOK_URL", "must be an absolute https URL such as https://127.0.0.1:9443/mutate-v1-pod");
     }
     if (u) {
-      if (u.protocol !== "https:") problem("WEBHOOK_URL", "must use https (the apiserver only calls webhooks over TLS)");
-      if (u.username || u.password || u.search || u.hash) problem("WEBHOOK_URL", "must not carry user info, a query or a fragment");
+      if (u.protocol !== "https:")
+        problem("WEBHOOK_URL", "must use https (the apiserver only calls webhooks over TLS)");
+      if (u.username || u.password || u.search || u.hash)
+        problem("WEBHOOK_URL", "must not carry user info, a query or a fragment");
       if (u.pathname !== WEBHOOK_PATH) problem("WEBHOOK_URL", `path must be ${WEBHOOK_PATH}`);
       const host = u.hostname.replace(/^\[|\]$/g, "");
       if (isIP(host)) certIpAddresses.push(host);
@@ -257,10 +342,12 @@ export function parseOperatorConfig(
   const leaseRenewDeadlineMs = duration("LEASE_RENEW_DEADLINE");
   const leaseRetryPeriodMs = duration("LEASE_RETRY_PERIOD");
   if (leaseRenewDeadlineMs >= leaseDurationMs) problem("LEASE_RENEW_DEADLINE", "must be shorter than LEASE_DURATION");
-  if (leaseRetryPeriodMs >= leaseRenewDeadlineMs) problem("LEASE_RETRY_PERIOD", "must be shorter than LEASE_RENEW_DEADLINE");
+  if (leaseRetryPeriodMs >= leaseRenewDeadlineMs)
+    problem("LEASE_RETRY_PERIOD", "must be shorter than LEASE_RENEW_DEADLINE");
 
   const watchNamespaces = list("WATCH_NAMESPACES");
-  for (const ns of watchNamespaces) if (!DNS_LABEL.test(ns)) problem("WATCH_NAMESPACES", `"${ns}" is not a namespace name`);
+  for (const ns of watchNamespaces)
+    if (!DNS_LABEL.test(ns)) problem("WATCH_NAMESPACES", `"${ns}" is not a namespace name`);
 
   const logLevel = raw("LOG_LEVEL") as OperatorLogLevel;
   if (!LOG_LEVELS.includes(logLevel)) problem("LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
@@ -326,7 +413,8 @@ function parseFlags(argv: readonly string[], problems: OperatorConfigProblem[]):
 }
 
 // registry[:port]/path[:tag][@sha256:digest], lower-case path (the distribution reference grammar, loosely).
-const IMAGE_REF = /^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
+const IMAGE_REF =
+  /^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
 
 export function isImageReference(s: string): boolean {
   return s.length <= 512 && IMAGE_REF.test(s);
@@ -353,6 +441,9 @@ function deepFreeze<T>(o: T): T {
 /** `--help` text: every setting with its env name, flag and default. */
 export function settingsHelp(): string {
   return Object.entries(SETTINGS)
-    .map(([name, s]: [string, SettingSpec]) => `  --${s.flag} / ${name}${s.default !== undefined ? ` (default ${JSON.stringify(s.default)})` : ""}\n      ${s.description}`)
+    .map(
+      ([name, s]: [string, SettingSpec]) =>
+        `  --${s.flag} / ${name}${s.default !== undefined ? ` (default ${JSON.stringify(s.default)})` : ""}\n      ${s.description}`,
+    )
     .join("\n");
 }

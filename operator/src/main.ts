@@ -24,7 +24,9 @@ import type { SidecarDefaults } from "./webhook/sidecar.ts";
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
-  process.stdout.write(`metrics-pusher operator. Settings (environment variable or flag; a flag wins):\n${settingsHelp()}\n`);
+  process.stdout.write(
+    `metrics-pusher operator. Settings (environment variable or flag; a flag wins):\n${settingsHelp()}\n`,
+  );
   process.exit(0);
 }
 
@@ -39,7 +41,10 @@ const config: OperatorConfig = (() => {
 })();
 
 const log = pino({ level: config.logLevel, base: { pod: config.podName } });
-log.info({ version: config.version, pusherImage: config.pusherImage, webhookUrl: config.webhookUrl, certDir: config.certDir }, "Starting metrics-pusher operator");
+log.info(
+  { version: config.version, pusherImage: config.pusherImage, webhookUrl: config.webhookUrl, certDir: config.certDir },
+  "Starting metrics-pusher operator",
+);
 
 const kc = new PooledKubeConfig();
 kc.loadFromDefault();
@@ -49,10 +54,20 @@ const custom = kc.makeApiClient(CustomObjectsApi);
 const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: "metrics_pusher_operator_" });
 const metrics = createOperatorMetrics(registry);
-const events = createEventRecorder({ sink: kubeEventSink(kc), log: log.child({ component: "events" }), metrics, instance: config.podName });
+const events = createEventRecorder({
+  sink: kubeEventSink(kc),
+  log: log.child({ component: "events" }),
+  metrics,
+  instance: config.podName,
+});
 
 const readiness = { certificate: false, informers: false, serverVersion: false, webhook: false, shuttingDown: false };
-const isReady = () => readiness.certificate && readiness.informers && readiness.serverVersion && readiness.webhook && !readiness.shuttingDown;
+const isReady = () =>
+  readiness.certificate &&
+  readiness.informers &&
+  readiness.serverVersion &&
+  readiness.webhook &&
+  !readiness.shuttingDown;
 
 const metricsServer = createServer((req, res) => {
   if (req.url !== "/metrics") return void res.writeHead(404).end();
@@ -63,7 +78,10 @@ const metricsServer = createServer((req, res) => {
 });
 const probeServer = createServer((req, res) => {
   if (req.url === "/healthz") return void res.writeHead(200).end("ok");
-  if (req.url === "/readyz") return void res.writeHead(isReady() ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify(readiness));
+  if (req.url === "/readyz")
+    return void res
+      .writeHead(isReady() ? 200 : 503, { "content-type": "application/json" })
+      .end(JSON.stringify(readiness));
   res.writeHead(404).end();
 });
 await listen(metricsServer, config.metricsPort, config.bindAddress);
@@ -76,11 +94,28 @@ const pushers = createInformer<MetricsPusher>({
   log,
   name: "metricspushers",
   path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-  list: () => custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }) as Promise<KubernetesListObject<MetricsPusher>>,
+  list: () =>
+    custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }) as Promise<
+      KubernetesListObject<MetricsPusher>
+    >,
   onError: informerError("metricspushers"),
 });
-const namespaces = createInformer<V1Namespace>({ kc, log, name: "namespaces", path: "/api/v1/namespaces", list: () => core.listNamespace(), onError: informerError("namespaces") });
-const nodes = createInformer<V1Node>({ kc, log, name: "nodes", path: "/api/v1/nodes", list: () => core.listNode(), onError: informerError("nodes") });
+const namespaces = createInformer<V1Namespace>({
+  kc,
+  log,
+  name: "namespaces",
+  path: "/api/v1/namespaces",
+  list: () => core.listNamespace(),
+  onError: informerError("namespaces"),
+});
+const nodes = createInformer<V1Node>({
+  kc,
+  log,
+  name: "nodes",
+  path: "/api/v1/nodes",
+  list: () => core.listNode(),
+  onError: informerError("nodes"),
+});
 const nativeSupport = new NativeSidecarSupport();
 nodes.on("add", (n) => nativeSupport.node(n));
 nodes.on("update", (n) => nativeSupport.node(n));
@@ -93,7 +128,7 @@ const versionAbort = new AbortController();
 const { promise: serverVersionKnown, resolve: versionRead } = Promise.withResolvers<void>();
 void (async () => {
   const api = kc.makeApiClient(VersionApi);
-  for (let delay = 1000; !versionAbort.signal.aborted; ) {
+  for (let delay = 1000; !versionAbort.signal.aborted;) {
     try {
       nativeSupport.setServerVersion((await api.getCode()).gitVersion);
       readiness.serverVersion = true;
@@ -111,9 +146,18 @@ const namespaceLabels = (name: string) => namespaces.get("", name)?.metadata?.la
 const defaults = (): SidecarDefaults => {
   const native = nodes.hasSynced() && nativeSupport.supported;
   metrics.nativeSidecarsSupported.set(native ? 1 : 0);
-  return { image: config.pusherImage, runAsUser: config.sidecarRunAsUser, resources: config.sidecarResources, nativeSidecarsSupported: native };
+  return {
+    image: config.pusherImage,
+    runAsUser: config.sidecarRunAsUser,
+    resources: config.sidecarResources,
+    nativeSidecarsSupported: native,
+  };
 };
-const settings: MutateSettings = { systemNamespaces: config.systemNamespaces, watchNamespaces: config.watchNamespaces, imageAllowList: config.imageAllowList };
+const settings: MutateSettings = {
+  systemNamespaces: config.systemNamespaces,
+  watchNamespaces: config.watchNamespaces,
+  imageAllowList: config.imageAllowList,
+};
 
 let controllers: Controllers | undefined;
 const certLog = log.child({ component: "certs" });
@@ -122,7 +166,12 @@ const certs = config.certDir
   ? createDirCertSource({ dir: config.certDir, log: certLog, metrics, checkIntervalMs })
   : createSecretCertSource({
       store: kubeCertStore(kc, config.podNamespace, config.certSecretName, config.webhookConfigName),
-      spec: { dnsNames: config.certDnsNames, ipAddresses: config.certIpAddresses, leafValidityMs: config.certValidityMs, caValidityMs: config.caValidityMs },
+      spec: {
+        dnsNames: config.certDnsNames,
+        ipAddresses: config.certIpAddresses,
+        leafValidityMs: config.certValidityMs,
+        caValidityMs: config.caValidityMs,
+      },
       registration: config,
       // Without leader election there is a single replica, which may renew.
       isLeader: async () => controllers?.isLeader() ?? !config.leaderElection,
@@ -144,35 +193,48 @@ await run().catch((err: unknown) => {
 });
 
 async function run(): Promise<void> {
-const material = await certs.start();
-readiness.certificate = true;
+  const material = await certs.start();
+  readiness.certificate = true;
 
-// Answering before the caches are filled would skip pods that should be injected; not answering fails open
-// (failurePolicy Ignore) and the controller's drift repair catches up. So: sync first, then listen.
-await Promise.all([pushers.waitForSync(), namespaces.waitForSync(), nodes.waitForSync(), serverVersionKnown]);
-readiness.informers = true;
+  // Answering before the caches are filled would skip pods that should be injected; not answering fails open
+  // (failurePolicy Ignore) and the controller's drift repair catches up. So: sync first, then listen.
+  await Promise.all([pushers.waitForSync(), namespaces.waitForSync(), nodes.waitForSync(), serverVersionKnown]);
+  readiness.informers = true;
 
-const server = createWebhookServer(
-  createAdmissionHandler({
-    log: log.child({ component: "webhook" }),
-    metrics,
-    events,
-    pushers: () => pushers.list(),
-    namespaceLabels,
-    defaults,
-    settings,
-  }),
-  { key: material.key, cert: material.cert },
-);
-webhookServer = server;
-certs.onChange((m) => server.setSecureContext({ key: m.key, cert: m.cert }));
-await listen(server, config.webhookPort, config.bindAddress);
-readiness.webhook = true;
-log.info({ port: config.webhookPort, metricsPort: config.metricsPort, probePort: config.probePort }, "Webhook serving");
+  const server = createWebhookServer(
+    createAdmissionHandler({
+      log: log.child({ component: "webhook" }),
+      metrics,
+      events,
+      pushers: () => pushers.list(),
+      namespaceLabels,
+      defaults,
+      settings,
+    }),
+    { key: material.key, cert: material.cert },
+  );
+  webhookServer = server;
+  certs.onChange((m) => server.setSecureContext({ key: m.key, cert: m.cert }));
+  await listen(server, config.webhookPort, config.bindAddress);
+  readiness.webhook = true;
+  log.info(
+    { port: config.webhookPort, metricsPort: config.metricsPort, probePort: config.probePort },
+    "Webhook serving",
+  );
 
-if (!shutdownStarted) {
-  controllers = await startControllers({ kc, config, log, metrics, events, pushers, namespaceLabels, defaults, settings });
-}
+  if (!shutdownStarted) {
+    controllers = await startControllers({
+      kc,
+      config,
+      log,
+      metrics,
+      events,
+      pushers,
+      namespaceLabels,
+      defaults,
+      settings,
+    });
+  }
 }
 
 async function shutdown(signal: string): Promise<void> {

@@ -181,39 +181,139 @@ describe("parse", () => {
   });
 
   const bad: { name: string; env: Record<string, string>; variable: string; contains: string }[] = [
-    { name: "missing URL", env: { PROMETHEUS_REMOTE_WRITE_URL: "" }, variable: "PROMETHEUS_REMOTE_WRITE_URL", contains: "required" },
-    { name: "not a URL", env: { PROMETHEUS_REMOTE_WRITE_URL: "prometheus:9090" }, variable: "PROMETHEUS_REMOTE_WRITE_URL", contains: "scheme" },
-    { name: "ftp URL", env: { PROMETHEUS_REMOTE_WRITE_URL: "ftp://x/y" }, variable: "PROMETHEUS_REMOTE_WRITE_URL", contains: "ftp" },
+    {
+      name: "missing URL",
+      env: { PROMETHEUS_REMOTE_WRITE_URL: "" },
+      variable: "PROMETHEUS_REMOTE_WRITE_URL",
+      contains: "required",
+    },
+    {
+      name: "not a URL",
+      env: { PROMETHEUS_REMOTE_WRITE_URL: "prometheus:9090" },
+      variable: "PROMETHEUS_REMOTE_WRITE_URL",
+      contains: "scheme",
+    },
+    {
+      name: "ftp URL",
+      env: { PROMETHEUS_REMOTE_WRITE_URL: "ftp://x/y" },
+      variable: "PROMETHEUS_REMOTE_WRITE_URL",
+      contains: "ftp",
+    },
     { name: "duration without unit", env: { PUSH_INTERVAL: "30" }, variable: "PUSH_INTERVAL", contains: '"30"' },
     { name: "zero interval", env: { PUSH_INTERVAL: "0s" }, variable: "PUSH_INTERVAL", contains: "at least" },
     { name: "negative timeout", env: { TIMEOUT: "-1s" }, variable: "TIMEOUT", contains: '"-1s"' },
     { name: "bad log level", env: { LOG_LEVEL: "verbose" }, variable: "LOG_LEVEL", contains: '"verbose"' },
     { name: "bad external label name", env: { EXTERNAL_LABELS: "1a=b" }, variable: "EXTERNAL_LABELS", contains: "1a" },
-    { name: "external label without =", env: { EXTERNAL_LABELS: "a=b,c" }, variable: "EXTERNAL_LABELS", contains: "name=value" },
-    { name: "empty external label value", env: { EXTERNAL_LABELS: "a=" }, variable: "EXTERNAL_LABELS", contains: "empty" },
-    { name: "repeated external label", env: { EXTERNAL_LABELS: "a=1,a=2" }, variable: "EXTERNAL_LABELS", contains: "repeated" },
-    { name: "reserved __ label", env: { EXTERNAL_LABELS: "__name__=x" }, variable: "EXTERNAL_LABELS", contains: "reserved" },
-    { name: "reserved header", env: { REMOTE_WRITE_HEADERS: "User-Agent=evil" }, variable: "REMOTE_WRITE_HEADERS", contains: "User-Agent" },
-    { name: "reserved header, any case", env: { REMOTE_WRITE_HEADERS: '{"content-ENCODING":"gzip"}' }, variable: "REMOTE_WRITE_HEADERS", contains: "reserved" },
-    { name: "authorization header", env: { REMOTE_WRITE_HEADERS: "Authorization=Bearer x" }, variable: "REMOTE_WRITE_HEADERS", contains: "reserved" },
-    { name: "header JSON not an object", env: { REMOTE_WRITE_HEADERS: "{1" }, variable: "REMOTE_WRITE_HEADERS", contains: "JSON" },
-    { name: "bad header name", env: { REMOTE_WRITE_HEADERS: "Bad Name=1" }, variable: "REMOTE_WRITE_HEADERS", contains: "header name" },
-    { name: "bad bool", env: { TLS_INSECURE_SKIP_VERIFY: "maybe" }, variable: "TLS_INSECURE_SKIP_VERIFY", contains: "maybe" },
+    {
+      name: "external label without =",
+      env: { EXTERNAL_LABELS: "a=b,c" },
+      variable: "EXTERNAL_LABELS",
+      contains: "name=value",
+    },
+    {
+      name: "empty external label value",
+      env: { EXTERNAL_LABELS: "a=" },
+      variable: "EXTERNAL_LABELS",
+      contains: "empty",
+    },
+    {
+      name: "repeated external label",
+      env: { EXTERNAL_LABELS: "a=1,a=2" },
+      variable: "EXTERNAL_LABELS",
+      contains: "repeated",
+    },
+    {
+      name: "reserved __ label",
+      env: { EXTERNAL_LABELS: "__name__=x" },
+      variable: "EXTERNAL_LABELS",
+      contains: "reserved",
+    },
+    {
+      name: "reserved header",
+      env: { REMOTE_WRITE_HEADERS: "User-Agent=evil" },
+      variable: "REMOTE_WRITE_HEADERS",
+      contains: "User-Agent",
+    },
+    {
+      name: "reserved header, any case",
+      env: { REMOTE_WRITE_HEADERS: '{"content-ENCODING":"gzip"}' },
+      variable: "REMOTE_WRITE_HEADERS",
+      contains: "reserved",
+    },
+    {
+      name: "authorization header",
+      env: { REMOTE_WRITE_HEADERS: "Authorization=Bearer x" },
+      variable: "REMOTE_WRITE_HEADERS",
+      contains: "reserved",
+    },
+    {
+      name: "header JSON not an object",
+      env: { REMOTE_WRITE_HEADERS: "{1" },
+      variable: "REMOTE_WRITE_HEADERS",
+      contains: "JSON",
+    },
+    {
+      name: "bad header name",
+      env: { REMOTE_WRITE_HEADERS: "Bad Name=1" },
+      variable: "REMOTE_WRITE_HEADERS",
+      contains: "header name",
+    },
+    {
+      name: "bad bool",
+      env: { TLS_INSECURE_SKIP_VERIFY: "maybe" },
+      variable: "TLS_INSECURE_SKIP_VERIFY",
+      contains: "maybe",
+    },
     { name: "bad buffer", env: { BUFFER_MAX_SAMPLES: "lots" }, variable: "BUFFER_MAX_SAMPLES", contains: '"lots"' },
-    { name: "buffer < batch", env: { BUFFER_MAX_SAMPLES: "10", MAX_SAMPLES_PER_SEND: "100" }, variable: "BUFFER_MAX_SAMPLES", contains: "MAX_SAMPLES_PER_SEND" },
+    {
+      name: "buffer < batch",
+      env: { BUFFER_MAX_SAMPLES: "10", MAX_SAMPLES_PER_SEND: "100" },
+      variable: "BUFFER_MAX_SAMPLES",
+      contains: "MAX_SAMPLES_PER_SEND",
+    },
     { name: "zero batch", env: { MAX_SAMPLES_PER_SEND: "0" }, variable: "MAX_SAMPLES_PER_SEND", contains: "between" },
     { name: "port out of range", env: { HTTP_PORT: "70000" }, variable: "HTTP_PORT", contains: "70000" },
     { name: "bad prefix", env: { METRIC_PREFIX: "my-pusher" }, variable: "METRIC_PREFIX", contains: "my-pusher" },
-    { name: "bad target", env: { SCRAPE_TARGETS: "http://ok/metrics,localhost:8080" }, variable: "SCRAPE_TARGETS", contains: "localhost:8080" },
-    { name: "scrape timeout > interval", env: { PUSH_INTERVAL: "1s", SCRAPE_TIMEOUT: "2s" }, variable: "SCRAPE_TIMEOUT", contains: "PUSH_INTERVAL" },
+    {
+      name: "bad target",
+      env: { SCRAPE_TARGETS: "http://ok/metrics,localhost:8080" },
+      variable: "SCRAPE_TARGETS",
+      contains: "localhost:8080",
+    },
+    {
+      name: "scrape timeout > interval",
+      env: { PUSH_INTERVAL: "1s", SCRAPE_TIMEOUT: "2s" },
+      variable: "SCRAPE_TIMEOUT",
+      contains: "PUSH_INTERVAL",
+    },
     { name: "relative buffer dir", env: { BUFFER_DIR: "buffer" }, variable: "BUFFER_DIR", contains: "absolute" },
     { name: "tiny buffer bytes", env: { BUFFER_MAX_BYTES: "100" }, variable: "BUFFER_MAX_BYTES", contains: "64KiB" },
     { name: "bad size", env: { SCRAPE_MAX_BYTES: "big" }, variable: "SCRAPE_MAX_BYTES", contains: "big" },
     { name: "bad regex", env: { SCRAPE_DROP: "(" }, variable: "SCRAPE_DROP", contains: "regular expression" },
-    { name: "password without user", env: { BASIC_AUTH_PASSWORD_FILE: "/pw" }, variable: "BASIC_AUTH_PASSWORD_FILE", contains: "BASIC_AUTH_USERNAME" },
-    { name: "user without password", env: { BASIC_AUTH_USERNAME: "u" }, variable: "BASIC_AUTH_PASSWORD_FILE", contains: "required" },
-    { name: "user twice", env: { BASIC_AUTH_USERNAME: "u", BASIC_AUTH_USERNAME_FILE: "/u", BASIC_AUTH_PASSWORD_FILE: "/p" }, variable: "BASIC_AUTH_USERNAME_FILE", contains: "together" },
-    { name: "bearer and basic", env: { BEARER_TOKEN_FILE: "/t", BASIC_AUTH_USERNAME: "u", BASIC_AUTH_PASSWORD_FILE: "/p" }, variable: "BEARER_TOKEN_FILE", contains: "basic" },
+    {
+      name: "password without user",
+      env: { BASIC_AUTH_PASSWORD_FILE: "/pw" },
+      variable: "BASIC_AUTH_PASSWORD_FILE",
+      contains: "BASIC_AUTH_USERNAME",
+    },
+    {
+      name: "user without password",
+      env: { BASIC_AUTH_USERNAME: "u" },
+      variable: "BASIC_AUTH_PASSWORD_FILE",
+      contains: "required",
+    },
+    {
+      name: "user twice",
+      env: { BASIC_AUTH_USERNAME: "u", BASIC_AUTH_USERNAME_FILE: "/u", BASIC_AUTH_PASSWORD_FILE: "/p" },
+      variable: "BASIC_AUTH_USERNAME_FILE",
+      contains: "together",
+    },
+    {
+      name: "bearer and basic",
+      env: { BEARER_TOKEN_FILE: "/t", BASIC_AUTH_USERNAME: "u", BASIC_AUTH_PASSWORD_FILE: "/p" },
+      variable: "BEARER_TOKEN_FILE",
+      contains: "basic",
+    },
   ];
   for (const c of bad) {
     it(`rejects: ${c.name}`, () => {
@@ -228,10 +328,13 @@ describe("parse", () => {
 
   it("reports every problem at once, in one error", () => {
     const problems = problemsOf({ PUSH_INTERVAL: "soon", TIMEOUT: "0", LOG_LEVEL: "loud", HTTP_PORT: "-1" });
-    assert.deepEqual(
-      problems.map((p) => p.variable).sort(),
-      ["HTTP_PORT", "LOG_LEVEL", "PROMETHEUS_REMOTE_WRITE_URL", "PUSH_INTERVAL", "TIMEOUT"],
-    );
+    assert.deepEqual(problems.map((p) => p.variable).sort(), [
+      "HTTP_PORT",
+      "LOG_LEVEL",
+      "PROMETHEUS_REMOTE_WRITE_URL",
+      "PUSH_INTERVAL",
+      "TIMEOUT",
+    ]);
     const err = (() => {
       try {
         parse({ PUSH_INTERVAL: "soon" });
@@ -264,13 +367,22 @@ describe("formatLabels / formatHeaders", () => {
   });
   it("formatHeaders output parses back to the same headers", () => {
     const headers = { "X-Scope-OrgID": "team,a", "X-B": "c=d" };
-    assert.deepEqual(parse({ PROMETHEUS_REMOTE_WRITE_URL: URL_OK, REMOTE_WRITE_HEADERS: formatHeaders(headers) }).headers, headers);
+    assert.deepEqual(
+      parse({ PROMETHEUS_REMOTE_WRITE_URL: URL_OK, REMOTE_WRITE_HEADERS: formatHeaders(headers) }).headers,
+      headers,
+    );
   });
 });
 
 describe("misc", () => {
   it("RESERVED_HEADERS lists the protocol headers in lower case", () => {
-    for (const h of ["content-encoding", "content-type", "x-prometheus-remote-write-version", "user-agent", "authorization"]) {
+    for (const h of [
+      "content-encoding",
+      "content-type",
+      "x-prometheus-remote-write-version",
+      "user-agent",
+      "authorization",
+    ]) {
       assert.ok(RESERVED_HEADERS.includes(h), h);
     }
     assert.ok(RESERVED_HEADERS.every((h) => h === h.toLowerCase()));

@@ -20,7 +20,8 @@ export const ENV = {
   PUSH_INTERVAL: {
     default: "30s",
     required: false,
-    description: "Collection and push period, a Go-style duration (500ms, 30s, 1m30s); > 0. Targets are scraped at the same period.",
+    description:
+      "Collection and push period, a Go-style duration (500ms, 30s, 1m30s); > 0. Targets are scraped at the same period.",
   },
   TIMEOUT: {
     default: "30s",
@@ -35,17 +36,19 @@ export const ENV = {
   },
   POD_NAME: {
     required: false,
-    description: "Pod name (downward API); the `pod` label on every series and the `instance` of the pusher's own series (else the hostname).",
+    description:
+      "Pod name (downward API); the `pod` label on every series and the `instance` of the pusher's own series (else the hostname).",
   },
   NODE_NAME: { required: false, description: "Node name (downward API); logged at start-up." },
   EXTERNAL_LABELS: {
     required: false,
     description:
-      'Labels added to every series, `k=v,k2=v2` (a value may be double-quoted to hold `,` or `=`). They never override job, instance, namespace or pod.',
+      "Labels added to every series, `k=v,k2=v2` (a value may be double-quoted to hold `,` or `=`). They never override job, instance, namespace or pod.",
   },
   BEARER_TOKEN_FILE: {
     required: false,
-    description: "File holding a bearer token sent as `Authorization: Bearer …`; re-read when it changes (Secret rotation).",
+    description:
+      "File holding a bearer token sent as `Authorization: Bearer …`; re-read when it changes (Secret rotation).",
   },
   BASIC_AUTH_USERNAME: { required: false, description: "Basic-auth user name (with BASIC_AUTH_PASSWORD_FILE)." },
   BASIC_AUTH_USERNAME_FILE: {
@@ -54,7 +57,8 @@ export const ENV = {
   },
   BASIC_AUTH_PASSWORD_FILE: {
     required: false,
-    description: "File holding the basic-auth password; re-read when it changes. A missing file is logged and retried, never fatal.",
+    description:
+      "File holding the basic-auth password; re-read when it changes. A missing file is logged and retried, never fatal.",
   },
   REMOTE_WRITE_HEADERS: {
     required: false,
@@ -62,7 +66,10 @@ export const ENV = {
     description:
       'Extra request headers, a JSON object (`{"X-Scope-OrgID":"team-a"}`) or `Name=value,Name2=value2`. The protocol\'s reserved headers (Content-Encoding, Content-Type, X-Prometheus-Remote-Write-Version, User-Agent, Authorization, Host, Content-Length) cannot be set.',
   },
-  TLS_CA_FILE: { required: false, description: "PEM file of CA certificates trusted for an https receiver (added to the system roots)." },
+  TLS_CA_FILE: {
+    required: false,
+    description: "PEM file of CA certificates trusted for an https receiver (added to the system roots).",
+  },
   TLS_INSECURE_SKIP_VERIFY: {
     default: "false",
     required: false,
@@ -71,7 +78,8 @@ export const ENV = {
   BUFFER_MAX_SAMPLES: {
     default: "100000",
     required: false,
-    description: "Samples kept in memory while the receiver is unreachable; when full the oldest are dropped and counted.",
+    description:
+      "Samples kept in memory while the receiver is unreachable; when full the oldest are dropped and counted.",
   },
   BUFFER_DIR: {
     required: false,
@@ -81,13 +89,15 @@ export const ENV = {
   BUFFER_MAX_BYTES: {
     default: "256MiB",
     required: false,
-    description: "Largest size of BUFFER_DIR's files (bytes; Ki/Mi/Gi suffixes allowed); beyond it the oldest samples no longer survive a restart.",
+    description:
+      "Largest size of BUFFER_DIR's files (bytes; Ki/Mi/Gi suffixes allowed); beyond it the oldest samples no longer survive a restart.",
   },
   MAX_SAMPLES_PER_SEND: { default: "2000", required: false, description: "Most samples in one Remote-Write request." },
   SHUTDOWN_TIMEOUT: {
     default: "10s",
     required: false,
-    description: "On SIGTERM/SIGINT, how long to try to deliver what is buffered before exiting (loss is logged with a count).",
+    description:
+      "On SIGTERM/SIGINT, how long to try to deliver what is buffered before exiting (loss is logged with a count).",
   },
   HTTP_PORT: {
     default: "0",
@@ -96,7 +106,8 @@ export const ENV = {
   },
   HTTP_ADDRESS: {
     required: false,
-    description: "Address the HTTP server listens on (e.g. 127.0.0.1); unset = every interface, which kubelet probes need.",
+    description:
+      "Address the HTTP server listens on (e.g. 127.0.0.1); unset = every interface, which kubelet probes need.",
   },
   METRIC_PREFIX: {
     default: "knative_lambda_metric_pusher",
@@ -105,27 +116,32 @@ export const ENV = {
   },
   SCRAPE_TARGETS: {
     required: false,
-    description: "Comma-separated http(s) URLs of Prometheus exposition endpoints scraped every PUSH_INTERVAL and forwarded (e.g. http://127.0.0.1:8080/metrics).",
+    description:
+      "Comma-separated http(s) URLs of Prometheus exposition endpoints scraped every PUSH_INTERVAL and forwarded (e.g. http://127.0.0.1:8080/metrics).",
   },
   SCRAPE_JOB: { default: "builder", required: false, description: "The `job` label of scraped series." },
   SCRAPE_TIMEOUT: {
     default: "10s",
     required: false,
-    description: "Timeout of one scrape, a Go-style duration; at most PUSH_INTERVAL (when unset: the smaller of 10s and PUSH_INTERVAL).",
+    description:
+      "Timeout of one scrape, a Go-style duration; at most PUSH_INTERVAL (when unset: the smaller of 10s and PUSH_INTERVAL).",
   },
   SCRAPE_SAMPLE_LIMIT: {
     default: "0",
     required: false,
-    description: "Most samples accepted from one scrape; a target exposing more fails that scrape (up 0). 0 = no limit.",
+    description:
+      "Most samples accepted from one scrape; a target exposing more fails that scrape (up 0). 0 = no limit.",
   },
   SCRAPE_MAX_BYTES: {
     default: "16MiB",
     required: false,
-    description: "Largest exposition body read from a target (bytes; Ki/Mi/Gi or KiB/MiB/GiB suffixes allowed); a larger one fails the scrape.",
+    description:
+      "Largest exposition body read from a target (bytes; Ki/Mi/Gi or KiB/MiB/GiB suffixes allowed); a larger one fails the scrape.",
   },
   SCRAPE_DROP: {
     required: false,
-    description: "Regular expression (anchored, RE2-like JavaScript syntax) of metric names not forwarded from targets.",
+    description:
+      "Regular expression (anchored, RE2-like JavaScript syntax) of metric names not forwarded from targets.",
   },
 } as const satisfies Record<string, EnvSpec>;
 
@@ -200,8 +216,8 @@ export class ConfigError extends Error {
 const UNIT_MS: Readonly<Record<string, number>> = {
   ns: 1e-6,
   us: 1e-3,
-  "µs": 1e-3, // U+00B5 micro sign
-  "μs": 1e-3, // U+03BC Greek mu
+  µs: 1e-3, // U+00B5 micro sign
+  μs: 1e-3, // U+03BC Greek mu
   ms: 1,
   s: 1000,
   m: 60_000,
@@ -226,7 +242,9 @@ export function parseDuration(text: string): number {
     const m = part.exec(rest);
     if (!m) {
       const hasUnit = /^(\d+(?:\.\d*)?|\.\d+)/.exec(rest);
-      throw new Error(hasUnit && hasUnit[0] === rest ? `missing unit in duration "${text}"` : `invalid duration "${text}"`);
+      throw new Error(
+        hasUnit && hasUnit[0] === rest ? `missing unit in duration "${text}"` : `invalid duration "${text}"`,
+      );
     }
     total += Number(m[1]) * UNIT_MS[m[2]!]!;
     rest = rest.slice(m[0].length);
@@ -380,7 +398,11 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   };
   const problem = (name: EnvName, value: string | undefined, why: string): void => {
     const v = shown(name, value);
-    problems.push({ variable: name, value: v, message: `${name}=${v === undefined ? "(unset)" : JSON.stringify(v)}: ${why}` });
+    problems.push({
+      variable: name,
+      value: v,
+      message: `${name}=${v === undefined ? "(unset)" : JSON.stringify(v)}: ${why}`,
+    });
   };
   const withDefault = (name: EnvName): string | undefined => {
     const spec: EnvSpec = ENV[name];
@@ -421,12 +443,20 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   let remoteWriteUrl = "";
   const urlText = raw("PROMETHEUS_REMOTE_WRITE_URL");
   if (urlText === undefined) {
-    problem("PROMETHEUS_REMOTE_WRITE_URL", undefined, "is required (the Remote-Write receiver, e.g. http://prometheus:9090/api/v1/write)");
+    problem(
+      "PROMETHEUS_REMOTE_WRITE_URL",
+      undefined,
+      "is required (the Remote-Write receiver, e.g. http://prometheus:9090/api/v1/write)",
+    );
   } else {
     const u = URL.parse(urlText);
     if (!u) problem("PROMETHEUS_REMOTE_WRITE_URL", urlText, "is not a URL");
     else if (u.protocol !== "http:" && u.protocol !== "https:") {
-      problem("PROMETHEUS_REMOTE_WRITE_URL", urlText, `scheme must be http or https, not ${u.protocol.replace(/:$/, "")}`);
+      problem(
+        "PROMETHEUS_REMOTE_WRITE_URL",
+        urlText,
+        `scheme must be http or https, not ${u.protocol.replace(/:$/, "")}`,
+      );
     } else remoteWriteUrl = u.toString();
   }
 
@@ -435,7 +465,8 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
 
   let logLevel: LogLevel = "info";
   const levelText = withDefault("LOG_LEVEL")!;
-  if ((LOG_LEVELS as readonly string[]).includes(levelText.toLowerCase())) logLevel = levelText.toLowerCase() as LogLevel;
+  if ((LOG_LEVELS as readonly string[]).includes(levelText.toLowerCase()))
+    logLevel = levelText.toLowerCase() as LogLevel;
   else problem("LOG_LEVEL", levelText, `must be one of ${LOG_LEVELS.join(", ")}`);
 
   const namespace = withDefault("NAMESPACE")!;
@@ -448,8 +479,10 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   if (extText !== undefined) {
     try {
       for (const [k, v] of splitPairs(extText)) {
-        if (!LABEL_NAME.test(k)) problem("EXTERNAL_LABELS", extText, `"${k}" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)`);
-        else if (k.startsWith("__")) problem("EXTERNAL_LABELS", extText, `label "${k}": names starting with __ are reserved`);
+        if (!LABEL_NAME.test(k))
+          problem("EXTERNAL_LABELS", extText, `"${k}" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)`);
+        else if (k.startsWith("__"))
+          problem("EXTERNAL_LABELS", extText, `label "${k}": names starting with __ are reserved`);
         else if (v === "") problem("EXTERNAL_LABELS", extText, `label "${k}" has an empty value`);
         else if (Object.hasOwn(externalLabels, k)) problem("EXTERNAL_LABELS", extText, `label "${k}" is repeated`);
         else externalLabels[k] = v;
@@ -476,10 +509,18 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
     problem("BASIC_AUTH_PASSWORD_FILE", basicAuthPasswordFile, "needs BASIC_AUTH_USERNAME or BASIC_AUTH_USERNAME_FILE");
   }
   if (bearerTokenFile !== undefined && (hasBasic || basicAuthPasswordFile !== undefined)) {
-    problem("BEARER_TOKEN_FILE", bearerTokenFile, "cannot be combined with basic auth (both set the Authorization header)");
+    problem(
+      "BEARER_TOKEN_FILE",
+      bearerTokenFile,
+      "cannot be combined with basic auth (both set the Authorization header)",
+    );
   }
   if (urlHasUser && (hasBasic || bearerTokenFile !== undefined)) {
-    problem("PROMETHEUS_REMOTE_WRITE_URL", urlText, "holds credentials and BEARER_TOKEN_FILE or BASIC_AUTH_* is also set: choose one");
+    problem(
+      "PROMETHEUS_REMOTE_WRITE_URL",
+      urlText,
+      "holds credentials and BEARER_TOKEN_FILE or BASIC_AUTH_* is also set: choose one",
+    );
   }
 
   // Extra headers
@@ -494,7 +535,11 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
         pairs = Object.entries(obj);
       } else pairs = splitPairs(hdrText);
     } catch (e) {
-      problem("REMOTE_WRITE_HEADERS", hdrText, `${(e as Error).message} (expected a JSON object or Name=value,Name2=value2)`);
+      problem(
+        "REMOTE_WRITE_HEADERS",
+        hdrText,
+        `${(e as Error).message} (expected a JSON object or Name=value,Name2=value2)`,
+      );
     }
     const seen = new Set<string>();
     for (const [name, value] of pairs) {
@@ -502,8 +547,10 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
       if (!HEADER_NAME.test(name)) problem("REMOTE_WRITE_HEADERS", hdrText, `"${name}" is not a valid header name`);
       else if (RESERVED_HEADERS.includes(lower)) {
         problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}" is reserved by the protocol and cannot be set`);
-      } else if (typeof value !== "string") problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}": value must be a string`);
-      else if (/[\r\n\0]/.test(value)) problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}": value holds a line break or NUL`);
+      } else if (typeof value !== "string")
+        problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}": value must be a string`);
+      else if (/[\r\n\0]/.test(value))
+        problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}": value holds a line break or NUL`);
       else if (seen.has(lower)) problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}" is repeated`);
       else {
         seen.add(lower);
@@ -516,12 +563,17 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   let tlsInsecureSkipVerify = false;
   const skipText = withDefault("TLS_INSECURE_SKIP_VERIFY")!.toLowerCase();
   if (["true", "1", "yes"].includes(skipText)) tlsInsecureSkipVerify = true;
-  else if (!["false", "0", "no"].includes(skipText)) problem("TLS_INSECURE_SKIP_VERIFY", skipText, "must be true or false");
+  else if (!["false", "0", "no"].includes(skipText))
+    problem("TLS_INSECURE_SKIP_VERIFY", skipText, "must be true or false");
 
   const maxSamplesPerSend = integer("MAX_SAMPLES_PER_SEND", 1, 1_000_000, 2000);
   const bufferMaxSamples = integer("BUFFER_MAX_SAMPLES", 1, 100_000_000, 100_000);
   if (bufferMaxSamples < maxSamplesPerSend) {
-    problem("BUFFER_MAX_SAMPLES", String(bufferMaxSamples), `must be at least MAX_SAMPLES_PER_SEND (${maxSamplesPerSend})`);
+    problem(
+      "BUFFER_MAX_SAMPLES",
+      String(bufferMaxSamples),
+      `must be at least MAX_SAMPLES_PER_SEND (${maxSamplesPerSend})`,
+    );
   }
   const bufferDir = raw("BUFFER_DIR");
   let bufferMaxBytes = 256 * 1024 ** 2;
@@ -532,7 +584,8 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   } catch (e) {
     problem("BUFFER_MAX_BYTES", bufferBytesText, `${(e as Error).message} (e.g. 256MiB)`);
   }
-  if (bufferDir !== undefined && !bufferDir.startsWith("/")) problem("BUFFER_DIR", bufferDir, "must be an absolute path");
+  if (bufferDir !== undefined && !bufferDir.startsWith("/"))
+    problem("BUFFER_DIR", bufferDir, "must be an absolute path");
   const shutdownTimeoutMs = duration("SHUTDOWN_TIMEOUT", 10_000, 0);
   const httpPort = integer("HTTP_PORT", 0, 65535, 0);
   const httpAddress = raw("HTTP_ADDRESS");
@@ -541,13 +594,17 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   }
 
   const metricPrefix = withDefault("METRIC_PREFIX")!;
-  if (!METRIC_NAME.test(metricPrefix)) problem("METRIC_PREFIX", metricPrefix, "is not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
+  if (!METRIC_NAME.test(metricPrefix))
+    problem("METRIC_PREFIX", metricPrefix, "is not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
 
   // Scraping
   const scrapeTargets: string[] = [];
   const targetsText = raw("SCRAPE_TARGETS");
   if (targetsText !== undefined) {
-    for (const t of targetsText.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+    for (const t of targetsText
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "")) {
       const u = URL.parse(t);
       if (!u || (u.protocol !== "http:" && u.protocol !== "https:")) {
         problem("SCRAPE_TARGETS", targetsText, `"${t}" is not an http(s) URL`);

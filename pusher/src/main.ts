@@ -71,7 +71,10 @@ async function openJournal(config: Config, log: Logger): Promise<DiskBuffer | un
     const { openDiskBuffer } = await import("./remote-write/disk.ts");
     return openDiskBuffer({ dir: config.bufferDir!, maxBytes: config.bufferMaxBytes, log: diskLog });
   } catch (e) {
-    diskLog.error({ dir: config.bufferDir, err: (e as Error).message }, "Cannot use BUFFER_DIR; buffering in memory only");
+    diskLog.error(
+      { dir: config.bufferDir, err: (e as Error).message },
+      "Cannot use BUFFER_DIR; buffering in memory only",
+    );
     return undefined;
   }
 }
@@ -146,7 +149,12 @@ async function main(): Promise<void> {
   let server: StatusServer | undefined;
   if (config.httpPort > 0) {
     try {
-      server = await startStatusServer({ port: config.httpPort, host: config.httpAddress, registry, ready: () => running });
+      server = await startStatusServer({
+        port: config.httpPort,
+        host: config.httpAddress,
+        registry,
+        ready: () => running,
+      });
     } catch (e) {
       log.fatal({ port: config.httpPort, err: (e as Error).message }, "Cannot start the HTTP server");
       process.exit(1);
@@ -185,7 +193,10 @@ async function main(): Promise<void> {
     try {
       const [scraped, own] = await Promise.all([scraper?.scrape(now) ?? [], collector.collect(now)]);
       q.push(scraped.length === 0 ? own : [...scraped, ...own]);
-      collectLog.debug({ samples: scraped.length + own.length, ms: Math.round(performance.now() - started) }, "Collected");
+      collectLog.debug(
+        { samples: scraped.length + own.length, ms: Math.round(performance.now() - started) },
+        "Collected",
+      );
     } catch (e) {
       collectLog.error({ err: (e as Error).message }, "Collection failed");
     }
@@ -227,9 +238,15 @@ async function main(): Promise<void> {
   q.push([...(scraper?.staleAll(staleAt) ?? []), ...collector.staleAll(staleAt)]);
   const { lost, kept } = await q.close(Math.max(0, deadline - Date.now()));
   if (kept > 0) {
-    log.warn({ undelivered: kept, bufferDir: config.bufferDir }, "Shutdown: undelivered samples stay in BUFFER_DIR for the next start");
+    log.warn(
+      { undelivered: kept, bufferDir: config.bufferDir },
+      "Shutdown: undelivered samples stay in BUFFER_DIR for the next start",
+    );
   } else if (lost > 0) {
-    log.warn({ lost, shutdownTimeout: formatDuration(config.shutdownTimeoutMs) }, "Shutdown: samples not delivered before the deadline are lost");
+    log.warn(
+      { lost, shutdownTimeout: formatDuration(config.shutdownTimeoutMs) },
+      "Shutdown: samples not delivered before the deadline are lost",
+    );
   } else {
     log.info({}, "Shutdown complete: every sample delivered");
   }
@@ -240,7 +257,9 @@ async function main(): Promise<void> {
 }
 
 process.on("uncaughtException", (err) => {
-  process.stderr.write(`${JSON.stringify({ level: 60, time: Date.now(), msg: "Uncaught exception", err: err.stack ?? String(err) })}\n`);
+  process.stderr.write(
+    `${JSON.stringify({ level: 60, time: Date.now(), msg: "Uncaught exception", err: err.stack ?? String(err) })}\n`,
+  );
   process.exit(1);
 });
 

@@ -22,7 +22,8 @@ describe("encode benchmark (smoke)", () => {
     const r = await benchEncode({ series: 200, rounds: 2, roundMs: 50 });
     assert.equal(r.ours.rates.length, 2);
     assert.equal(r.peer.rates.length, 2);
-    for (const rate of [...r.ours.rates, ...r.oursCold.rates, ...r.peer.rates]) assert.ok(rate > 0 && Number.isFinite(rate));
+    for (const rate of [...r.ours.rates, ...r.oursCold.rates, ...r.peer.rates])
+      assert.ok(rate > 0 && Number.isFinite(rate));
     assert.deepEqual(
       r.rows.map((row) => [row.metric, row.peer?.name]),
       [
@@ -36,9 +37,21 @@ describe("encode benchmark (smoke)", () => {
   it("profiles the encoder loop and names its hot functions", () => {
     const dir = mkdtempSync(join(tmpdir(), "bench-prof-test-"));
     try {
-      const r = spawnSync(process.execPath, ["--cpu-prof", `--cpu-prof-dir=${dir}`, "--conditions=source", join(REPO, "test/bench/encode-loop.ts"), "500", "300", "steady"], {
-        encoding: "utf8",
-      });
+      const r = spawnSync(
+        process.execPath,
+        [
+          "--cpu-prof",
+          `--cpu-prof-dir=${dir}`,
+          "--conditions=source",
+          join(REPO, "test/bench/encode-loop.ts"),
+          "500",
+          "300",
+          "steady",
+        ],
+        {
+          encoding: "utf8",
+        },
+      );
       assert.equal(r.status, 0, r.stderr);
       const pushes = (JSON.parse(r.stdout) as { pushes: number }).pushes;
       assert.ok(pushes > 0);
@@ -47,7 +60,10 @@ describe("encode benchmark (smoke)", () => {
       const spots = hotSpots(join(dir, file), 30);
       const total = spots.reduce((s, h) => s + h.selfPct, 0);
       assert.ok(total > 50 && total <= 100.0001, `hot spots cover ${total}%`);
-      assert.ok(spots.some((s) => s.where.includes("remote-write/encode.ts") || s.where.includes("snappyjs")), JSON.stringify(spots));
+      assert.ok(
+        spots.some((s) => s.where.includes("remote-write/encode.ts") || s.where.includes("snappyjs")),
+        JSON.stringify(spots),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

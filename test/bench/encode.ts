@@ -18,7 +18,13 @@ interface PeerTimeseries {
 interface PeerModule {
   pushTimeseries(
     ts: PeerTimeseries[],
-    options: { url: string; fetch: (url: string, init: { body: ArrayBufferLike | Uint8Array }) => Promise<{ status: number; statusText: string; text(): Promise<string> }> },
+    options: {
+      url: string;
+      fetch: (
+        url: string,
+        init: { body: ArrayBufferLike | Uint8Array },
+      ) => Promise<{ status: number; statusText: string; text(): Promise<string> }>;
+    },
   ): Promise<{ status: number }>;
 }
 const peer = require("prometheus-remote-write") as PeerModule;
@@ -92,23 +98,30 @@ async function rate(ms: number, samplesPerCall: number, fn: () => unknown): Prom
 function canonical(decoded: DecodedSeries[]): string {
   return JSON.stringify(
     decoded
-      .map((s) => ({ labels: [...s.labels].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), samples: s.samples }))
+      .map((s) => ({
+        labels: [...s.labels].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+        samples: s.samples,
+      }))
       .sort((a, b) => (JSON.stringify(a.labels) < JSON.stringify(b.labels) ? -1 : 1)),
   );
 }
 
 /** Both sides must carry the same series and samples, or the comparison means nothing. */
-export async function checkSameContent(series: number): Promise<{ oursBytes: number; peerBytes: number; series: number; rawIdentical: boolean }> {
+export async function checkSameContent(
+  series: number,
+): Promise<{ oursBytes: number; peerBytes: number; series: number; rawIdentical: boolean }> {
   const sets = fullSeries(series);
   const ts = Date.UTC(2026, 0, 1);
   const ours = toWriteRequest(toSamples(sets, ts));
   const theirs = await peerEncode(peerInput(sets, ts));
   const a = decodeWriteRequest(ours);
   const b = decodeWriteRequest(theirs);
-  if (a.length !== series || b.length !== series) throw new Error(`decoded ${a.length} (ours) and ${b.length} (peer) series, want ${series}`);
+  if (a.length !== series || b.length !== series)
+    throw new Error(`decoded ${a.length} (ours) and ${b.length} (peer) series, want ${series}`);
   if (canonical(a) !== canonical(b)) throw new Error("ours and the peer encode different content for the same input");
   // Same content, same field order: the protobuf bytes are identical too, so compression sees the same input.
-  const rawIdentical = Buffer.compare(Buffer.from(snappy.uncompress(ours)), Buffer.from(snappy.uncompress(theirs))) === 0;
+  const rawIdentical =
+    Buffer.compare(Buffer.from(snappy.uncompress(ours)), Buffer.from(snappy.uncompress(theirs))) === 0;
   return { oursBytes: ours.length, peerBytes: theirs.length, series: a.length, rawIdentical };
 }
 

@@ -33,7 +33,8 @@ export interface ForwardResult {
   runs: SenderRun[];
 }
 
-export const cpuPerMillion = (r: SenderRun): number => (r.samples > 0 ? r.cpuS / (r.samples / 1e6) : Number.POSITIVE_INFINITY);
+export const cpuPerMillion = (r: SenderRun): number =>
+  r.samples > 0 ? r.cpuS / (r.samples / 1e6) : Number.POSITIVE_INFINITY;
 
 export async function benchForward(opts: ForwardOptions): Promise<ForwardResult> {
   const senders = opts.senders ?? FORWARD_SENDERS;
@@ -86,7 +87,9 @@ export function forwardRows(runs: readonly SenderRun[], senders: readonly Sender
         better: Better.lower,
         ours: cpuOurs,
         peer: { name: peer.name, value: cpuPeer },
-        goal: isVm ? { text: "≤ 1.5× vmagent", met: cpuOurs <= 1.5 * cpuPeer } : { text: "below Prometheus agent", met: cpuOurs < cpuPeer },
+        goal: isVm
+          ? { text: "≤ 1.5× vmagent", met: cpuOurs <= 1.5 * cpuPeer }
+          : { text: "below Prometheus agent", met: cpuOurs < cpuPeer },
         runs: of(o.name).map(cpuPerMillion),
       });
       const rssOurs = med(o.name, (r) => r.peakRss) / MiB;

@@ -145,7 +145,13 @@ export function idleRows(runs: readonly SenderRun[], senders: readonly SenderSpe
   for (const floor of ["node-floor", "node-floor+heap-flags"]) {
     const f = of(floor);
     if (f.length === 0) continue;
-    rows.push({ bench: "idle", metric: `RSS of a bare Node timer (${floor})`, unit: "MiB", better: Better.lower, ours: median(f.map((r) => r.rss)) / MiB });
+    rows.push({
+      bench: "idle",
+      metric: `RSS of a bare Node timer (${floor})`,
+      unit: "MiB",
+      better: Better.lower,
+      ours: median(f.map((r) => r.rss)) / MiB,
+    });
     rows.push({
       bench: "idle",
       metric: `private RSS of a bare Node timer (${floor})`,

@@ -42,13 +42,15 @@ const { values: args } = parseArgs({
   },
 });
 
-const num = (v: string | undefined, full: number, quick: number): number => (v !== undefined ? Number(v) : args.quick ? quick : full);
+const num = (v: string | undefined, full: number, quick: number): number =>
+  v !== undefined ? Number(v) : args.quick ? quick : full;
 const only = new Set<Bench>(
   (args.only ?? BENCHES.join(","))
     .split(",")
     .map((s) => s.trim())
     .filter((s): s is Bench => {
-      if (!(BENCHES as readonly string[]).includes(s)) throw new Error(`unknown benchmark ${s}; choose from ${BENCHES.join(", ")}`);
+      if (!(BENCHES as readonly string[]).includes(s))
+        throw new Error(`unknown benchmark ${s}; choose from ${BENCHES.join(", ")}`);
       return true;
     }),
 );
@@ -56,9 +58,19 @@ const runs = num(args.runs, 3, 1);
 const settings = {
   runs,
   encode: { series: 2000, rounds: num(undefined, 7, 3), roundMs: num(undefined, 2000, 500) },
-  forward: { series: num(args["forward-series"], 10_000, 2000), warmupS: num(undefined, 5, 3), windowS: num(args["forward-window"], 30, 10) },
+  forward: {
+    series: num(args["forward-series"], 10_000, 2000),
+    warmupS: num(undefined, 5, 3),
+    windowS: num(args["forward-window"], 30, 10),
+  },
   idle: { warmupS: num(undefined, 5, 2), windowS: num(args["idle-window"], 60, 10) },
-  webhook: { pushers: 100, reviews: 200, connections: num(args["webhook-connections"], 8, 8), durationS: num(args["webhook-duration"], 10, 3), rate: 2000 },
+  webhook: {
+    pushers: 100,
+    reviews: 200,
+    connections: num(args["webhook-connections"], 8, 8),
+    durationS: num(args["webhook-duration"], 10, 3),
+    rate: 2000,
+  },
   scale: { deployments: num(args["scale-deployments"], 2000, 100) },
 };
 
@@ -88,15 +100,28 @@ function profileSummary(dir: string): string {
 /** Runs the encoder under --cpu-prof in a child process and prints where its time goes. */
 function profileEncode(): string {
   const dir = mkdtempSync(join(tmpdir(), "bench-prof-encode-"));
-  const r = spawnSync(process.execPath, ["--cpu-prof", `--cpu-prof-dir=${dir}`, "--conditions=source", join(REPO, "test/bench/encode-loop.ts"), "2000", "4000", "steady"], {
-    encoding: "utf8",
-  });
+  const r = spawnSync(
+    process.execPath,
+    [
+      "--cpu-prof",
+      `--cpu-prof-dir=${dir}`,
+      "--conditions=source",
+      join(REPO, "test/bench/encode-loop.ts"),
+      "2000",
+      "4000",
+      "steady",
+    ],
+    {
+      encoding: "utf8",
+    },
+  );
   if (r.status !== 0) return `profile failed: ${r.stderr}`;
   return profileSummary(dir);
 }
 
 async function main(): Promise<void> {
-  if (Number(process.versions.node.split(".")[0]) < 24) throw new Error(`Node ${process.version}: run with Node 24 (node_modules/.bin/node)`);
+  if (Number(process.versions.node.split(".")[0]) < 24)
+    throw new Error(`Node ${process.version}: run with Node 24 (node_modules/.bin/node)`);
   const info: Record<string, unknown> = { started: new Date().toISOString(), machine: machine(), settings };
   log(`machine: ${JSON.stringify(info.machine)}`);
   const rows: Row[] = [];
@@ -110,7 +135,8 @@ async function main(): Promise<void> {
   if (only.has("forward") || only.has("idle")) {
     // The sidecar image runs the compiled dist/main.js; measure that, not Node's type stripping.
     const b = build("pusher");
-    if (!b.ok) log(`pusher build failed; measuring the TypeScript source if dist/ is stale:\n${b.output.slice(0, 2000)}`);
+    if (!b.ok)
+      log(`pusher build failed; measuring the TypeScript source if dist/ is stale:\n${b.output.slice(0, 2000)}`);
     info.pusherEntry = pusherEntry().form;
     info.peers = peerVersions();
     log(`pusher from ${info.pusherEntry}; peers ${JSON.stringify(info.peers)}`);
@@ -130,12 +156,19 @@ async function main(): Promise<void> {
     const receiver = await startPrometheus();
     try {
       if (only.has("forward")) {
-        log(`2/5 forward: ${settings.forward.series} series every 1 s, ${runs} runs × (ours, vmagent, prometheus-agent)`);
+        log(
+          `2/5 forward: ${settings.forward.series} series every 1 s, ${runs} runs × (ours, vmagent, prometheus-agent)`,
+        );
         done("forward", await benchForward({ receiver, runs, ...settings.forward }));
         if (args.profile) {
           // One more run of ours under --cpu-prof, outside the figures (the profiler costs CPU of its own).
           const dir = mkdtempSync(join(tmpdir(), "bench-prof-forward-"));
-          await benchForward({ receiver, runs: 1, ...settings.forward, senders: [{ kind: SenderKind.ours, name: "ours", cpuProfileDir: dir }] });
+          await benchForward({
+            receiver,
+            runs: 1,
+            ...settings.forward,
+            senders: [{ kind: SenderKind.ours, name: "ours", cpuProfileDir: dir }],
+          });
           const spots = profileSummary(dir);
           results.forwardProfile = spots;
           process.stdout.write(`forward profile (self time of ours, share of busy time):\n${spots}\n`);
@@ -151,7 +184,9 @@ async function main(): Promise<void> {
   }
 
   if (only.has("webhook")) {
-    log(`4/5 webhook: ${settings.webhook.pushers} MetricsPushers, ${settings.webhook.connections} connections, ${runs} runs`);
+    log(
+      `4/5 webhook: ${settings.webhook.pushers} MetricsPushers, ${settings.webhook.connections} connections, ${runs} runs`,
+    );
     done("webhook", await benchWebhook({ runs, ...settings.webhook }));
     if (args.profile) {
       const dir = mkdtempSync(join(tmpdir(), "bench-prof-webhook-"));
@@ -164,13 +199,17 @@ async function main(): Promise<void> {
 
   if (only.has("scale")) {
     const b = build("operator");
-    if (!b.ok) log(`operator build failed; measuring the TypeScript source if dist/ is stale:\n${b.output.slice(0, 2000)}`);
+    if (!b.ok)
+      log(`operator build failed; measuring the TypeScript source if dist/ is stale:\n${b.output.slice(0, 2000)}`);
     info.operatorEntry = entry("operator").form;
     log(`operator from ${info.operatorEntry}`);
     log(`5/5 scale: ${settings.scale.deployments} Deployments, ${runs} image changes`);
     const dir = args.profile ? mkdtempSync(join(tmpdir(), "bench-prof-operator-")) : undefined;
     const operatorNodeFlags = (args["operator-flags"] ?? "").split(" ").filter(Boolean);
-    done("scale", await benchScale({ runs, deployments: settings.scale.deployments, cpuProfileDir: dir, operatorNodeFlags }));
+    done(
+      "scale",
+      await benchScale({ runs, deployments: settings.scale.deployments, cpuProfileDir: dir, operatorNodeFlags }),
+    );
     if (dir) {
       const spots = profileSummary(dir);
       results.scaleProfile = spots;
@@ -180,7 +219,10 @@ async function main(): Promise<void> {
 
   process.stdout.write(`\n${table(rows)}\n`);
   if (args.json) {
-    writeFileSync(args.json, `${JSON.stringify({ ...info, finished: new Date().toISOString(), rows, results }, null, 2)}\n`);
+    writeFileSync(
+      args.json,
+      `${JSON.stringify({ ...info, finished: new Date().toISOString(), rows, results }, null, 2)}\n`,
+    );
     log(`figures written to ${args.json}`);
   }
 }

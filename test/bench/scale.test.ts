@@ -15,10 +15,7 @@ describe("operator scale benchmark (smoke)", () => {
     assert.ok(run.restampAfterReadyS <= run.restampS, JSON.stringify(run));
     assert.ok(run.operatorPeakRss > 0 && run.operatorCpuS > 0, JSON.stringify(run));
     assert.ok(Number.isFinite(r.initialStampS) && r.initialStampS > 0);
-    assert.deepEqual(
-      r.rows.map((row) => row.goal?.text).filter(Boolean),
-      ["≤ 20 s", "≤ 150 MiB"],
-    );
+    assert.deepEqual(r.rows.map((row) => row.goal?.text).filter(Boolean), ["≤ 20 s", "≤ 150 MiB"]);
     // Both operators were stopped by pid.
     for (const pid of startedPids()) assert.throws(() => process.kill(pid, 0), `pid ${pid} still alive`);
   });

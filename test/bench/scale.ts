@@ -145,9 +145,20 @@ async function pool<T>(items: readonly T[], concurrency: number, fn: (item: T) =
 
 /** kubectl apply of the committed CRD (the typed client would drop its `x-kubernetes-*` keys), then Established. */
 async function installCrd(cp: ControlPlane): Promise<void> {
-  const r = spawnSync(join(cp.binDir, "kubectl"), ["--kubeconfig", cp.kubeconfigPath, "apply", "--server-side", "-f", join(REPO, "crds/metricspusher.dev_metricspushers.yaml")], {
-    encoding: "utf8",
-  });
+  const r = spawnSync(
+    join(cp.binDir, "kubectl"),
+    [
+      "--kubeconfig",
+      cp.kubeconfigPath,
+      "apply",
+      "--server-side",
+      "-f",
+      join(REPO, "crds/metricspusher.dev_metricspushers.yaml"),
+    ],
+    {
+      encoding: "utf8",
+    },
+  );
   if (r.status !== 0) throw new Error(`kubectl apply of the MetricsPusher CRD failed: ${r.stderr}${r.stdout}`);
   const api = cp.kubeConfig.makeApiClient(ApiextensionsV1Api);
   await waitFor(
@@ -169,7 +180,9 @@ async function populate(kc: KubeConfig, deployments: number, concurrency: number
   const core = kc.makeApiClient(CoreV1Api);
   const apps = kc.makeApiClient(AppsV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
-  const namespaces = Array.from({ length: Math.ceil(deployments / DEPLOYMENTS_PER_NAMESPACE) }, (_, i) => namespaceName(i));
+  const namespaces = Array.from({ length: Math.ceil(deployments / DEPLOYMENTS_PER_NAMESPACE) }, (_, i) =>
+    namespaceName(i),
+  );
   const ignoreConflict = (err: unknown): void => {
     if ((err as { code?: number }).code !== 409) throw err;
   };
@@ -197,7 +210,10 @@ async function populate(kc: KubeConfig, deployments: number, concurrency: number
       })
       .catch(ignoreConflict),
   );
-  const items = Array.from({ length: deployments }, (_, i) => ({ namespace: namespaces[Math.floor(i / DEPLOYMENTS_PER_NAMESPACE)]!, name: `builder-${i % DEPLOYMENTS_PER_NAMESPACE}` }));
+  const items = Array.from({ length: deployments }, (_, i) => ({
+    namespace: namespaces[Math.floor(i / DEPLOYMENTS_PER_NAMESPACE)]!,
+    name: `builder-${i % DEPLOYMENTS_PER_NAMESPACE}`,
+  }));
   await pool(items, concurrency, ({ namespace, name }) =>
     apps
       .createNamespacedDeployment({
@@ -208,7 +224,10 @@ async function populate(kc: KubeConfig, deployments: number, concurrency: number
             replicas: 1,
             selector: { matchLabels: { app: "builder", instance: name } },
             template: {
-              metadata: { labels: { app: "builder", instance: name, tier: "build" }, annotations: { [Annotations.configHash]: EARLIER_STAMP } },
+              metadata: {
+                labels: { app: "builder", instance: name, tier: "build" },
+                annotations: { [Annotations.configHash]: EARLIER_STAMP },
+              },
               spec: {
                 containers: [
                   {
@@ -281,14 +300,22 @@ async function readyAt(op: Operator, timeoutMs: number): Promise<number> {
 }
 
 /** Waits until every tracked Deployment's stamp satisfies `done`, failing early when the operator dies. */
-async function stampedBy(tracker: StampTracker, op: Operator, deployments: number, done: (stamp: string | undefined) => boolean, timeoutMs: number): Promise<number> {
+async function stampedBy(
+  tracker: StampTracker,
+  op: Operator,
+  deployments: number,
+  done: (stamp: string | undefined) => boolean,
+  timeoutMs: number,
+): Promise<number> {
   const all = (): boolean => tracker.stamps.size >= deployments && [...tracker.stamps.values()].every(done);
   const died = op.proc.exited.then(() => {
     throw new Error(`operator exited while stamping:\n${op.proc.tail()}`);
   });
   const timeout = sleep(timeoutMs, undefined, { ref: false }).then(() => {
     const ok = [...tracker.stamps.values()].filter(done).length;
-    throw new Error(`timed out after ${timeoutMs / 1000} s: ${ok} of ${deployments} Deployments stamped\n${op.proc.tail()}`);
+    throw new Error(
+      `timed out after ${timeoutMs / 1000} s: ${ok} of ${deployments} Deployments stamped\n${op.proc.tail()}`,
+    );
   });
   return Promise.race([tracker.when(all), died, timeout]);
 }
@@ -305,13 +332,21 @@ export async function benchScale(opts: ScaleOptions): Promise<ScaleResult> {
     const t0 = Date.now();
     await populate(cp.kubeConfig, opts.deployments, opts.createConcurrency ?? 16);
     populateS = (Date.now() - t0) / 1000;
-    log(`scale: created ${opts.deployments} Deployments in ${Math.ceil(opts.deployments / DEPLOYMENTS_PER_NAMESPACE)} namespaces in ${populateS.toFixed(1)} s`);
+    log(
+      `scale: created ${opts.deployments} Deployments in ${Math.ceil(opts.deployments / DEPLOYMENTS_PER_NAMESPACE)} namespaces in ${populateS.toFixed(1)} s`,
+    );
     await tracker.start();
 
     let op = await startOperator(cp, "bench.local/pusher:a", opts.prefer ?? "dist", opts.operatorNodeFlags ?? []);
     try {
       const started = Date.now();
-      const at = await stampedBy(tracker, op, opts.deployments, (s) => s !== undefined && s !== EARLIER_STAMP, timeoutMs);
+      const at = await stampedBy(
+        tracker,
+        op,
+        opts.deployments,
+        (s) => s !== undefined && s !== EARLIER_STAMP,
+        timeoutMs,
+      );
       initialStampS = (at - started) / 1000;
       log(`scale: a fresh operator stamped ${opts.deployments} Deployments in ${initialStampS.toFixed(1)} s`);
     } finally {
@@ -323,7 +358,13 @@ export async function benchScale(opts: ScaleOptions): Promise<ScaleResult> {
       const profiled = run >= opts.runs;
       const old = new Set(tracker.stamps.values());
       const image = `bench.local/pusher:b${run}`;
-      op = await startOperator(cp, image, opts.prefer ?? "dist", opts.operatorNodeFlags ?? [], profiled ? opts.cpuProfileDir : undefined);
+      op = await startOperator(
+        cp,
+        image,
+        opts.prefer ?? "dist",
+        opts.operatorNodeFlags ?? [],
+        profiled ? opts.cpuProfileDir : undefined,
+      );
       try {
         const started = Date.now();
         const ready = readyAt(op, timeoutMs).catch(() => Number.NaN);
@@ -377,7 +418,13 @@ export function scaleRows(runs: readonly ScaleRun[], deployments: number, initia
       goal: { text: `≤ ${SCALE_TIME_GOAL_S} s`, met: t <= SCALE_TIME_GOAL_S },
       runs: runs.map((r) => r.restampS),
     },
-    { bench: "scale", metric: "  of which after /readyz", unit: "s", better: Better.lower, ours: median(runs.map((r) => r.restampAfterReadyS)) },
+    {
+      bench: "scale",
+      metric: "  of which after /readyz",
+      unit: "s",
+      better: Better.lower,
+      ours: median(runs.map((r) => r.restampAfterReadyS)),
+    },
     {
       bench: "scale",
       metric: "operator peak RSS",
@@ -387,6 +434,12 @@ export function scaleRows(runs: readonly ScaleRun[], deployments: number, initia
       goal: { text: `≤ ${SCALE_RSS_GOAL_MIB} MiB`, met: rss <= SCALE_RSS_GOAL_MIB },
       runs: runs.map((r) => r.operatorPeakRss / MiB),
     },
-    { bench: "scale", metric: "first stamping by a fresh operator", unit: "s", better: Better.lower, ours: initialStampS },
+    {
+      bench: "scale",
+      metric: "first stamping by a fresh operator",
+      unit: "s",
+      better: Better.lower,
+      ours: initialStampS,
+    },
   ];
 }

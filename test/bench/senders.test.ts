@@ -47,7 +47,10 @@ describe("forward and idle benchmarks (smoke)", () => {
       // The target's series plus the scrape's own (up, scrape_duration_seconds, ...: 5 to 6 depending on the sender).
       assert.ok(run.series >= series && run.series <= series + 10, `${run.name} delivered ${run.series} series`);
       // A 3 s window at 1 s holds about 3 scrapes; allow one to straddle the window's edges.
-      assert.ok(run.samples >= series * 2 && run.samples <= (series + 10) * 4, `${run.name} delivered ${run.samples} samples in the window`);
+      assert.ok(
+        run.samples >= series * 2 && run.samples <= (series + 10) * 4,
+        `${run.name} delivered ${run.samples} samples in the window`,
+      );
       assert.ok(run.cpuS >= 0 && run.peakRss > 0 && run.rssAnon > 0 && run.rssAnon <= run.rss, JSON.stringify(run));
     }
     const metrics = r.rows.map((row) => `${row.metric} vs ${row.peer?.name}`);
@@ -73,7 +76,9 @@ describe("forward and idle benchmarks (smoke)", () => {
       assert.ok(run.series > 0, `${run.name} delivered no series of its own`);
       assert.ok(run.peakRss > 0 && run.rss <= run.peakRss, JSON.stringify(run));
     }
-    assert.ok(r.rows.some((row) => row.metric === "peak RSS (ours)" && row.peer?.name === "vmagent" && row.goal !== undefined));
+    assert.ok(
+      r.rows.some((row) => row.metric === "peak RSS (ours)" && row.peer?.name === "vmagent" && row.goal !== undefined),
+    );
   });
 
   it("leaves no sender running", () => {

@@ -23,7 +23,10 @@ interface AutocannonResult {
   duration: number;
 }
 interface AutocannonInstance extends Promise<AutocannonResult> {
-  on(event: "response", fn: (client: unknown, statusCode: number, resBytes: number, responseTime: number) => void): void;
+  on(
+    event: "response",
+    fn: (client: unknown, statusCode: number, resBytes: number, responseTime: number) => void,
+  ): void;
 }
 const autocannon = require("autocannon") as (opts: Record<string, unknown>) => AutocannonInstance;
 
@@ -69,17 +72,31 @@ interface Server {
   caPem: string;
 }
 
-async function startServer(pushers: number, cpu: string | undefined, cpuProfileDir: string | undefined): Promise<Server> {
+async function startServer(
+  pushers: number,
+  cpu: string | undefined,
+  cpuProfileDir: string | undefined,
+): Promise<Server> {
   const dir = tempDir("webhook");
   const ca = await createCA({ commonName: "bench webhook CA" });
   const leaf = await issueCert({ ca, commonName: "127.0.0.1", ips: ["127.0.0.1"] });
   const portFile = join(dir, "port");
   const prof = cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfileDir}`] : [];
-  const proc = startProcess("webhook", process.execPath, [...prof, "--conditions=source", join(REPO, "test/bench/webhook-server.ts")], {
-    cwd: REPO,
-    cpus: cpu,
-    env: { BENCH_TLS_KEY: leaf.keyPem, BENCH_TLS_CERT: leaf.certPem, BENCH_PORT_FILE: portFile, BENCH_PUSHERS: String(pushers) },
-  });
+  const proc = startProcess(
+    "webhook",
+    process.execPath,
+    [...prof, "--conditions=source", join(REPO, "test/bench/webhook-server.ts")],
+    {
+      cwd: REPO,
+      cpus: cpu,
+      env: {
+        BENCH_TLS_KEY: leaf.keyPem,
+        BENCH_TLS_CERT: leaf.certPem,
+        BENCH_PORT_FILE: portFile,
+        BENCH_PUSHERS: String(pushers),
+      },
+    },
+  );
   const port = await waitFor(
     "the webhook server to listen",
     () => {
@@ -96,10 +113,21 @@ async function startServer(pushers: number, cpu: string | undefined, cpuProfileD
   return { proc, port, caPem: ca.certPem };
 }
 
-function post(server: Server, body: string): Promise<{ status: number; json: { response?: { allowed?: boolean; patch?: string } } }> {
+function post(
+  server: Server,
+  body: string,
+): Promise<{ status: number; json: { response?: { allowed?: boolean; patch?: string } } }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: "127.0.0.1", port: server.port, path: PATH, method: "POST", ca: server.caPem, agent: false, headers: { "content-type": "application/json" } },
+      {
+        host: "127.0.0.1",
+        port: server.port,
+        path: PATH,
+        method: "POST",
+        ca: server.caPem,
+        agent: false,
+        headers: { "content-type": "application/json" },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
@@ -117,7 +145,12 @@ function post(server: Server, body: string): Promise<{ status: number; json: { r
   });
 }
 
-async function load(server: Server, bodies: readonly string[], opts: WebhookOptions, rate: number): Promise<WebhookRun> {
+async function load(
+  server: Server,
+  bodies: readonly string[],
+  opts: WebhookOptions,
+  rate: number,
+): Promise<WebhookRun> {
   const latencies: number[] = [];
   const cpu0 = cpuSeconds(server.proc.pid);
   const instance = autocannon({
@@ -125,7 +158,12 @@ async function load(server: Server, bodies: readonly string[], opts: WebhookOpti
     connections: opts.connections,
     duration: opts.durationS,
     ...(rate > 0 ? { overallRate: rate } : {}),
-    requests: bodies.map((body) => ({ method: "POST", path: PATH, headers: { "content-type": "application/json" }, body })),
+    requests: bodies.map((body) => ({
+      method: "POST",
+      path: PATH,
+      headers: { "content-type": "application/json" },
+      body,
+    })),
   });
   instance.on("response", (_client, status, _bytes, responseTime) => {
     if (status === 200) latencies.push(responseTime);
@@ -158,12 +196,14 @@ export async function benchWebhook(opts: WebhookOptions): Promise<WebhookResult>
     // One pass over every distinct review: the answers must be what the operator would give, or the load is a lie.
     for (const body of bodies) {
       const r = await post(server, body);
-      if (r.status !== 200 || r.json.response?.allowed !== true) throw new Error(`webhook answered ${r.status}: ${JSON.stringify(r.json).slice(0, 300)}`);
+      if (r.status !== 200 || r.json.response?.allowed !== true)
+        throw new Error(`webhook answered ${r.status}: ${JSON.stringify(r.json).slice(0, 300)}`);
       if (r.json.response.patch) checked.injected++;
       else checked.skipped++;
     }
     checked = { ...checked, expectedInjected: mix.injected };
-    if (checked.injected !== mix.injected) throw new Error(`webhook injected ${checked.injected} of ${bodies.length} pods, want ${mix.injected}`);
+    if (checked.injected !== mix.injected)
+      throw new Error(`webhook injected ${checked.injected} of ${bodies.length} pods, want ${mix.injected}`);
     // Warm-up: let V8 optimise the handler before anything is measured.
     await load(server, bodies, { ...opts, durationS: Math.min(3, opts.durationS) }, 0);
     for (let run = 0; run < opts.runs; run++) {
@@ -189,7 +229,10 @@ export async function benchWebhook(opts: WebhookOptions): Promise<WebhookResult>
 /** Pins every thread of this process (the load generator) to `cpu`; returns a function restoring the old mask. */
 function pinSelf(cpu: string): () => void {
   try {
-    const before = execFileSync("taskset", ["-p", String(process.pid)], { encoding: "utf8" }).trim().split(/\s+/).at(-1)!;
+    const before = execFileSync("taskset", ["-p", String(process.pid)], { encoding: "utf8" })
+      .trim()
+      .split(/\s+/)
+      .at(-1)!;
     execFileSync("taskset", ["-a", "-p", "-c", cpu, String(process.pid)], { stdio: "ignore" });
     return () => execFileSync("taskset", ["-a", "-p", before, String(process.pid)], { stdio: "ignore" });
   } catch {
@@ -211,11 +254,32 @@ export function webhookRows(runs: readonly WebhookRun[], opts: Pick<WebhookOptio
     goal: { text: `≥ ${WEBHOOK_RATE_GOAL}/s`, met: throughput >= WEBHOOK_RATE_GOAL },
     runs: max.map((r) => r.reviewsPerS),
   });
-  rows.push({ bench: "webhook", metric: `p50 at max load`, unit: "ms", better: Better.lower, ours: median(max.map((r) => r.p50Ms)), runs: max.map((r) => r.p50Ms) });
-  rows.push({ bench: "webhook", metric: `p99 at max load`, unit: "ms", better: Better.lower, ours: median(max.map((r) => r.p99Ms)), runs: max.map((r) => r.p99Ms) });
+  rows.push({
+    bench: "webhook",
+    metric: `p50 at max load`,
+    unit: "ms",
+    better: Better.lower,
+    ours: median(max.map((r) => r.p50Ms)),
+    runs: max.map((r) => r.p50Ms),
+  });
+  rows.push({
+    bench: "webhook",
+    metric: `p99 at max load`,
+    unit: "ms",
+    better: Better.lower,
+    ours: median(max.map((r) => r.p99Ms)),
+    runs: max.map((r) => r.p99Ms),
+  });
   if (fixed.length > 0) {
     const p99 = median(fixed.map((r) => r.p99Ms));
-    rows.push({ bench: "webhook", metric: `p50 at ${opts.rate}/s`, unit: "ms", better: Better.lower, ours: median(fixed.map((r) => r.p50Ms)), runs: fixed.map((r) => r.p50Ms) });
+    rows.push({
+      bench: "webhook",
+      metric: `p50 at ${opts.rate}/s`,
+      unit: "ms",
+      better: Better.lower,
+      ours: median(fixed.map((r) => r.p50Ms)),
+      runs: fixed.map((r) => r.p50Ms),
+    });
     rows.push({
       bench: "webhook",
       metric: `p99 at ${opts.rate}/s`,
@@ -225,8 +289,20 @@ export function webhookRows(runs: readonly WebhookRun[], opts: Pick<WebhookOptio
       goal: { text: `≤ ${WEBHOOK_P99_GOAL_MS} ms`, met: p99 <= WEBHOOK_P99_GOAL_MS },
       runs: fixed.map((r) => r.p99Ms),
     });
-    rows.push({ bench: "webhook", metric: `reviews/s achieved at ${opts.rate}/s`, unit: "", better: Better.higher, ours: median(fixed.map((r) => r.reviewsPerS)) });
+    rows.push({
+      bench: "webhook",
+      metric: `reviews/s achieved at ${opts.rate}/s`,
+      unit: "",
+      better: Better.higher,
+      ours: median(fixed.map((r) => r.reviewsPerS)),
+    });
   }
-  rows.push({ bench: "webhook", metric: "server peak RSS", unit: "MiB", better: Better.lower, ours: Math.max(...runs.map((r) => r.serverPeakRss)) / MiB });
+  rows.push({
+    bench: "webhook",
+    metric: "server peak RSS",
+    unit: "MiB",
+    better: Better.lower,
+    ours: Math.max(...runs.map((r) => r.serverPeakRss)) / MiB,
+  });
   return rows;
 }

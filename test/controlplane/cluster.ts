@@ -14,7 +14,9 @@ const cp = await startControlPlane({
   },
 });
 const kubectl = join(cp.binDir, "kubectl");
-const pids = Object.entries(cp.pids).map(([name, pid]) => `${name}=${pid}`).join(", ");
+const pids = Object.entries(cp.pids)
+  .map(([name, pid]) => `${name}=${pid}`)
+  .join(", ");
 
 process.stdout.write(`
 Control plane (Kubernetes v${versions().KUBERNETES_VERSION}) ready at ${cp.serverUrl} in ${cp.startupSeconds}s.

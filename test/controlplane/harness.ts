@@ -412,22 +412,18 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
     const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;
     const serverUrl = `https://127.0.0.1:${apiPort}`;
 
-    const etcd = launch(
-      "etcd",
-      "etcd",
-      [
-        "--name=default",
-        `--data-dir=${join(dir, "etcd")}`,
-        `--listen-client-urls=${etcdUrl}`,
-        `--advertise-client-urls=${etcdUrl}`,
-        `--listen-peer-urls=${peerUrl}`,
-        `--initial-advertise-peer-urls=${peerUrl}`,
-        `--initial-cluster=default=${peerUrl}`,
-        // Throw-away data: durability costs seconds per write on a busy disk and buys nothing here.
-        "--unsafe-no-fsync=true",
-        "--log-level=warn",
-      ],
-    );
+    const etcd = launch("etcd", "etcd", [
+      "--name=default",
+      `--data-dir=${join(dir, "etcd")}`,
+      `--listen-client-urls=${etcdUrl}`,
+      `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=${peerUrl}`,
+      `--initial-advertise-peer-urls=${peerUrl}`,
+      `--initial-cluster=default=${peerUrl}`,
+      // Throw-away data: durability costs seconds per write on a busy disk and buys nothing here.
+      "--unsafe-no-fsync=true",
+      "--log-level=warn",
+    ]);
 
     const kubeconfigPath = join(dir, "kubeconfig");
     const kubeconfig = adminKubeconfig(serverUrl, ca, admin);
@@ -436,33 +432,29 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
     const deadline = Date.now() + (options.readyTimeoutMs ?? READY_TIMEOUT_MS);
     await waitFor("etcd", [etcd], deadline, async () => (await get(`${etcdUrl}/health`)).status === 200);
 
-    const apiserver = launch(
-      "kube-apiserver",
-      "kube-apiserver",
-      [
-        `--etcd-servers=${etcdUrl}`,
-        "--bind-address=127.0.0.1",
-        `--secure-port=${apiPort}`,
-        // A host without a default route cannot pick an address by itself; a loopback one needs the endpoint
-        // reconciler off, or it writes an invalid `kubernetes` Endpoints object.
-        "--advertise-address=127.0.0.1",
-        "--endpoint-reconciler-type=none",
-        `--cert-dir=${join(dir, "apiserver")}`,
-        `--tls-cert-file=${files.servingCert}`,
-        `--tls-private-key-file=${files.servingKey}`,
-        `--client-ca-file=${files.caCert}`,
-        "--authorization-mode=RBAC",
-        `--service-account-issuer=${serverUrl}`,
-        `--service-account-key-file=${files.saPublic}`,
-        `--service-account-signing-key-file=${files.saPrivate}`,
-        "--service-cluster-ip-range=10.0.0.0/24",
-        "--allow-privileged=true",
-        // Named although they are on by default: the tests depend on them.
-        "--enable-admission-plugins=PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
-        // Without it a Pod needs its namespace's `default` ServiceAccount to exist, which needs the controller.
-        "--disable-admission-plugins=ServiceAccount",
-      ],
-    );
+    const apiserver = launch("kube-apiserver", "kube-apiserver", [
+      `--etcd-servers=${etcdUrl}`,
+      "--bind-address=127.0.0.1",
+      `--secure-port=${apiPort}`,
+      // A host without a default route cannot pick an address by itself; a loopback one needs the endpoint
+      // reconciler off, or it writes an invalid `kubernetes` Endpoints object.
+      "--advertise-address=127.0.0.1",
+      "--endpoint-reconciler-type=none",
+      `--cert-dir=${join(dir, "apiserver")}`,
+      `--tls-cert-file=${files.servingCert}`,
+      `--tls-private-key-file=${files.servingKey}`,
+      `--client-ca-file=${files.caCert}`,
+      "--authorization-mode=RBAC",
+      `--service-account-issuer=${serverUrl}`,
+      `--service-account-key-file=${files.saPublic}`,
+      `--service-account-signing-key-file=${files.saPrivate}`,
+      "--service-cluster-ip-range=10.0.0.0/24",
+      "--allow-privileged=true",
+      // Named although they are on by default: the tests depend on them.
+      "--enable-admission-plugins=PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+      // Without it a Pod needs its namespace's `default` ServiceAccount to exist, which needs the controller.
+      "--disable-admission-plugins=ServiceAccount",
+    ]);
 
     const tls = { ca: ca.certPem, cert: admin.certPem, key: admin.keyPem };
     await waitFor("kube-apiserver", [etcd, apiserver], deadline, async () => {
@@ -471,16 +463,12 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
     });
 
     if (options.controllers === true) {
-      launch(
-        "kube-controller-manager",
-        "kube-controller-manager",
-        [
-          `--kubeconfig=${kubeconfigPath}`,
-          `--controllers=${CONTROLLERS.join(",")}`,
-          "--leader-elect=false",
-          "--secure-port=0",
-        ],
-      );
+      launch("kube-controller-manager", "kube-controller-manager", [
+        `--kubeconfig=${kubeconfigPath}`,
+        `--controllers=${CONTROLLERS.join(",")}`,
+        "--leader-elect=false",
+        "--secure-port=0",
+      ]);
       // It has no health endpoint without a serving port; the `default` ServiceAccount it creates shows it works.
       await waitFor("kube-controller-manager", processes, deadline, async () => {
         return (await get(`${serverUrl}/api/v1/namespaces/default/serviceaccounts/default`, tls)).status === 200;
@@ -621,4 +609,3 @@ export async function issueWebhookServingCert(ca?: CertificateAuthority): Promis
     caBundle: Buffer.from(authority.certPem).toString("base64"),
   };
 }
-

@@ -28,7 +28,10 @@ describe("make demo (DEMO_EXIT=1)", { timeout: DEMO_TIMEOUT_MS + 60_000 }, () =>
     if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
       child.kill("SIGTERM");
       const grace = new AbortController();
-      await Promise.race([new Promise((r) => child!.once("exit", r)), sleep(30_000, undefined, { signal: grace.signal }).catch(() => undefined)]);
+      await Promise.race([
+        new Promise((r) => child!.once("exit", r)),
+        sleep(30_000, undefined, { signal: grace.signal }).catch(() => undefined),
+      ]);
       grace.abort();
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     }
@@ -45,7 +48,9 @@ describe("make demo (DEMO_EXIT=1)", { timeout: DEMO_TIMEOUT_MS + 60_000 }, () =>
     child.stderr!.setEncoding("utf8").on("data", (s: string) => output.push(s));
     const timeout = new AbortController();
     const exit = await Promise.race([
-      new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child!.once("exit", (code, signal) => r({ code, signal }))),
+      new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+        child!.once("exit", (code, signal) => r({ code, signal })),
+      ),
       sleep(DEMO_TIMEOUT_MS, undefined, { signal: timeout.signal }).catch(() => undefined),
     ]);
     timeout.abort();
@@ -56,16 +61,24 @@ describe("make demo (DEMO_EXIT=1)", { timeout: DEMO_TIMEOUT_MS + 60_000 }, () =>
 
     // The operator injected the sidecar through the real apiserver.
     assert.match(text, /metricspusher\.dev\/injected: builders@[0-9a-f]{16}/, `no injected Pod shown${context}`);
-    assert.match(text, /^builders\s+http:\/\/127\.0\.0\.1:\d+\/api\/v1\/write\s+30s\s+1\s+True\s/m, `kubectl get mp row${context}`);
+    assert.match(
+      text,
+      /^builders\s+http:\/\/127\.0\.0\.1:\d+\/api\/v1\/write\s+30s\s+1\s+True\s/m,
+      `kubectl get mp row${context}`,
+    );
     assert.match(text, /\bInjected\b.*deployment\/builder/, `no Injected Event shown${context}`);
 
     // The series read back from Prometheus, with the labels the pusher must set.
-    const arrived = /Series arrived: (\d+) from the pusher itself \(job="metrics-pusher"\), (\d+) scraped from the builder \(job="builder"\)/.exec(text);
+    const arrived =
+      /Series arrived: (\d+) from the pusher itself \(job="metrics-pusher"\), (\d+) scraped from the builder \(job="builder"\)/.exec(
+        text,
+      );
     assert.ok(arrived, `no "Series arrived" line${context}`);
     assert.ok(Number(arrived[1]) > 0 && Number(arrived[2]) > 0, `series counts ${arrived[1]}, ${arrived[2]}${context}`);
     const pod = /Pod builds\/(builder-[a-z0-9]+-[a-z0-9]+), as the webhook admitted it/.exec(text)?.[1];
     assert.ok(pod, `no Pod name${context}`);
-    const row = (metric: string, job: string): RegExp => new RegExp(`^\\s+${metric}\\s+${job}\\s+\\S+\\s+builds\\s+${pod}\\s+cluster=demo`, "m");
+    const row = (metric: string, job: string): RegExp =>
+      new RegExp(`^\\s+${metric}\\s+${job}\\s+\\S+\\s+builds\\s+${pod}\\s+cluster=demo`, "m");
     assert.match(text, row("knative_lambda_metric_pusher_heartbeat", "metrics-pusher"), `heartbeat row${context}`);
     assert.match(text, row("up", "builder"), `up row${context}`);
     assert.match(text, row("http_requests_total", "builder"), `builder series row${context}`);
@@ -73,7 +86,10 @@ describe("make demo (DEMO_EXIT=1)", { timeout: DEMO_TIMEOUT_MS + 60_000 }, () =>
 
     // Everything it started was stopped by pid, and its temp dir removed.
     const pids = [...text.matchAll(/\bpid (\d+)/g)].map((m) => Number(m[1])).filter((p) => p !== child!.pid);
-    assert.ok(pids.length >= 6, `expected the pids of etcd, kube-apiserver, kube-controller-manager, Prometheus, operator, pusher; got ${pids.join(",")}${context}`);
+    assert.ok(
+      pids.length >= 6,
+      `expected the pids of etcd, kube-apiserver, kube-controller-manager, Prometheus, operator, pusher; got ${pids.join(",")}${context}`,
+    );
     const left = pids.filter(alive);
     assert.deepEqual(left, [], `processes left running: ${left.join(",")}${context}`);
     const dir = /removed (\/\S+)/.exec(text)?.[1];

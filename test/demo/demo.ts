@@ -5,7 +5,16 @@
 // series that arrive in Prometheus. DEMO_EXIT=1 stops after that (exit 0 only when the series arrived); otherwise
 // everything stays up until Ctrl-C.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, type WriteStream } from "node:fs";
+import {
+  cpSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  type WriteStream,
+} from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -24,7 +33,15 @@ import {
 } from "@kubernetes/client-node";
 import { Counter, Gauge, Registry } from "prom-client";
 import { parseAllDocuments, stringify } from "yaml";
-import { Annotations, CRD_NAME, GROUP, PLURAL, SIDECAR_CONTAINER_NAME, VERSION, type MetricsPusher } from "../../operator/src/api/index.ts";
+import {
+  Annotations,
+  CRD_NAME,
+  GROUP,
+  PLURAL,
+  SIDECAR_CONTAINER_NAME,
+  VERSION,
+  type MetricsPusher,
+} from "../../operator/src/api/index.ts";
 import { freePort, startControlPlane, versions, type ControlPlane } from "../controlplane/harness.ts";
 import { startPrometheus, type Receiver, type VectorSample } from "../peers/receivers.ts";
 import { findContainer, prepareLocalContainer, type ObjectReader } from "./local-pod.ts";
@@ -58,7 +75,13 @@ class DemoError extends Error {}
 async function step<T>(title: string, fn: () => Promise<T>, done?: (v: T) => string): Promise<T> {
   const t = performance.now();
   progress(`▸ ${title}...`);
-  const ticker = setInterval(() => progress(`  … still ${title.charAt(0).toLowerCase()}${title.slice(1)} (${Math.round((performance.now() - t) / 1000)}s)`), 15_000);
+  const ticker = setInterval(
+    () =>
+      progress(
+        `  … still ${title.charAt(0).toLowerCase()}${title.slice(1)} (${Math.round((performance.now() - t) / 1000)}s)`,
+      ),
+    15_000,
+  );
   ticker.unref();
   try {
     const v = await fn();
@@ -77,7 +100,12 @@ async function step<T>(title: string, fn: () => Promise<T>, done?: (v: T) => str
  * Polls `check` until it returns a truthy value; the error names what was awaited and what was seen last. A DemoError
  * thrown by `check` (a process died) ends the wait at once; other errors are taken as "not yet".
  */
-async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = WAIT_MS, intervalMs = 500): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs = WAIT_MS,
+  intervalMs = 500,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   for (;;) {
@@ -89,7 +117,10 @@ async function waitFor<T>(what: string, check: () => Promise<T | undefined | fal
       if (err instanceof DemoError) throw err;
       last = (err as Error).message.split("\n")[0] ?? "";
     }
-    if (Date.now() > deadline) throw new DemoError(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}${last ? ` (last seen: ${last})` : ""}`);
+    if (Date.now() > deadline)
+      throw new DemoError(
+        `timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}${last ? ` (last seen: ${last})` : ""}`,
+      );
     await sleep(intervalMs);
   }
 }
@@ -109,7 +140,13 @@ let workDir: string | undefined;
 
 // A crash or process.exit without stopAll(): no local process survives the demo.
 process.on("exit", () => {
-  for (const c of children) if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
+  for (const c of children)
+    if (c.pid !== undefined && c.exitCode === null && c.signalCode === null)
+      try {
+        process.kill(c.pid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
   if (workDir && !keepLogs) rmSync(workDir, { recursive: true, force: true });
 });
 
@@ -122,14 +159,17 @@ function stopAll(): Promise<void> {
       const t = performance.now();
       try {
         await s.stop();
-        progress(`stopped ${s.name}${s.pids ? ` (${s.pids()})` : ""} in ${((performance.now() - t) / 1000).toFixed(1)}s`);
+        progress(
+          `stopped ${s.name}${s.pids ? ` (${s.pids()})` : ""} in ${((performance.now() - t) / 1000).toFixed(1)}s`,
+        );
       } catch (err) {
         progress(`stopping ${s.name} failed: ${(err as Error).message}`);
       }
     }
     if (workDir && keepLogs) {
       for (const entry of readdirSync(workDir, { withFileTypes: true })) {
-        if (entry.isDirectory() && entry.name !== "controlplane") rmSync(join(workDir, entry.name), { recursive: true, force: true });
+        if (entry.isDirectory() && entry.name !== "controlplane")
+          rmSync(join(workDir, entry.name), { recursive: true, force: true });
       }
     }
     if (workDir && keepLogs && readdirSync(workDir, { recursive: true }).some((f) => String(f).endsWith(".log"))) {
@@ -180,11 +220,18 @@ function startLocal(name: string, args: string[], env: Record<string, string>, l
     }),
     /** SIGTERM; after `graceMs` a second SIGTERM (the operator and the pusher then exit at once); SIGKILL last. */
     async stop(graceMs = 20_000) {
-      for (const [signal, waitMs] of [["SIGTERM", graceMs], ["SIGTERM", 2000], ["SIGKILL", 0]] as const) {
+      for (const [signal, waitMs] of [
+        ["SIGTERM", graceMs],
+        ["SIGTERM", 2000],
+        ["SIGKILL", 0],
+      ] as const) {
         if (p.exitInfo !== undefined) return;
         process.kill(p.pid, signal);
         const cancel = new AbortController();
-        await Promise.race([p.exited, sleep(waitMs || 60_000, undefined, { signal: cancel.signal }).catch(() => undefined)]);
+        await Promise.race([
+          p.exited,
+          sleep(waitMs || 60_000, undefined, { signal: cancel.signal }).catch(() => undefined),
+        ]);
         cancel.abort();
       }
     },
@@ -197,7 +244,10 @@ function startLocal(name: string, args: string[], env: Record<string, string>, l
 }
 
 function tail(p: LocalProcess, n = 15): string {
-  return p.lines.slice(-n).map((l) => `    ${l}`).join("\n");
+  return p.lines
+    .slice(-n)
+    .map((l) => `    ${l}`)
+    .join("\n");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -213,7 +263,8 @@ function kubectl(args: string[], input?: string): Promise<string> {
       join(cp.binDir, "kubectl"),
       args,
       { cwd: ROOT, env: { ...process.env, KUBECONFIG: cp.kubeconfigPath }, maxBuffer: 16 << 20, timeout: 60_000 },
-      (err, stdout, stderr) => (err ? rej(new DemoError(`kubectl ${args.join(" ")}: ${stderr.trim() || err.message}`)) : res(stdout)),
+      (err, stdout, stderr) =>
+        err ? rej(new DemoError(`kubectl ${args.join(" ")}: ${stderr.trim() || err.message}`)) : res(stdout),
     );
     if (input !== undefined) child.stdin!.end(input);
   });
@@ -226,8 +277,18 @@ const notFound = (err: unknown): boolean => err instanceof ApiException && err.c
 
 async function startBuilderStandIn(): Promise<{ server: Server; port: number }> {
   const registry = new Registry();
-  const requests = new Counter({ name: "http_requests_total", help: "Count of all HTTP requests", labelNames: ["code", "method"], registers: [registry] });
-  new Gauge({ name: "version", help: "Version information about this binary", labelNames: ["version"], registers: [registry] }).set({ version: "v0.5.0" }, 1);
+  const requests = new Counter({
+    name: "http_requests_total",
+    help: "Count of all HTTP requests",
+    labelNames: ["code", "method"],
+    registers: [registry],
+  });
+  new Gauge({
+    name: "version",
+    help: "Version information about this binary",
+    labelNames: ["version"],
+    registers: [registry],
+  }).set({ version: "v0.5.0" }, 1);
   requests.inc({ code: "200", method: "get" }, 0);
   requests.inc({ code: "404", method: "get" }, 0);
   const server = createServer((req, res) => {
@@ -262,19 +323,25 @@ interface Rewritten {
 
 function rewriteSamples(rendered: string, remoteWriteUrl: string, targetPort: number): Rewritten {
   const docs = parseAllDocuments(rendered).map((d) => {
-    if (d.errors.length > 0) throw new DemoError(`kubectl kustomize config/samples: invalid YAML: ${d.errors[0]!.message}`);
+    if (d.errors.length > 0)
+      throw new DemoError(`kubectl kustomize config/samples: invalid YAML: ${d.errors[0]!.message}`);
     return d.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string }; spec?: any };
   });
   const changes: string[] = [];
   const mp = docs.find((d) => d.kind === "MetricsPusher" && d.metadata?.name === PUSHER_NAME);
   const dep = docs.find((d) => d.kind === "Deployment" && d.metadata?.name === DEPLOYMENT_NAME);
-  if (!mp || !dep) throw new DemoError(`config/samples must hold MetricsPusher ${PUSHER_NAME} and Deployment ${DEPLOYMENT_NAME}`);
+  if (!mp || !dep)
+    throw new DemoError(`config/samples must hold MetricsPusher ${PUSHER_NAME} and Deployment ${DEPLOYMENT_NAME}`);
 
-  changes.push(`MetricsPusher ${PUSHER_NAME}: spec.remoteWrite.url ${mp.spec.remoteWrite.url} → ${remoteWriteUrl} (the local Prometheus)`);
+  changes.push(
+    `MetricsPusher ${PUSHER_NAME}: spec.remoteWrite.url ${mp.spec.remoteWrite.url} → ${remoteWriteUrl} (the local Prometheus)`,
+  );
   mp.spec.remoteWrite.url = remoteWriteUrl;
   for (const t of mp.spec.scrape?.targets ?? []) {
     if (t.port === SAMPLE_TARGET_PORT) {
-      changes.push(`MetricsPusher ${PUSHER_NAME}: spec.scrape.targets port ${t.port} → ${targetPort} (the builder's stand-in /metrics)`);
+      changes.push(
+        `MetricsPusher ${PUSHER_NAME}: spec.scrape.targets port ${t.port} → ${targetPort} (the builder's stand-in /metrics)`,
+      );
       t.port = targetPort;
     }
   }
@@ -287,12 +354,16 @@ function rewriteSamples(rendered: string, remoteWriteUrl: string, targetPort: nu
     }
   }
   if (dep.spec.strategy?.type !== "Recreate") {
-    changes.push(`Deployment ${DEPLOYMENT_NAME}: spec.strategy Recreate (no kubelet: Pods never become Ready, so a RollingUpdate would never remove the old Pods)`);
+    changes.push(
+      `Deployment ${DEPLOYMENT_NAME}: spec.strategy Recreate (no kubelet: Pods never become Ready, so a RollingUpdate would never remove the old Pods)`,
+    );
     dep.spec.strategy = { type: "Recreate" };
   }
   // Shows the Secret path end to end: an optional Secret volume in the Pod, a file the pusher reads.
   mp.spec.remoteWrite.bearerTokenSecret = { name: DEMO_SECRET.name, key: DEMO_SECRET.key };
-  changes.push(`MetricsPusher ${PUSHER_NAME}: + spec.remoteWrite.bearerTokenSecret ${DEMO_SECRET.name}/${DEMO_SECRET.key}, and that Secret (Prometheus ignores the token)`);
+  changes.push(
+    `MetricsPusher ${PUSHER_NAME}: + spec.remoteWrite.bearerTokenSecret ${DEMO_SECRET.name}/${DEMO_SECRET.key}, and that Secret (Prometheus ignores the token)`,
+  );
   const secret = {
     apiVersion: "v1",
     kind: "Secret",
@@ -307,7 +378,10 @@ function rewriteSamples(rendered: string, remoteWriteUrl: string, targetPort: nu
 // ---------------------------------------------------------------------------------------------------------------
 // Showing containers, readably
 
-function describeContainers(title: string, spec: { initContainers?: V1Container[]; containers?: V1Container[]; volumes?: V1Volume[] } | undefined): string[] {
+function describeContainers(
+  title: string,
+  spec: { initContainers?: V1Container[]; containers?: V1Container[]; volumes?: V1Volume[] } | undefined,
+): string[] {
   const lines = [title];
   const groups: Array<[string, V1Container[] | undefined]> = [
     ["initContainers", spec?.initContainers],
@@ -332,7 +406,11 @@ function describeContainers(title: string, spec: { initContainers?: V1Container[
       }
       for (const m of c.volumeMounts ?? []) {
         const v = spec?.volumes?.find((x) => x.name === m.name);
-        const src = v?.secret ? `Secret ${v.secret.secretName}${v.secret.optional ? " (optional)" : ""}` : v?.emptyDir ? "emptyDir" : "volume";
+        const src = v?.secret
+          ? `Secret ${v.secret.secretName}${v.secret.optional ? " (optional)" : ""}`
+          : v?.emptyDir
+            ? "emptyDir"
+            : "volume";
         lines.push(`        mount ${m.mountPath} ← ${src}${m.readOnly ? ", read-only" : ""}`);
       }
       const sc = c.securityContext;
@@ -349,7 +427,10 @@ function describeContainers(title: string, spec: { initContainers?: V1Container[
       }
       const r = c.resources;
       if (r) {
-        const fmt = (o: Record<string, string> | undefined): string => Object.entries(o ?? {}).map(([k, v]) => `${k} ${v}`).join(", ");
+        const fmt = (o: Record<string, string> | undefined): string =>
+          Object.entries(o ?? {})
+            .map(([k, v]) => `${k} ${v}`)
+            .join(", ");
         lines.push(`        resources requests ${fmt(r.requests) || "-"}; limits ${fmt(r.limits) || "-"}`);
       }
     }
@@ -364,7 +445,8 @@ const LABEL_COLUMNS = ["job", "instance", "namespace", "pod"] as const;
 
 function formatValue(name: string, v: number): string {
   // The heartbeat is a Unix time in seconds: a date says more.
-  if (/heartbeat|timestamp_seconds/.test(name) && v > 1e9) return `${v.toFixed(3)} (${new Date(v * 1000).toISOString().slice(11, 19)}Z)`;
+  if (/heartbeat|timestamp_seconds/.test(name) && v > 1e9)
+    return `${v.toFixed(3)} (${new Date(v * 1000).toISOString().slice(11, 19)}Z)`;
   if (Number.isInteger(v)) return String(v);
   return String(Number(v.toPrecision(4)));
 }
@@ -382,7 +464,8 @@ function seriesTable(rows: VectorSample[]): string[] {
   });
   const header = ["SERIES", ...LABEL_COLUMNS, "OTHER LABELS", "VALUE"];
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]): string => `  ${c.map((x, i) => (i === c.length - 1 ? x : x.padEnd(widths[i]!))).join("  ")}`;
+  const line = (c: string[]): string =>
+    `  ${c.map((x, i) => (i === c.length - 1 ? x : x.padEnd(widths[i]!))).join("  ")}`;
   return [line(header), ...cells.map(line)];
 }
 
@@ -399,9 +482,16 @@ interface RunningPusher {
 
 /** The newest Pod of the builder Deployment (by creation time); with `injected`, the newest one carrying the sidecar. */
 async function newestPod(core: CoreV1Api, injected: boolean): Promise<V1Pod | undefined> {
-  const pods = await core.listNamespacedPod({ namespace: SAMPLES_NAMESPACE, labelSelector: `app.kubernetes.io/name=${DEPLOYMENT_NAME}` });
+  const pods = await core.listNamespacedPod({
+    namespace: SAMPLES_NAMESPACE,
+    labelSelector: `app.kubernetes.io/name=${DEPLOYMENT_NAME}`,
+  });
   return pods.items
-    .filter((p) => p.metadata?.deletionTimestamp === undefined && (!injected || findContainer(p, SIDECAR_CONTAINER_NAME) !== undefined))
+    .filter(
+      (p) =>
+        p.metadata?.deletionTimestamp === undefined &&
+        (!injected || findContainer(p, SIDECAR_CONTAINER_NAME) !== undefined),
+    )
     .sort((a, b) => {
       const ta = new Date(a.metadata?.creationTimestamp ?? 0).getTime();
       const tb = new Date(b.metadata?.creationTimestamp ?? 0).getTime();
@@ -415,12 +505,21 @@ async function startPusherFor(pod: V1Pod, reader: ObjectReader, dir: string, ver
   const local = await prepareLocalContainer(pod, container, reader, join(dir, podName));
   if (container.command?.length || container.args?.length) {
     // The operator leaves command/args to the image; if that changes, the demo must learn the new command.
-    throw new DemoError(`the injected container sets command/args (${[...(container.command ?? []), ...(container.args ?? [])].join(" ")}); the demo only knows the image's own command`);
+    throw new DemoError(
+      `the injected container sets command/args (${[...(container.command ?? []), ...(container.args ?? [])].join(" ")}); the demo only knows the image's own command`,
+    );
   }
   if (verbose) {
-    say(`  The image runs \`${IMAGE_COMMAND}\`; here: \`node ${LOCAL_PUSHER_ARGS.map((a) => a.replace(`${ROOT}/`, "")).join(" ")}\` (the same program, from source),`);
-    say(`  with exactly the ${Object.keys(local.env).length} variables the webhook injected: the literal ones as above, the others resolved as a kubelet would:`);
-    for (const n of local.notes) say(`    ${n.variable.padEnd(18)} ${n.variable in local.env ? `= ${local.env[n.variable] || '""'}` : "(unset)"}   from ${n.from}`);
+    say(
+      `  The image runs \`${IMAGE_COMMAND}\`; here: \`node ${LOCAL_PUSHER_ARGS.map((a) => a.replace(`${ROOT}/`, "")).join(" ")}\` (the same program, from source),`,
+    );
+    say(
+      `  with exactly the ${Object.keys(local.env).length} variables the webhook injected: the literal ones as above, the others resolved as a kubelet would:`,
+    );
+    for (const n of local.notes)
+      say(
+        `    ${n.variable.padEnd(18)} ${n.variable in local.env ? `= ${local.env[n.variable] || '""'}` : "(unset)"}   from ${n.from}`,
+      );
     for (const m of local.mounts) say(`    mount ${m.mountPath} → ${m.localPath} (${m.source})`);
   }
   const proc = startLocal("pusher", LOCAL_PUSHER_ARGS, { ...local.env }, join(dir, "pusher.log"));
@@ -460,7 +559,8 @@ try {
   if (!interrupted) {
     exitCode = 1;
     // Our own errors and the helpers' carry the reason and the log lines that matter; a stack only helps a bug hunt.
-    const message = err instanceof Error ? (process.env.DEMO_DEBUG ? (err.stack ?? err.message) : err.message) : String(err);
+    const message =
+      err instanceof Error ? (process.env.DEMO_DEBUG ? (err.stack ?? err.message) : err.message) : String(err);
     say(`\nDemo FAILED: ${message}`);
     if (workDir) {
       keepLogs = true;
@@ -469,7 +569,11 @@ try {
       mkdirSync(cpLogs, { recursive: true });
       const cpDir = startedControlPlane?.dir;
       if (cpDir) for (const f of readdirSync(cpDir)) if (f.endsWith(".log")) cpSync(join(cpDir, f), join(cpLogs, f));
-      const logs = [join(workDir, "operator.log"), join(workDir, "pusher.log"), ...readdirSync(cpLogs).map((f) => join(cpLogs, f))].filter((f) => existsSync(f));
+      const logs = [
+        join(workDir, "operator.log"),
+        join(workDir, "pusher.log"),
+        ...readdirSync(cpLogs).map((f) => join(cpLogs, f)),
+      ].filter((f) => existsSync(f));
       if (logs.length > 0) say(`Logs:\n${logs.map((f) => `  ${f}`).join("\n")}`);
     }
     await stopAll();
@@ -508,17 +612,30 @@ async function main(): Promise<void> {
         }),
       (c) => `control plane ready at ${c.serverUrl}`,
     ).then((c) => {
-      const pids = Object.entries(c.pids).map(([name, pid]) => `${name} pid ${pid}`).join(", ");
+      const pids = Object.entries(c.pids)
+        .map(([name, pid]) => `${name} pid ${pid}`)
+        .join(", ");
       started.push({ name: "control plane", pids: () => pids, stop: () => c.stop() });
       startedControlPlane = c;
       return c;
     }),
-    step("Starting Prometheus 2.42 with --web.enable-remote-write-receiver", () => startPrometheus(), (p) => `Prometheus ready at ${p.url}`).then((p: Receiver) => {
+    step(
+      "Starting Prometheus 2.42 with --web.enable-remote-write-receiver",
+      () => startPrometheus(),
+      (p) => `Prometheus ready at ${p.url}`,
+    ).then((p: Receiver) => {
       started.push({ name: "Prometheus", pids: () => `pid ${p.pid}`, stop: () => p.stop() });
       return p;
     }),
-    step("Serving the builder's stand-in /metrics", () => startBuilderStandIn(), (s) => `builder stand-in serving http://127.0.0.1:${s.port}/metrics`).then((s) => {
-      started.push({ name: "builder stand-in /metrics", stop: () => new Promise<void>((res) => s.server.close(() => res())) });
+    step(
+      "Serving the builder's stand-in /metrics",
+      () => startBuilderStandIn(),
+      (s) => `builder stand-in serving http://127.0.0.1:${s.port}/metrics`,
+    ).then((s) => {
+      started.push({
+        name: "builder stand-in /metrics",
+        stop: () => new Promise<void>((res) => s.server.close(() => res())),
+      });
       return s;
     }),
   ]);
@@ -561,10 +678,16 @@ async function main(): Promise<void> {
         POD_NAME: "metrics-pusher-operator-demo",
         LOG_LEVEL: "info",
       };
-      const p = startLocal("operator", ["--conditions=source", join(ROOT, "operator/src/main.ts")], env, join(dir, "operator.log"));
+      const p = startLocal(
+        "operator",
+        ["--conditions=source", join(ROOT, "operator/src/main.ts")],
+        env,
+        join(dir, "operator.log"),
+      );
       started.push({ name: "operator", pids: () => `pid ${p.pid}, ${p.exitInfo ?? "running"}`, stop: () => p.stop() });
       const alive = (): void => {
-        if (p.exitInfo !== undefined) throw new DemoError(`the operator exited (${p.exitInfo}); its last lines:\n${tail(p)}`);
+        if (p.exitInfo !== undefined)
+          throw new DemoError(`the operator exited (${p.exitInfo}); its last lines:\n${tail(p)}`);
       };
       try {
         await waitFor("the operator's /readyz to answer 200", async () => {
@@ -574,13 +697,18 @@ async function main(): Promise<void> {
           return r.status === 200;
         });
         const admission = kc.makeApiClient(AdmissionregistrationV1Api);
-        await waitFor("the MutatingWebhookConfiguration metrics-pusher to point at the operator, with a caBundle", async () => {
-          alive();
-          const cc = (await admission.readMutatingWebhookConfiguration({ name: "metrics-pusher" })).webhooks?.[0]?.clientConfig;
-          return cc?.url === webhookUrl && !!cc.caBundle;
-        });
+        await waitFor(
+          "the MutatingWebhookConfiguration metrics-pusher to point at the operator, with a caBundle",
+          async () => {
+            alive();
+            const cc = (await admission.readMutatingWebhookConfiguration({ name: "metrics-pusher" })).webhooks?.[0]
+              ?.clientConfig;
+            return cc?.url === webhookUrl && !!cc.caBundle;
+          },
+        );
       } catch (err) {
-        if (err instanceof DemoError && p.exitInfo === undefined) throw new DemoError(`${err.message}\n  the operator's last lines:\n${tail(p)}`);
+        if (err instanceof DemoError && p.exitInfo === undefined)
+          throw new DemoError(`${err.message}\n  the operator's last lines:\n${tail(p)}`);
         throw err;
       }
       return { process: p, webhookUrl, metricsUrl: `http://127.0.0.1:${ports.metrics}/metrics` };
@@ -590,7 +718,8 @@ async function main(): Promise<void> {
 
   const operatorAlive = (): void => {
     const p = operator.process;
-    if (p.exitInfo !== undefined) throw new DemoError(`the operator exited (${p.exitInfo}); its last lines:\n${tail(p)}`);
+    if (p.exitInfo !== undefined)
+      throw new DemoError(`the operator exited (${p.exitInfo}); its last lines:\n${tail(p)}`);
   };
 
   // 3. The samples.
@@ -605,11 +734,20 @@ async function main(): Promise<void> {
     async () => {
       await kubectl(["apply", "-f", "-"], samples.first);
       // The controller adds its finalizer once it has seen the MetricsPusher: from then on the webhook knows it too.
-      await waitFor(`the controller to pick up MetricsPusher ${SAMPLES_NAMESPACE}/${PUSHER_NAME} (its finalizer)`, async () => {
-        operatorAlive();
-        const mp = (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: SAMPLES_NAMESPACE, name: PUSHER_NAME })) as MetricsPusher;
-        return (mp.metadata.finalizers ?? []).length > 0;
-      });
+      await waitFor(
+        `the controller to pick up MetricsPusher ${SAMPLES_NAMESPACE}/${PUSHER_NAME} (its finalizer)`,
+        async () => {
+          operatorAlive();
+          const mp = (await custom.getNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: PLURAL,
+            namespace: SAMPLES_NAMESPACE,
+            name: PUSHER_NAME,
+          })) as MetricsPusher;
+          return (mp.metadata.finalizers ?? []).length > 0;
+        },
+      );
     },
     () => `MetricsPusher ${SAMPLES_NAMESPACE}/${PUSHER_NAME} seen by the operator`,
   );
@@ -619,36 +757,56 @@ async function main(): Promise<void> {
       await kubectl(["apply", "-f", "-"], samples.second);
       let seenWithout = "";
       try {
-        return await waitFor(`a Pod of Deployment ${SAMPLES_NAMESPACE}/${DEPLOYMENT_NAME} with the ${SIDECAR_CONTAINER_NAME} container`, async () => {
-          operatorAlive();
-          const p = await newestPod(core, true);
-          if (!p) {
-            const any = (await core.listNamespacedPod({ namespace: SAMPLES_NAMESPACE })).items[0];
-            if (any) seenWithout = any.metadata?.name ?? "";
-          }
-          return p;
-        });
+        return await waitFor(
+          `a Pod of Deployment ${SAMPLES_NAMESPACE}/${DEPLOYMENT_NAME} with the ${SIDECAR_CONTAINER_NAME} container`,
+          async () => {
+            operatorAlive();
+            const p = await newestPod(core, true);
+            if (!p) {
+              const any = (await core.listNamespacedPod({ namespace: SAMPLES_NAMESPACE })).items[0];
+              if (any) seenWithout = any.metadata?.name ?? "";
+            }
+            return p;
+          },
+        );
       } catch (err) {
         if (operator.process.exitInfo !== undefined) throw err;
         const hint = seenWithout
           ? ` Pod ${seenWithout} exists without the sidecar: see \`kubectl get events -n ${SAMPLES_NAMESPACE}\` and the operator log.`
           : " No Pod was created: is kube-controller-manager running?";
-        throw new DemoError(`${(err as Error).message}.${hint}\n  the operator's last lines:\n${tail(operator.process)}`);
+        throw new DemoError(
+          `${(err as Error).message}.${hint}\n  the operator's last lines:\n${tail(operator.process)}`,
+        );
       }
     },
-    (p) => `Pod ${p.metadata?.name} created with the sidecar: ${Annotations.injected}=${p.metadata?.annotations?.[Annotations.injected]}`,
+    (p) =>
+      `Pod ${p.metadata?.name} created with the sidecar: ${Annotations.injected}=${p.metadata?.annotations?.[Annotations.injected]}`,
   );
   await step(
     `Waiting for MetricsPusher ${PUSHER_NAME} to report Ready with 1 matched Deployment`,
     () =>
       waitFor("status Ready=True and matchedDeployments=1", async () => {
-        const mp = (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: SAMPLES_NAMESPACE, name: PUSHER_NAME })) as MetricsPusher;
-        return mp.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") && mp.status?.matchedDeployments === 1;
+        const mp = (await custom.getNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace: SAMPLES_NAMESPACE,
+          name: PUSHER_NAME,
+        })) as MetricsPusher;
+        return (
+          mp.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
+          mp.status?.matchedDeployments === 1
+        );
       }),
     () => `MetricsPusher ${PUSHER_NAME} Ready, 1 matched Deployment`,
   );
   // Events are sent asynchronously by the webhook; give them a moment, but show what is there either way.
-  await waitFor("the Injected Event", async () => (await core.listNamespacedEvent({ namespace: SAMPLES_NAMESPACE })).items.some((e) => e.reason === "Injected"), 15_000).catch(() => undefined);
+  await waitFor(
+    "the Injected Event",
+    async () =>
+      (await core.listNamespacedEvent({ namespace: SAMPLES_NAMESPACE })).items.some((e) => e.reason === "Injected"),
+    15_000,
+  ).catch(() => undefined);
 
   // 4. What happened.
   say();
@@ -669,10 +827,18 @@ async function main(): Promise<void> {
 
   // 5. The injected container as a local process, and the series in Prometheus.
   const reader: ObjectReader = {
-    secret: (namespace, name) => core.readNamespacedSecret({ namespace, name }).catch((err: unknown) => (notFound(err) ? undefined : Promise.reject(err))),
-    configMap: (namespace, name) => core.readNamespacedConfigMap({ namespace, name }).catch((err: unknown) => (notFound(err) ? undefined : Promise.reject(err))),
+    secret: (namespace, name) =>
+      core
+        .readNamespacedSecret({ namespace, name })
+        .catch((err: unknown) => (notFound(err) ? undefined : Promise.reject(err))),
+    configMap: (namespace, name) =>
+      core
+        .readNamespacedConfigMap({ namespace, name })
+        .catch((err: unknown) => (notFound(err) ? undefined : Promise.reject(err))),
   };
-  say(`== No kubelet runs here: the demo starts the injected ${SIDECAR_CONTAINER_NAME} container of Pod ${pod.metadata?.name} itself`);
+  say(
+    `== No kubelet runs here: the demo starts the injected ${SIDECAR_CONTAINER_NAME} container of Pod ${pod.metadata?.name} itself`,
+  );
   let running: RunningPusher = await startPusherFor(pod, reader, dir, true);
   started.push({
     name: "pusher",
@@ -688,32 +854,52 @@ async function main(): Promise<void> {
     "Waiting for the pusher's own series and the builder's scraped series in Prometheus",
     async () => {
       try {
-        return await waitFor("knative_lambda_metric_pusher_heartbeat and up/http_requests_total of job=\"builder\" in Prometheus", async () => {
-          if (running.process.exitInfo !== undefined) throw new DemoError(`the pusher exited (${running.process.exitInfo}); its last lines:\n${tail(running.process)}`);
-          const own = await prometheus.query(`{job="metrics-pusher", __name__=~"knative_lambda_metric_pusher_(${SHOWN_PUSHER_SERIES.join("|")})"}`);
-          const scraped = await prometheus.query(`{job="${builderJob}"}`);
-          const missing = [
-            own.some((s) => s.metric.__name__ === "knative_lambda_metric_pusher_heartbeat") ? "" : "the pusher's heartbeat",
-            scraped.some((s) => s.metric.__name__ === "up" && s.value === 1) ? "" : `up{job="${builderJob}"} == 1`,
-            scraped.some((s) => s.metric.__name__ === "http_requests_total") ? "" : "the builder's http_requests_total",
-          ].filter(Boolean);
-          if (missing.length > 0) throw new Error(`${own.length + scraped.length} series so far; missing ${missing.join(", ")}`);
-          return { own, scraped };
-        });
+        return await waitFor(
+          'knative_lambda_metric_pusher_heartbeat and up/http_requests_total of job="builder" in Prometheus',
+          async () => {
+            if (running.process.exitInfo !== undefined)
+              throw new DemoError(
+                `the pusher exited (${running.process.exitInfo}); its last lines:\n${tail(running.process)}`,
+              );
+            const own = await prometheus.query(
+              `{job="metrics-pusher", __name__=~"knative_lambda_metric_pusher_(${SHOWN_PUSHER_SERIES.join("|")})"}`,
+            );
+            const scraped = await prometheus.query(`{job="${builderJob}"}`);
+            const missing = [
+              own.some((s) => s.metric.__name__ === "knative_lambda_metric_pusher_heartbeat")
+                ? ""
+                : "the pusher's heartbeat",
+              scraped.some((s) => s.metric.__name__ === "up" && s.value === 1) ? "" : `up{job="${builderJob}"} == 1`,
+              scraped.some((s) => s.metric.__name__ === "http_requests_total")
+                ? ""
+                : "the builder's http_requests_total",
+            ].filter(Boolean);
+            if (missing.length > 0)
+              throw new Error(`${own.length + scraped.length} series so far; missing ${missing.join(", ")}`);
+            return { own, scraped };
+          },
+        );
       } catch (err) {
-        if (err instanceof DemoError && running.process.exitInfo === undefined) throw new DemoError(`${err.message}\n  the pusher's last lines:\n${tail(running.process)}`);
+        if (err instanceof DemoError && running.process.exitInfo === undefined)
+          throw new DemoError(`${err.message}\n  the pusher's last lines:\n${tail(running.process)}`);
         throw err;
       }
     },
-    (r) => `series arrived in Prometheus (${r.own.length} of the pusher's shown below, ${r.scraped.length} of the builder's)`,
+    (r) =>
+      `series arrived in Prometheus (${r.own.length} of the pusher's shown below, ${r.scraped.length} of the builder's)`,
   );
   const allOwn = await prometheus.query(`{job="metrics-pusher"}`);
-  const byName = (a: VectorSample, b: VectorSample): number => (a.metric.__name__! < b.metric.__name__! ? -1 : a.metric.__name__! > b.metric.__name__! ? 1 : 0);
+  const byName = (a: VectorSample, b: VectorSample): number =>
+    a.metric.__name__! < b.metric.__name__! ? -1 : a.metric.__name__! > b.metric.__name__! ? 1 : 0;
   say();
-  say(`== Series in Prometheus (${prometheus.url}): the pusher's own (${rows.own.length} of its ${allOwn.length} shown) and the builder's scraped /metrics (all ${rows.scraped.length})`);
+  say(
+    `== Series in Prometheus (${prometheus.url}): the pusher's own (${rows.own.length} of its ${allOwn.length} shown) and the builder's scraped /metrics (all ${rows.scraped.length})`,
+  );
   for (const l of seriesTable([...rows.own.sort(byName), ...rows.scraped.sort(byName)])) say(l);
   say();
-  say(`Series arrived: ${allOwn.length} from the pusher itself (job="metrics-pusher"), ${rows.scraped.length} scraped from the builder (job="${builderJob}").`);
+  say(
+    `Series arrived: ${allOwn.length} from the pusher itself (job="metrics-pusher"), ${rows.scraped.length} scraped from the builder (job="${builderJob}").`,
+  );
 
   if (EXIT_AFTER_SERIES) {
     say();
@@ -734,20 +920,35 @@ async function main(): Promise<void> {
   const tryThese: Array<[string, string]> = [
     [`kubectl get mp -n ${SAMPLES_NAMESPACE}`, "the MetricsPusher and its status"],
     [`kubectl describe mp ${PUSHER_NAME} -n ${SAMPLES_NAMESPACE}`, "conditions, Events"],
-    [`kubectl get pods -n ${SAMPLES_NAMESPACE} -o custom-columns=POD:.metadata.name,INJECTED:.metadata.annotations.metricspusher\\.dev/injected`, ""],
-    [`kubectl edit mp ${PUSHER_NAME} -n ${SAMPLES_NAMESPACE}`, "change e.g. spec.externalLabels or spec.pushInterval; or at once:"],
-    [`kubectl patch mp ${PUSHER_NAME} -n ${SAMPLES_NAMESPACE} --type merge -p '{"spec":{"externalLabels":{"cluster":"demo","team":"you"}}}'`, ""],
-    [`kubectl get rs,pods -n ${SAMPLES_NAMESPACE} -w`, "the rollout: a new ReplicaSet whose Pod carries the new config"],
+    [
+      `kubectl get pods -n ${SAMPLES_NAMESPACE} -o custom-columns=POD:.metadata.name,INJECTED:.metadata.annotations.metricspusher\\.dev/injected`,
+      "",
+    ],
+    [
+      `kubectl edit mp ${PUSHER_NAME} -n ${SAMPLES_NAMESPACE}`,
+      "change e.g. spec.externalLabels or spec.pushInterval; or at once:",
+    ],
+    [
+      `kubectl patch mp ${PUSHER_NAME} -n ${SAMPLES_NAMESPACE} --type merge -p '{"spec":{"externalLabels":{"cluster":"demo","team":"you"}}}'`,
+      "",
+    ],
+    [
+      `kubectl get rs,pods -n ${SAMPLES_NAMESPACE} -w`,
+      "the rollout: a new ReplicaSet whose Pod carries the new config",
+    ],
     [`kubectl get events -n ${SAMPLES_NAMESPACE} -w`, "RolloutTriggered, Injected"],
     [`kubectl delete mp ${PUSHER_NAME} -n ${SAMPLES_NAMESPACE}`, "rolls the sidecar away"],
   ];
-  for (const [command, comment] of tryThese) say(`  ${command}${comment ? `${" ".repeat(Math.max(1, 48 - command.length))}# ${comment}` : ""}`);
+  for (const [command, comment] of tryThese)
+    say(`  ${command}${comment ? `${" ".repeat(Math.max(1, 48 - command.length))}# ${comment}` : ""}`);
   say();
   say(`  Prometheus:        ${prometheus.url}/graph?g0.expr=${q}&g0.tab=1`);
   say(`  Operator metrics:  ${operator.metricsUrl}`);
   say(`  Logs:              ${join(dir, "operator.log")}, ${join(dir, "pusher.log")}, ${join(cp.dir, "*.log")}`);
   say();
-  say("The local pusher follows the newest Pod of the Deployment (as a kubelet would run it). Ctrl-C stops everything.");
+  say(
+    "The local pusher follows the newest Pod of the Deployment (as a kubelet would run it). Ctrl-C stops everything.",
+  );
 
   for (;;) {
     await sleep(2000);
@@ -770,10 +971,14 @@ async function main(): Promise<void> {
         continue;
       }
       if (running.process.exitInfo !== undefined && newest.metadata?.name === running.pod) {
-        progress(`the local pusher exited (${running.process.exitInfo}); its last lines:\n${tail(running.process)}\n  starting it again in 10s`);
+        progress(
+          `the local pusher exited (${running.process.exitInfo}); its last lines:\n${tail(running.process)}\n  starting it again in 10s`,
+        );
         await sleep(10_000);
       } else {
-        progress(`rollout: the newest injected Pod is now ${newest.metadata?.name} (${injected}); restarting the local pusher with its environment`);
+        progress(
+          `rollout: the newest injected Pod is now ${newest.metadata?.name} (${injected}); restarting the local pusher with its environment`,
+        );
         await running.process.stop();
       }
       if (interrupted) return;

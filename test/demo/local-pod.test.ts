@@ -43,7 +43,9 @@ function pod(): V1Pod {
   };
 }
 
-const secrets: Record<string, V1Secret> = { auth: { data: { token: b64("s3cret"), password: b64("pw"), other: b64("x") } } };
+const secrets: Record<string, V1Secret> = {
+  auth: { data: { token: b64("s3cret"), password: b64("pw"), other: b64("x") } },
+};
 const reader: ObjectReader = {
   secret: async (_ns, name) => secrets[name],
   configMap: async () => undefined,
@@ -63,7 +65,17 @@ describe("prepareLocalContainer", () => {
     assert.equal(local.env.APP, "builder");
     assert.equal(local.env.GREETING, "pod builder-abc costs $5");
     assert.equal(local.env.PASSWORD, "pw");
-    assert.deepEqual(Object.keys(local.env), ["URL", "POD_NAME", "NAMESPACE", "NODE_NAME", "APP", "TOKEN_FILE", "CA_FILE", "GREETING", "PASSWORD"]);
+    assert.deepEqual(Object.keys(local.env), [
+      "URL",
+      "POD_NAME",
+      "NAMESPACE",
+      "NODE_NAME",
+      "APP",
+      "TOKEN_FILE",
+      "CA_FILE",
+      "GREETING",
+      "PASSWORD",
+    ]);
   });
 
   it("writes the selected Secret keys into a local copy of the mount and rewrites paths under it", async () => {
@@ -83,10 +95,19 @@ describe("prepareLocalContainer", () => {
   it("refuses what a kubelet would refuse, and what it cannot do, by name", async () => {
     const p = pod();
     p.spec!.volumes![1]!.secret!.optional = false;
-    await assert.rejects(prepareLocalContainer(p, findContainer(p, "metrics-pusher")!, reader, join(dir, "c")), /Secret builds\/nope not found/);
+    await assert.rejects(
+      prepareLocalContainer(p, findContainer(p, "metrics-pusher")!, reader, join(dir, "c")),
+      /Secret builds\/nope not found/,
+    );
     const q = pod();
-    findContainer(q, "metrics-pusher")!.env!.push({ name: "CPU", valueFrom: { resourceFieldRef: { resource: "limits.cpu" } } });
-    await assert.rejects(prepareLocalContainer(q, findContainer(q, "metrics-pusher")!, reader, join(dir, "d")), /CPU: valueFrom resourceFieldRef is not supported/);
+    findContainer(q, "metrics-pusher")!.env!.push({
+      name: "CPU",
+      valueFrom: { resourceFieldRef: { resource: "limits.cpu" } },
+    });
+    await assert.rejects(
+      prepareLocalContainer(q, findContainer(q, "metrics-pusher")!, reader, join(dir, "d")),
+      /CPU: valueFrom resourceFieldRef is not supported/,
+    );
     assert.throws(() => fieldValue(q, "status.phase"), /fieldRef status.phase is not supported/);
   });
 });

@@ -16,7 +16,12 @@ export interface LocalContainer {
   /** Exactly the variables the container declares, resolved. */
   readonly env: Readonly<Record<string, string>>;
   /** mountPath in the container → directory here. */
-  readonly mounts: ReadonlyArray<{ readonly name: string; readonly mountPath: string; readonly localPath: string; readonly source: string }>;
+  readonly mounts: ReadonlyArray<{
+    readonly name: string;
+    readonly mountPath: string;
+    readonly localPath: string;
+    readonly source: string;
+  }>;
   /** How each non-literal variable was resolved, for a person to read. */
   readonly notes: ReadonlyArray<{ readonly variable: string; readonly from: string }>;
 }
@@ -29,11 +34,17 @@ export function findContainer(pod: V1Pod, name: string): V1Container | undefined
  * Resolves `container`'s environment and mounts for a local run, writing volume contents under `dir`. Throws on
  * what a kubelet would refuse (a missing non-optional Secret) and on what is not implemented here, naming it.
  */
-export async function prepareLocalContainer(pod: V1Pod, container: V1Container, reader: ObjectReader, dir: string): Promise<LocalContainer> {
+export async function prepareLocalContainer(
+  pod: V1Pod,
+  container: V1Container,
+  reader: ObjectReader,
+  dir: string,
+): Promise<LocalContainer> {
   const namespace = pod.metadata?.namespace ?? "default";
   const mounts: Array<{ name: string; mountPath: string; localPath: string; source: string }> = [];
   for (const m of container.volumeMounts ?? []) {
-    if (m.subPath || m.subPathExpr) throw new Error(`volume mount ${m.name}: subPath is not supported by the local run`);
+    if (m.subPath || m.subPathExpr)
+      throw new Error(`volume mount ${m.name}: subPath is not supported by the local run`);
     const volume = pod.spec?.volumes?.find((v) => v.name === m.name);
     if (!volume) throw new Error(`volume mount ${m.name}: the Pod has no volume of that name`);
     const localPath = join(dir, "volumes", m.name);
@@ -57,8 +68,9 @@ export async function prepareLocalContainer(pod: V1Pod, container: V1Container, 
   for (const e of container.env ?? []) {
     if (e.valueFrom === undefined) {
       // $(VAR) references to earlier variables, as the kubelet expands them; $$ escapes.
-      const expanded = (e.value ?? "").replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (all, ref: string | undefined) =>
-        ref === undefined ? "$" : (env[ref] ?? all),
+      const expanded = (e.value ?? "").replace(
+        /\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g,
+        (all, ref: string | undefined) => (ref === undefined ? "$" : (env[ref] ?? all)),
       );
       const local = toLocal(expanded);
       env[e.name] = local;
@@ -69,14 +81,19 @@ export async function prepareLocalContainer(pod: V1Pod, container: V1Container, 
     if (vf.fieldRef) {
       const value = fieldValue(pod, vf.fieldRef.fieldPath);
       env[e.name] = value ?? "";
-      notes.push({ variable: e.name, from: `fieldRef ${vf.fieldRef.fieldPath}${value === undefined ? " (unset on this Pod: empty)" : ""}` });
+      notes.push({
+        variable: e.name,
+        from: `fieldRef ${vf.fieldRef.fieldPath}${value === undefined ? " (unset on this Pod: empty)" : ""}`,
+      });
     } else if (vf.secretKeyRef) {
       const { name = "", key, optional } = vf.secretKeyRef;
       const secret = await reader.secret(namespace, name);
       const data = secret?.data?.[key];
       if (data === undefined) {
         if (optional) continue;
-        throw new Error(`${e.name}: Secret ${namespace}/${name} key ${key} not found (a kubelet would not start the container)`);
+        throw new Error(
+          `${e.name}: Secret ${namespace}/${name} key ${key} not found (a kubelet would not start the container)`,
+        );
       }
       env[e.name] = Buffer.from(data, "base64").toString("utf8");
       notes.push({ variable: e.name, from: `Secret ${name} key ${key}` });
@@ -85,7 +102,9 @@ export async function prepareLocalContainer(pod: V1Pod, container: V1Container, 
       const value = (await reader.configMap(namespace, name))?.data?.[key];
       if (value === undefined) {
         if (optional) continue;
-        throw new Error(`${e.name}: ConfigMap ${namespace}/${name} key ${key} not found (a kubelet would not start the container)`);
+        throw new Error(
+          `${e.name}: ConfigMap ${namespace}/${name} key ${key} not found (a kubelet would not start the container)`,
+        );
       }
       env[e.name] = value;
       notes.push({ variable: e.name, from: `ConfigMap ${name} key ${key}` });
@@ -122,7 +141,9 @@ async function materialise(volume: V1Volume, namespace: string, reader: ObjectRe
     const secret = await reader.secret(namespace, name);
     if (!secret) {
       if (volume.secret.optional) return `Secret ${name} (optional, missing: empty)`;
-      throw new Error(`volume ${volume.name}: Secret ${namespace}/${name} not found (a kubelet would not start the pod)`);
+      throw new Error(
+        `volume ${volume.name}: Secret ${namespace}/${name} not found (a kubelet would not start the pod)`,
+      );
     }
     const data = Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64")]));
     writeItems(dir, data, volume.secret.items, `Secret ${name}`, volume.secret.optional ?? false);
@@ -133,7 +154,9 @@ async function materialise(volume: V1Volume, namespace: string, reader: ObjectRe
     const cm = await reader.configMap(namespace, name);
     if (!cm) {
       if (volume.configMap.optional) return `ConfigMap ${name} (optional, missing: empty)`;
-      throw new Error(`volume ${volume.name}: ConfigMap ${namespace}/${name} not found (a kubelet would not start the pod)`);
+      throw new Error(
+        `volume ${volume.name}: ConfigMap ${namespace}/${name} not found (a kubelet would not start the pod)`,
+      );
     }
     const data = Object.fromEntries(Object.entries(cm.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "utf8")]));
     writeItems(dir, data, volume.configMap.items, `ConfigMap ${name}`, volume.configMap.optional ?? false);

@@ -15,7 +15,10 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 const NS = "crd-test";
 
 type Spec = Record<string, unknown>;
-const valid = (): Spec => ({ selector: { matchLabels: { app: "builder" } }, remoteWrite: { url: "http://prometheus.monitoring:9090/api/v1/write" } });
+const valid = (): Spec => ({
+  selector: { matchLabels: { app: "builder" } },
+  remoteWrite: { url: "http://prometheus.monitoring:9090/api/v1/write" },
+});
 function withPath(path: string, value: unknown): Spec {
   const spec = valid();
   const keys = path.split(".");
@@ -29,8 +32,16 @@ function withPath(path: string, value: unknown): Spec {
 /** Each row: a spec and the field the apiserver's message must name. */
 const invalid: Array<{ name: string; spec: Spec; field: string }> = [
   { name: "ftp URL", spec: withPath("remoteWrite.url", "ftp://prom/api/v1/write"), field: "spec.remoteWrite.url" },
-  { name: "URL without scheme", spec: withPath("remoteWrite.url", "prometheus:9090/api/v1/write"), field: "spec.remoteWrite.url" },
-  { name: "URL without host", spec: withPath("remoteWrite.url", "http:///api/v1/write"), field: "spec.remoteWrite.url" },
+  {
+    name: "URL without scheme",
+    spec: withPath("remoteWrite.url", "prometheus:9090/api/v1/write"),
+    field: "spec.remoteWrite.url",
+  },
+  {
+    name: "URL without host",
+    spec: withPath("remoteWrite.url", "http:///api/v1/write"),
+    field: "spec.remoteWrite.url",
+  },
   { name: "missing URL", spec: withPath("remoteWrite.url", undefined), field: "spec.remoteWrite.url" },
   { name: "missing remoteWrite", spec: withPath("remoteWrite", undefined), field: "spec.remoteWrite" },
   { name: "missing selector", spec: withPath("selector", undefined), field: "spec.selector" },
@@ -38,41 +49,98 @@ const invalid: Array<{ name: string; spec: Spec; field: string }> = [
   { name: "push interval without unit", spec: withPath("pushInterval", "30"), field: "spec.pushInterval" },
   { name: "negative push interval", spec: withPath("pushInterval", "-5s"), field: "spec.pushInterval" },
   { name: "zero timeout", spec: withPath("remoteWrite.timeout", "0ms"), field: "spec.remoteWrite.timeout" },
-  { name: "zero scrape timeout", spec: withPath("scrape", { targets: [{ port: 8080 }], timeout: "0s" }), field: "spec.scrape.timeout" },
-  { name: "reserved header Content-Type", spec: withPath("remoteWrite.headers", { "Content-Type": "text/plain" }), field: "spec.remoteWrite.headers" },
-  { name: "reserved header authorization", spec: withPath("remoteWrite.headers", { authorization: "Bearer x" }), field: "spec.remoteWrite.headers" },
-  { name: "reserved header X-Prometheus-Remote-Write-Version", spec: withPath("remoteWrite.headers", { "X-Prometheus-Remote-Write-Version": "2.0" }), field: "spec.remoteWrite.headers" },
-  { name: "header name that is not a token", spec: withPath("remoteWrite.headers", { "Bad Name": "x" }), field: "spec.remoteWrite.headers" },
+  {
+    name: "zero scrape timeout",
+    spec: withPath("scrape", { targets: [{ port: 8080 }], timeout: "0s" }),
+    field: "spec.scrape.timeout",
+  },
+  {
+    name: "reserved header Content-Type",
+    spec: withPath("remoteWrite.headers", { "Content-Type": "text/plain" }),
+    field: "spec.remoteWrite.headers",
+  },
+  {
+    name: "reserved header authorization",
+    spec: withPath("remoteWrite.headers", { authorization: "Bearer x" }),
+    field: "spec.remoteWrite.headers",
+  },
+  {
+    name: "reserved header X-Prometheus-Remote-Write-Version",
+    spec: withPath("remoteWrite.headers", { "X-Prometheus-Remote-Write-Version": "2.0" }),
+    field: "spec.remoteWrite.headers",
+  },
+  {
+    name: "header name that is not a token",
+    spec: withPath("remoteWrite.headers", { "Bad Name": "x" }),
+    field: "spec.remoteWrite.headers",
+  },
   { name: "unknown sidecarMode", spec: withPath("sidecarMode", "Sometimes"), field: "spec.sidecarMode" },
   { name: "unknown rolloutStrategy", spec: withPath("rolloutStrategy", "Always"), field: "spec.rolloutStrategy" },
   { name: "unknown logLevel", spec: withPath("logLevel", "trace"), field: "spec.logLevel" },
   { name: "scrape port 0", spec: withPath("scrape", { targets: [{ port: 0 }] }), field: "spec.scrape.targets[0].port" },
-  { name: "scrape path without /", spec: withPath("scrape", { targets: [{ port: 8080, path: "metrics" }] }), field: "spec.scrape.targets[0].path" },
-  { name: "Secret ref without key", spec: withPath("remoteWrite.bearerTokenSecret", { name: "rw" }), field: "spec.remoteWrite.bearerTokenSecret.key" },
-  { name: "Secret ref with a bad name", spec: withPath("remoteWrite.bearerTokenSecret", { name: "Bad_Name", key: "t" }), field: "spec.remoteWrite.bearerTokenSecret.name" },
-  { name: "basicAuth without password", spec: withPath("remoteWrite.basicAuth", { username: "u" }), field: "spec.remoteWrite.basicAuth.passwordSecret" },
+  {
+    name: "scrape path without /",
+    spec: withPath("scrape", { targets: [{ port: 8080, path: "metrics" }] }),
+    field: "spec.scrape.targets[0].path",
+  },
+  {
+    name: "Secret ref without key",
+    spec: withPath("remoteWrite.bearerTokenSecret", { name: "rw" }),
+    field: "spec.remoteWrite.bearerTokenSecret.key",
+  },
+  {
+    name: "Secret ref with a bad name",
+    spec: withPath("remoteWrite.bearerTokenSecret", { name: "Bad_Name", key: "t" }),
+    field: "spec.remoteWrite.bearerTokenSecret.name",
+  },
+  {
+    name: "basicAuth without password",
+    spec: withPath("remoteWrite.basicAuth", { username: "u" }),
+    field: "spec.remoteWrite.basicAuth.passwordSecret",
+  },
   {
     name: "basicAuth with username and usernameSecret",
-    spec: withPath("remoteWrite.basicAuth", { username: "u", usernameSecret: { name: "s", key: "u" }, passwordSecret: { name: "s", key: "p" } }),
+    spec: withPath("remoteWrite.basicAuth", {
+      username: "u",
+      usernameSecret: { name: "s", key: "u" },
+      passwordSecret: { name: "s", key: "p" },
+    }),
     field: "spec.remoteWrite.basicAuth",
   },
   {
     name: "bearer token and basicAuth together",
-    spec: withPath("remoteWrite", { url: "https://rw/api/v1/write", bearerTokenSecret: { name: "s", key: "t" }, basicAuth: { passwordSecret: { name: "s", key: "p" } } }),
+    spec: withPath("remoteWrite", {
+      url: "https://rw/api/v1/write",
+      bearerTokenSecret: { name: "s", key: "t" },
+      basicAuth: { passwordSecret: { name: "s", key: "p" } },
+    }),
     field: "spec.remoteWrite",
   },
-  { name: "Secret ref into another namespace", spec: withPath("remoteWrite.bearerTokenSecret", { name: "s", key: "t", namespace: "kube-system" }), field: "spec.remoteWrite.bearerTokenSecret.namespace" },
+  {
+    name: "Secret ref into another namespace",
+    spec: withPath("remoteWrite.bearerTokenSecret", { name: "s", key: "t", namespace: "kube-system" }),
+    field: "spec.remoteWrite.bearerTokenSecret.namespace",
+  },
   { name: "bad external label name", spec: withPath("externalLabels", { "1team": "a" }), field: "spec.externalLabels" },
-  { name: "bad disk buffer size", spec: withPath("buffer", { disk: { sizeLimit: "lots" } }), field: "spec.buffer.disk.sizeLimit" },
+  {
+    name: "bad disk buffer size",
+    spec: withPath("buffer", { disk: { sizeLimit: "lots" } }),
+    field: "spec.buffer.disk.sizeLimit",
+  },
 ];
 
 describe("MetricsPusher CRD on a real apiserver", { timeout: 300_000 }, () => {
   let cp: ControlPlane;
   let custom: CustomObjectsApi;
-  const kubectl = async (...args: string[]) => (await promisify(execFile)(join(cp.binDir, "kubectl"), ["--kubeconfig", cp.kubeconfigPath, ...args])).stdout;
+  const kubectl = async (...args: string[]) =>
+    (await promisify(execFile)(join(cp.binDir, "kubectl"), ["--kubeconfig", cp.kubeconfigPath, ...args])).stdout;
   const kubectlStdin = (input: string, ...args: string[]) =>
     new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
-      const child = execFile(join(cp.binDir, "kubectl"), ["--kubeconfig", cp.kubeconfigPath, ...args], (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve({ stdout, stderr })));
+      const child = execFile(
+        join(cp.binDir, "kubectl"),
+        ["--kubeconfig", cp.kubeconfigPath, ...args],
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve({ stdout, stderr })),
+      );
       child.stdin?.end(input);
     });
 
@@ -83,10 +151,14 @@ describe("MetricsPusher CRD on a real apiserver", { timeout: 300_000 }, () => {
     // kubectl, not client-node: the typed client would serialize the CRD through V1JSONSchemaProps and silently drop
     // the wire-named x-kubernetes-* keys of a parsed YAML (CEL rules, int-or-string).
     await kubectl("create", "-f", join(ROOT, "crds/metricspusher.dev_metricspushers.yaml"));
-    await eventually("CRD Established", async () => {
-      const c = await ext.readCustomResourceDefinition({ name: CRD_NAME });
-      return c.status?.conditions?.some((x) => x.type === "Established" && x.status === "True");
-    }, 60_000);
+    await eventually(
+      "CRD Established",
+      async () => {
+        const c = await ext.readCustomResourceDefinition({ name: CRD_NAME });
+        return c.status?.conditions?.some((x) => x.type === "Established" && x.status === "True");
+      },
+      60_000,
+    );
     await cp.kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
   });
   after(async () => cp?.stop());
@@ -108,12 +180,18 @@ describe("MetricsPusher CRD on a real apiserver", { timeout: 300_000 }, () => {
     assert.equal(minimal.spec.sidecarMode, "Auto");
     assert.equal(minimal.spec.rolloutStrategy, "Workload");
     await create("complete", {
-      selector: { matchLabels: { app: "builder" }, matchExpressions: [{ key: "tier", operator: "In", values: ["ci"] }] },
+      selector: {
+        matchLabels: { app: "builder" },
+        matchExpressions: [{ key: "tier", operator: "In", values: ["ci"] }],
+      },
       remoteWrite: {
         url: "https://vm.monitoring:8428/api/v1/write",
         timeout: "10s",
         headers: { "X-Scope-OrgID": "team-a" },
-        basicAuth: { usernameSecret: { name: "rw-auth", key: "user" }, passwordSecret: { name: "rw-auth", key: "password" } },
+        basicAuth: {
+          usernameSecret: { name: "rw-auth", key: "user" },
+          passwordSecret: { name: "rw-auth", key: "password" },
+        },
         tlsCASecret: { name: "rw-ca", key: "ca.crt" },
         insecureSkipVerify: false,
       },
@@ -146,19 +224,35 @@ describe("MetricsPusher CRD on a real apiserver", { timeout: 300_000 }, () => {
   it("config/default and config/samples apply to a real apiserver; the namespace passes Pod Security restricted", async () => {
     await kubectl("apply", "--server-side", "-k", join(ROOT, "config/default"));
     await kubectl("apply", "--server-side", "-k", join(ROOT, "config/samples"));
-    const adm = JSON.parse(await kubectl("get", "mutatingwebhookconfiguration", "metrics-pusher", "-o", "json")) as { webhooks: Array<{ failurePolicy: string; sideEffects: string }> };
+    const adm = JSON.parse(await kubectl("get", "mutatingwebhookconfiguration", "metrics-pusher", "-o", "json")) as {
+      webhooks: Array<{ failurePolicy: string; sideEffects: string }>;
+    };
     assert.equal(adm.webhooks[0]?.failurePolicy, "Ignore");
     assert.equal(adm.webhooks[0]?.sideEffects, "NoneOnDryRun");
     // The operator Deployment's pod template must itself pass `restricted`: a server-side dry-run of a Pod made
     // from it in the operator's (restricted) namespace runs Pod Security admission.
-    const dep = JSON.parse(await kubectl("get", "deployment", "-n", "metrics-pusher-system", "metrics-pusher-operator", "-o", "json")) as { spec: { template: { metadata: unknown; spec: unknown } } };
-    const pod = { apiVersion: "v1", kind: "Pod", metadata: { name: "psa-check", namespace: "metrics-pusher-system" }, spec: dep.spec.template.spec };
+    const dep = JSON.parse(
+      await kubectl("get", "deployment", "-n", "metrics-pusher-system", "metrics-pusher-operator", "-o", "json"),
+    ) as { spec: { template: { metadata: unknown; spec: unknown } } };
+    const pod = {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "psa-check", namespace: "metrics-pusher-system" },
+      spec: dep.spec.template.spec,
+    };
     const res = await kubectlStdin(JSON.stringify(pod), "create", "--dry-run=server", "-f", "-", "-o", "name");
     assert.match(res.stdout, /pod\/psa-check/);
     assert.equal(res.stderr.includes("violate"), false, res.stderr);
     // Control: the same check refuses a pod that breaks `restricted`, so the pass above means something.
-    const bad = { ...pod, metadata: { name: "psa-bad", namespace: "metrics-pusher-system" }, spec: { containers: [{ name: "c", image: "busybox" }] } };
-    await assert.rejects(kubectlStdin(JSON.stringify(bad), "create", "--dry-run=server", "-f", "-"), /violates PodSecurity "restricted/);
+    const bad = {
+      ...pod,
+      metadata: { name: "psa-bad", namespace: "metrics-pusher-system" },
+      spec: { containers: [{ name: "c", image: "busybox" }] },
+    };
+    await assert.rejects(
+      kubectlStdin(JSON.stringify(bad), "create", "--dry-run=server", "-f", "-"),
+      /violates PodSecurity "restricted/,
+    );
   });
 
   it("kubectl shows the printer columns and explains the fields", async () => {

@@ -1,5 +1,14 @@
 // Small Kubernetes helpers for the end-to-end tests.
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Container, type V1Deployment, type V1Pod, type V1ReplicaSet } from "@kubernetes/client-node";
+import {
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type V1Container,
+  type V1Deployment,
+  type V1Pod,
+  type V1ReplicaSet,
+} from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION } from "../../operator/src/api/index.ts";
 import type { MetricsPusher, MetricsPusherSpec } from "../../operator/src/api/index.ts";
 import { eventually } from "./util.ts";
@@ -7,11 +16,20 @@ import { eventually } from "./util.ts";
 export { GROUP, PLURAL, VERSION };
 
 export function clients(kc: KubeConfig) {
-  return { core: kc.makeApiClient(CoreV1Api), apps: kc.makeApiClient(AppsV1Api), custom: kc.makeApiClient(CustomObjectsApi) };
+  return {
+    core: kc.makeApiClient(CoreV1Api),
+    apps: kc.makeApiClient(AppsV1Api),
+    custom: kc.makeApiClient(CustomObjectsApi),
+  };
 }
 export type Clients = ReturnType<typeof clients>;
 
-export async function createPusher(c: Clients, namespace: string, name: string, spec: MetricsPusherSpec): Promise<MetricsPusher> {
+export async function createPusher(
+  c: Clients,
+  namespace: string,
+  name: string,
+  spec: MetricsPusherSpec,
+): Promise<MetricsPusher> {
   return (await c.custom.createNamespacedCustomObject({
     group: GROUP,
     version: VERSION,
@@ -22,7 +40,13 @@ export async function createPusher(c: Clients, namespace: string, name: string, 
 }
 
 export async function getPusher(c: Clients, namespace: string, name: string): Promise<MetricsPusher> {
-  return (await c.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name })) as MetricsPusher;
+  return (await c.custom.getNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: PLURAL,
+    name,
+  })) as MetricsPusher;
 }
 
 /** A restricted-profile-compliant container, so the same objects work in a namespace enforcing `restricted`. */
@@ -40,7 +64,11 @@ export function appContainer(): V1Container {
   };
 }
 
-export function deployment(name: string, labels: Record<string, string>, annotations: Record<string, string> = {}): V1Deployment {
+export function deployment(
+  name: string,
+  labels: Record<string, string>,
+  annotations: Record<string, string> = {},
+): V1Deployment {
   return {
     apiVersion: "apps/v1",
     kind: "Deployment",
@@ -54,14 +82,19 @@ export function deployment(name: string, labels: Record<string, string>, annotat
       selector: { matchLabels: { "e2e/deployment": name } },
       template: {
         metadata: { labels: { ...labels, "e2e/deployment": name }, annotations },
-        spec: { containers: [appContainer()], securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } } },
+        spec: {
+          containers: [appContainer()],
+          securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
+        },
       },
     },
   };
 }
 
 export function bareSidecar(pod: V1Pod): V1Container[] {
-  return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].filter((c) => c.name === "metrics-pusher");
+  return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].filter(
+    (c) => c.name === "metrics-pusher",
+  );
 }
 
 export function env(container: V1Container | undefined, name: string): string | undefined {
@@ -69,7 +102,12 @@ export function env(container: V1Container | undefined, name: string): string | 
 }
 
 /** The ReplicaSet of the Deployment's current revision and its pods, once the pods exist. */
-export async function currentPods(c: Clients, namespace: string, deploymentName: string, timeoutMs = 60_000): Promise<{ rs: V1ReplicaSet; pods: V1Pod[]; replicaSets: number }> {
+export async function currentPods(
+  c: Clients,
+  namespace: string,
+  deploymentName: string,
+  timeoutMs = 60_000,
+): Promise<{ rs: V1ReplicaSet; pods: V1Pod[]; replicaSets: number }> {
   return eventually(
     `pods of the current ReplicaSet of Deployment ${namespace}/${deploymentName}`,
     async () => {
@@ -81,7 +119,9 @@ export async function currentPods(c: Clients, namespace: string, deploymentName:
       // The revision annotation appears once the Deployment controller has seen the latest template.
       if (!rs || dep.status?.observedGeneration !== dep.metadata?.generation) return undefined;
       const hash = rs.metadata?.labels?.["pod-template-hash"];
-      const pods = (await c.core.listNamespacedPod({ namespace, labelSelector: `pod-template-hash=${hash}` })).items.filter((p) => !p.metadata?.deletionTimestamp);
+      const pods = (
+        await c.core.listNamespacedPod({ namespace, labelSelector: `pod-template-hash=${hash}` })
+      ).items.filter((p) => !p.metadata?.deletionTimestamp);
       if (pods.length < (dep.spec?.replicas ?? 1)) return undefined;
       return { rs, pods, replicaSets: owned.length };
     },
@@ -94,7 +134,15 @@ export function condition(p: MetricsPusher, type: string) {
   return p.status?.conditions?.find((c) => c.type === type);
 }
 
-export async function eventsFor(c: Clients, namespace: string, kind: string, name: string): Promise<Array<{ reason: string; type: string; message: string }>> {
-  const list = await c.core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.kind=${kind},involvedObject.name=${name}` });
+export async function eventsFor(
+  c: Clients,
+  namespace: string,
+  kind: string,
+  name: string,
+): Promise<Array<{ reason: string; type: string; message: string }>> {
+  const list = await c.core.listNamespacedEvent({
+    namespace,
+    fieldSelector: `involvedObject.kind=${kind},involvedObject.name=${name}`,
+  });
   return list.items.map((e) => ({ reason: e.reason ?? "", type: e.type ?? "", message: e.message ?? "" }));
 }

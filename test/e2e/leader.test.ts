@@ -18,7 +18,12 @@ describe("leader election on a real apiserver", { timeout: 240_000 }, () => {
   });
   after(async () => cp?.stop());
 
-  function elector(name: string, identity: string, state: { leading: boolean; starts: number }, durations = { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 300 }) {
+  function elector(
+    name: string,
+    identity: string,
+    state: { leading: boolean; starts: number },
+    durations = { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 300 },
+  ) {
     return new LeaderElector({
       kc: cp.kubeConfig,
       log,
@@ -78,7 +83,16 @@ describe("leader election on a real apiserver", { timeout: 240_000 }, () => {
     const now = new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
     await coord.createNamespacedLease({
       namespace: NS,
-      body: { metadata: { name: "crash", namespace: NS }, spec: { holderIdentity: "ghost", leaseDurationSeconds: 3, renewTime: now as unknown as Date, acquireTime: now as unknown as Date, leaseTransitions: 0 } },
+      body: {
+        metadata: { name: "crash", namespace: NS },
+        spec: {
+          holderIdentity: "ghost",
+          leaseDurationSeconds: 3,
+          renewTime: now as unknown as Date,
+          acquireTime: now as unknown as Date,
+          leaseTransitions: 0,
+        },
+      },
     });
     const s = { leading: false, starts: 0 };
     const e = elector("crash", "survivor", s);
@@ -101,7 +115,13 @@ describe("resilient informer on a real apiserver", { timeout: 240_000 }, () => {
   it("lists, watches, and sees creates, updates and deletes", async () => {
     const core = cp.kubeConfig.makeApiClient(CoreV1Api);
     await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: "before" }, data: { a: "1" } } });
-    const inf = createInformer<V1ConfigMap>({ kc: cp.kubeConfig, log, name: "cm", path: `/api/v1/namespaces/${NS}/configmaps`, list: () => core.listNamespacedConfigMap({ namespace: NS }) });
+    const inf = createInformer<V1ConfigMap>({
+      kc: cp.kubeConfig,
+      log,
+      name: "cm",
+      path: `/api/v1/namespaces/${NS}/configmaps`,
+      list: () => core.listNamespacedConfigMap({ namespace: NS }),
+    });
     const events: string[] = [];
     inf.on("add", (o) => events.push(`add ${o.metadata?.name}`));
     inf.on("update", (o) => events.push(`update ${o.metadata?.name}`));
@@ -110,9 +130,17 @@ describe("resilient informer on a real apiserver", { timeout: 240_000 }, () => {
     await inf.waitForSync(AbortSignal.timeout(10_000));
     assert.ok(inf.get(NS, "before"));
     await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: "later" }, data: { a: "1" } } });
-    await core.patchNamespacedConfigMap({ namespace: NS, name: "later", body: [{ op: "replace", path: "/data/a", value: "2" }] });
+    await core.patchNamespacedConfigMap({
+      namespace: NS,
+      name: "later",
+      body: [{ op: "replace", path: "/data/a", value: "2" }],
+    });
     await core.deleteNamespacedConfigMap({ namespace: NS, name: "before" });
-    await eventually("watch events", () => events.includes("delete before") && inf.get(NS, "later")?.data?.a === "2", 10_000);
+    await eventually(
+      "watch events",
+      () => events.includes("delete before") && inf.get(NS, "later")?.data?.a === "2",
+      10_000,
+    );
     assert.ok(events.includes("add later"), events.join(", "));
     await inf.stop();
   });
@@ -138,10 +166,20 @@ describe("resilient informer on a real apiserver", { timeout: 240_000 }, () => {
     assert.equal(inf.hasSynced(), false);
     assert.equal((errors[0] as { code?: number }).code, 403);
     const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
-    await rbac.createNamespacedRole({ namespace: NS, body: { metadata: { name: "cm-reader" }, rules: [{ apiGroups: [""], resources: ["configmaps"], verbs: ["list", "watch"] }] } });
+    await rbac.createNamespacedRole({
+      namespace: NS,
+      body: {
+        metadata: { name: "cm-reader" },
+        rules: [{ apiGroups: [""], resources: ["configmaps"], verbs: ["list", "watch"] }],
+      },
+    });
     await rbac.createNamespacedRoleBinding({
       namespace: NS,
-      body: { metadata: { name: "cm-reader" }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "cm-reader" }, subjects: [{ kind: "ServiceAccount", name: "late-rbac", namespace: NS }] },
+      body: {
+        metadata: { name: "cm-reader" },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "cm-reader" },
+        subjects: [{ kind: "ServiceAccount", name: "late-rbac", namespace: NS }],
+      },
     });
     await inf.waitForSync(AbortSignal.timeout(15_000));
     assert.ok(inf.restarts() >= 3);
@@ -150,4 +188,3 @@ describe("resilient informer on a real apiserver", { timeout: 240_000 }, () => {
     await inf.stop();
   });
 });
-

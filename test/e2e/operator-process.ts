@@ -40,7 +40,13 @@ function installHandlers(): void {
   handlersInstalled = true;
   // No operator survives its test file, also when the test crashes.
   process.on("exit", () => {
-    for (const c of live) if (c.pid) try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
+    for (const c of live)
+      if (c.pid)
+        try {
+          process.kill(c.pid, "SIGKILL");
+        } catch {
+          /* gone */
+        }
   });
 }
 
@@ -57,7 +63,9 @@ export async function operatorPorts(): Promise<{ webhook: number; metrics: numbe
   return { webhook: await freePort(), metrics: await freePort(), probe: await freePort() };
 }
 
-export async function startOperator(o: StartOperatorOptions): Promise<OperatorProcess & { ports: { webhook: number; metrics: number; probe: number } }> {
+export async function startOperator(
+  o: StartOperatorOptions,
+): Promise<OperatorProcess & { ports: { webhook: number; metrics: number; probe: number } }> {
   installHandlers();
   const ports = o.ports ?? (await operatorPorts());
   const webhookUrl = `https://127.0.0.1:${ports.webhook}/mutate-v1-pod`;
@@ -130,7 +138,8 @@ export async function startOperator(o: StartOperatorOptions): Promise<OperatorPr
       await eventually(
         `operator ${o.name} /readyz 200`,
         async () => {
-          if (exitInfo) throw new Error(`operator ${o.name} exited (${exitInfo}); last lines:\n${lines.slice(-20).join("\n")}`);
+          if (exitInfo)
+            throw new Error(`operator ${o.name} exited (${exitInfo}); last lines:\n${lines.slice(-20).join("\n")}`);
           const r = await fetch(`${probeUrl}/readyz`, { signal: AbortSignal.timeout(2000) });
           return r.status === 200;
         },
@@ -154,7 +163,11 @@ export async function startOperator(o: StartOperatorOptions): Promise<OperatorPr
 
 /** kubectl from the control plane build, against the test cluster. */
 export async function kubectl(cp: ControlPlane, ...args: string[]): Promise<string> {
-  const { stdout } = await promisify(execFile)(join(cp.binDir, "kubectl"), ["--kubeconfig", cp.kubeconfigPath, ...args], { cwd: ROOT, maxBuffer: 16 << 20 });
+  const { stdout } = await promisify(execFile)(
+    join(cp.binDir, "kubectl"),
+    ["--kubeconfig", cp.kubeconfigPath, ...args],
+    { cwd: ROOT, maxBuffer: 16 << 20 },
+  );
   return stdout;
 }
 
@@ -173,7 +186,11 @@ export async function installCrds(cp: ControlPlane): Promise<void> {
   );
 }
 
-export async function createNamespace(kc: KubeConfig, name: string, labels: Record<string, string> = {}): Promise<void> {
+export async function createNamespace(
+  kc: KubeConfig,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<void> {
   const core = kc.makeApiClient(CoreV1Api);
   await core.createNamespace({ body: { metadata: { name, labels } } });
 }

@@ -5,8 +5,29 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { AdmissionregistrationV1Api, type V1Pod } from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../controlplane/harness.ts";
-import { appContainer, bareSidecar, clients, condition, createPusher, currentPods, deployment, env, eventsFor, getPusher, GROUP, PLURAL, VERSION, type Clients } from "./kube.ts";
-import { createNamespace, installCrds, OPERATOR_NAMESPACE, startOperator, type OperatorProcess } from "./operator-process.ts";
+import {
+  appContainer,
+  bareSidecar,
+  clients,
+  condition,
+  createPusher,
+  currentPods,
+  deployment,
+  env,
+  eventsFor,
+  getPusher,
+  GROUP,
+  PLURAL,
+  VERSION,
+  type Clients,
+} from "./kube.ts";
+import {
+  createNamespace,
+  installCrds,
+  OPERATOR_NAMESPACE,
+  startOperator,
+  type OperatorProcess,
+} from "./operator-process.ts";
 import { eventually } from "./util.ts";
 
 const NS = "builds";
@@ -27,11 +48,16 @@ describe("operator end to end", { timeout: 420_000 }, () => {
     op = await startOperator({ cp, name: "op-main", env: { ROLLOUT_MAX_PER_INTERVAL: "20", ROLLOUT_INTERVAL: "10s" } });
     await op.waitReady();
     // The webhook configuration is registered (with the CA) before the first pod is created.
-    await eventually("MutatingWebhookConfiguration metrics-pusher pointing at the operator, with a caBundle", async () => {
-      const mwc = await cp.kubeConfig.makeApiClient(AdmissionregistrationV1Api).readMutatingWebhookConfiguration({ name: "metrics-pusher" });
-      const cc = mwc.webhooks?.[0]?.clientConfig;
-      return cc?.url === op!.webhookUrl && !!cc.caBundle;
-    });
+    await eventually(
+      "MutatingWebhookConfiguration metrics-pusher pointing at the operator, with a caBundle",
+      async () => {
+        const mwc = await cp.kubeConfig
+          .makeApiClient(AdmissionregistrationV1Api)
+          .readMutatingWebhookConfiguration({ name: "metrics-pusher" });
+        const cc = mwc.webhooks?.[0]?.clientConfig;
+        return cc?.url === op!.webhookUrl && !!cc.caBundle;
+      },
+    );
   });
   after(async () => {
     await op?.stop();
@@ -45,7 +71,9 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       pushInterval: "15s",
       externalLabels: { cluster: "e2e" },
     });
-    await eventually("finalizer on the MetricsPusher", async () => (await getPusher(c, NS, "builders")).metadata.finalizers?.includes("metricspusher.dev/finalizer"));
+    await eventually("finalizer on the MetricsPusher", async () =>
+      (await getPusher(c, NS, "builders")).metadata.finalizers?.includes("metricspusher.dev/finalizer"),
+    );
     await c.apps.createNamespacedDeployment({ namespace: NS, body: deployment("builder", { app: "builder" }) });
     const { pods, replicaSets } = await currentPods(c, NS, "builder");
     const pod = pods[0]!;
@@ -61,7 +89,11 @@ describe("operator end to end", { timeout: 420_000 }, () => {
 
     const p = await eventually("MetricsPusher Ready with matchedDeployments 1", async () => {
       const mp = await getPusher(c, NS, "builders");
-      return condition(mp, "Ready")?.status === "True" && mp.status?.matchedDeployments === 1 && condition(mp, "UpToDate")?.status === "True" ? mp : undefined;
+      return condition(mp, "Ready")?.status === "True" &&
+        mp.status?.matchedDeployments === 1 &&
+        condition(mp, "UpToDate")?.status === "True"
+        ? mp
+        : undefined;
     });
     assert.equal(p.status?.updatedDeployments, 1);
     assert.equal(p.status?.observedGeneration, p.metadata.generation);
@@ -78,33 +110,61 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       metadata: { name, labels, annotations },
       spec: { containers: [appContainer()] },
     });
-    const optOut = await c.core.createNamespacedPod({ namespace: NS, body: pod("opt-out", { app: "builder" }, { "metricspusher.dev/inject": "false" }) });
+    const optOut = await c.core.createNamespacedPod({
+      namespace: NS,
+      body: pod("opt-out", { app: "builder" }, { "metricspusher.dev/inject": "false" }),
+    });
     const web = await c.core.createNamespacedPod({ namespace: NS, body: pod("web", { app: "web" }) });
-    const elsewhere = await c.core.createNamespacedPod({ namespace: "other", body: pod("builder-elsewhere", { app: "builder" }) });
+    const elsewhere = await c.core.createNamespacedPod({
+      namespace: "other",
+      body: pod("builder-elsewhere", { app: "builder" }),
+    });
     const control = await c.core.createNamespacedPod({ namespace: NS, body: pod("bare-builder", { app: "builder" }) });
     for (const p of [optOut, web, elsewhere]) {
       assert.equal(bareSidecar(p).length, 0, `${p.metadata?.namespace}/${p.metadata?.name} has no sidecar`);
       assert.equal(p.spec?.containers.length, 1);
       assert.equal(p.metadata?.annotations?.["metricspusher.dev/injected"], undefined);
     }
-    assert.equal(bareSidecar(control).length, 1, "a matching bare pod created the same way is injected (the skips are not an outage)");
+    assert.equal(
+      bareSidecar(control).length,
+      1,
+      "a matching bare pod created the same way is injected (the skips are not an outage)",
+    );
   });
 
   it("injected pods are admitted in a namespace enforcing Pod Security restricted", async () => {
-    await createNamespace(cp.kubeConfig, "secure", { "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest" });
-    await createPusher(c, "secure", "builders", { selector: { matchLabels: { app: "builder" } }, remoteWrite: { url: RW_URL } });
+    await createNamespace(cp.kubeConfig, "secure", {
+      "pod-security.kubernetes.io/enforce": "restricted",
+      "pod-security.kubernetes.io/enforce-version": "latest",
+    });
+    await createPusher(c, "secure", "builders", {
+      selector: { matchLabels: { app: "builder" } },
+      remoteWrite: { url: RW_URL },
+    });
     await eventually("MetricsPusher in secure is known to the webhook", async () => {
       const mp = await getPusher(c, "secure", "builders");
       return mp.metadata.finalizers?.length ? mp : undefined;
     });
     const created = await c.core.createNamespacedPod({
       namespace: "secure",
-      body: { metadata: { name: "restricted", labels: { app: "builder" } }, spec: { containers: [appContainer()], securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } } } },
+      body: {
+        metadata: { name: "restricted", labels: { app: "builder" } },
+        spec: {
+          containers: [appContainer()],
+          securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
+        },
+      },
     });
     assert.equal(bareSidecar(created).length, 1, "the pod was injected and still admitted under restricted");
     // The same pod with a non-compliant container is refused: the namespace really enforces the profile.
     await assert.rejects(
-      c.core.createNamespacedPod({ namespace: "secure", body: { metadata: { name: "privileged", labels: { app: "web" } }, spec: { containers: [{ name: "x", image: "x", securityContext: { privileged: true } }] } } }),
+      c.core.createNamespacedPod({
+        namespace: "secure",
+        body: {
+          metadata: { name: "privileged", labels: { app: "web" } },
+          spec: { containers: [{ name: "x", image: "x", securityContext: { privileged: true } }] },
+        },
+      }),
       (err: { code?: number }) => err.code === 403,
     );
   });
@@ -112,13 +172,22 @@ describe("operator end to end", { timeout: 420_000 }, () => {
   it("updating the MetricsPusher rolls the Deployment: new pods carry the new config", async () => {
     const before = await getPusher(c, NS, "builders");
     const oldHash = before.status?.configHash;
-    await c.custom.patchNamespacedCustomObject(
-      { group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name: "builders", body: [{ op: "replace", path: "/spec/pushInterval", value: "20s" }] },
+    await c.custom.patchNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: NS,
+      plural: PLURAL,
+      name: "builders",
+      body: [{ op: "replace", path: "/spec/pushInterval", value: "20s" }],
+    });
+    const { pods, rs } = await eventually(
+      "a new ReplicaSet whose pods carry PUSH_INTERVAL=20s",
+      async () => {
+        const cur = await currentPods(c, NS, "builder");
+        return env(bareSidecar(cur.pods[0]!)[0], "PUSH_INTERVAL") === "20s" ? cur : undefined;
+      },
+      60_000,
     );
-    const { pods, rs } = await eventually("a new ReplicaSet whose pods carry PUSH_INTERVAL=20s", async () => {
-      const cur = await currentPods(c, NS, "builder");
-      return env(bareSidecar(cur.pods[0]!)[0], "PUSH_INTERVAL") === "20s" ? cur : undefined;
-    }, 60_000);
     const dep = await c.apps.readNamespacedDeployment({ namespace: NS, name: "builder" });
     const stamp = dep.spec?.template.metadata?.annotations?.["metricspusher.dev/config-hash"];
     assert.ok(stamp && stamp !== oldHash, `stamped with the new hash (${stamp}, old ${oldHash})`);
@@ -126,31 +195,58 @@ describe("operator end to end", { timeout: 420_000 }, () => {
     assert.equal(rs.metadata?.annotations?.["deployment.kubernetes.io/revision"], "2");
     const p = await eventually("status observes generation 2 and the new hash", async () => {
       const mp = await getPusher(c, NS, "builders");
-      return mp.status?.observedGeneration === mp.metadata.generation && mp.status?.configHash === stamp && mp.status?.updatedDeployments === 1 ? mp : undefined;
+      return mp.status?.observedGeneration === mp.metadata.generation &&
+        mp.status?.configHash === stamp &&
+        mp.status?.updatedDeployments === 1
+        ? mp
+        : undefined;
     });
     assert.equal(condition(p, "UpToDate")?.status, "True");
     const evs = await eventsFor(c, NS, "Deployment", "builder");
-    assert.ok(evs.some((e) => e.reason === "RolloutTriggered"), `RolloutTriggered Event on the Deployment: ${JSON.stringify(evs)}`);
+    assert.ok(
+      evs.some((e) => e.reason === "RolloutTriggered"),
+      `RolloutTriggered Event on the Deployment: ${JSON.stringify(evs)}`,
+    );
   });
 
   it("a Deployment controlled by another controller (e.g. Knative) is injected but never stamped; status says so", async () => {
     await createNamespace(cp.kubeConfig, "knative");
     await createPusher(c, "knative", "fns", { selector: { matchLabels: { app: "fn" } }, remoteWrite: { url: RW_URL } });
-    await eventually("MetricsPusher fns Ready", async () => condition(await getPusher(c, "knative", "fns"), "Ready")?.status === "True");
+    await eventually(
+      "MetricsPusher fns Ready",
+      async () => condition(await getPusher(c, "knative", "fns"), "Ready")?.status === "True",
+    );
     // The owner must exist, or the garbage collector deletes the Deployment.
-    const owner = await c.core.createNamespacedConfigMap({ namespace: "knative", body: { metadata: { name: "revision-owner" } } });
+    const owner = await c.core.createNamespacedConfigMap({
+      namespace: "knative",
+      body: { metadata: { name: "revision-owner" } },
+    });
     const body = deployment("fn-00001", { app: "fn" });
-    body.metadata!.ownerReferences = [{ apiVersion: "v1", kind: "ConfigMap", name: "revision-owner", uid: owner.metadata!.uid!, controller: true }];
+    body.metadata!.ownerReferences = [
+      { apiVersion: "v1", kind: "ConfigMap", name: "revision-owner", uid: owner.metadata!.uid!, controller: true },
+    ];
     await c.apps.createNamespacedDeployment({ namespace: "knative", body });
     const { pods } = await currentPods(c, "knative", "fn-00001");
     assert.equal(bareSidecar(pods[0]!).length, 1, "injected at creation");
-    await c.custom.patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: "knative", plural: PLURAL, name: "fns", body: [{ op: "add", path: "/spec/pushInterval", value: "45s" }] });
+    await c.custom.patchNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: "knative",
+      plural: PLURAL,
+      name: "fns",
+      body: [{ op: "add", path: "/spec/pushInterval", value: "45s" }],
+    });
     const mp = await eventually("UpToDate False / OwnedByAnotherController", async () => {
       const p = await getPusher(c, "knative", "fns");
-      return p.status?.observedGeneration === 2 && condition(p, "UpToDate")?.reason === "OwnedByAnotherController" ? p : undefined;
+      return p.status?.observedGeneration === 2 && condition(p, "UpToDate")?.reason === "OwnedByAnotherController"
+        ? p
+        : undefined;
     });
     assert.equal(condition(mp, "UpToDate")?.status, "False");
-    assert.match(condition(mp, "UpToDate")?.message ?? "", /Deployment\/fn-00001 \(controlled by ConfigMap\/revision-owner\)/);
+    assert.match(
+      condition(mp, "UpToDate")?.message ?? "",
+      /Deployment\/fn-00001 \(controlled by ConfigMap\/revision-owner\)/,
+    );
     assert.deepEqual([mp.status?.matchedDeployments, mp.status?.updatedDeployments], [1, 0]);
     const dep = await c.apps.readNamespacedDeployment({ namespace: "knative", name: "fn-00001" });
     assert.equal(dep.spec?.template.metadata?.annotations?.["metricspusher.dev/config-hash"], undefined, "not stamped");
@@ -160,10 +256,20 @@ describe("operator end to end", { timeout: 420_000 }, () => {
   it("a selector that stops selecting a Deployment rolls the sidecar away from it", async () => {
     await createNamespace(cp.kubeConfig, "reselect");
     await createPusher(c, "reselect", "mp", { selector: { matchLabels: { app: "a" } }, remoteWrite: { url: RW_URL } });
-    await eventually("MetricsPusher mp Ready", async () => condition(await getPusher(c, "reselect", "mp"), "Ready")?.status === "True");
+    await eventually(
+      "MetricsPusher mp Ready",
+      async () => condition(await getPusher(c, "reselect", "mp"), "Ready")?.status === "True",
+    );
     await c.apps.createNamespacedDeployment({ namespace: "reselect", body: deployment("a", { app: "a" }) });
     assert.equal(bareSidecar((await currentPods(c, "reselect", "a")).pods[0]!).length, 1);
-    await c.custom.patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: "reselect", plural: PLURAL, name: "mp", body: [{ op: "replace", path: "/spec/selector", value: { matchLabels: { app: "b" } } }] });
+    await c.custom.patchNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: "reselect",
+      plural: PLURAL,
+      name: "mp",
+      body: [{ op: "replace", path: "/spec/selector", value: { matchLabels: { app: "b" } } }],
+    });
     const { pods } = await eventually("pods of Deployment a without the sidecar", async () => {
       const cur = await currentPods(c, "reselect", "a");
       return bareSidecar(cur.pods[0]!).length === 0 ? cur : undefined;
@@ -180,14 +286,32 @@ describe("operator end to end", { timeout: 420_000 }, () => {
   it("StatefulSets and DaemonSets are stamped like Deployments", async () => {
     await createNamespace(cp.kubeConfig, "kinds");
     await createPusher(c, "kinds", "mp", { selector: { matchLabels: { app: "db" } }, remoteWrite: { url: RW_URL } });
-    const mp = await eventually("MetricsPusher mp has a config hash", async () => (await getPusher(c, "kinds", "mp")).status?.configHash);
+    const mp = await eventually(
+      "MetricsPusher mp has a config hash",
+      async () => (await getPusher(c, "kinds", "mp")).status?.configHash,
+    );
     // Templates carrying an older stamp (no kubelet here, so no pods: the stamp alone says they are out of date).
     const template = (name: string) => ({
-      metadata: { labels: { app: "db", "e2e/workload": name }, annotations: { "metricspusher.dev/config-hash": "0123456789abcdef" } },
+      metadata: {
+        labels: { app: "db", "e2e/workload": name },
+        annotations: { "metricspusher.dev/config-hash": "0123456789abcdef" },
+      },
       spec: { containers: [appContainer()] },
     });
-    await c.apps.createNamespacedStatefulSet({ namespace: "kinds", body: { metadata: { name: "db" }, spec: { serviceName: "db", selector: { matchLabels: { "e2e/workload": "db" } }, template: template("db") } } });
-    await c.apps.createNamespacedDaemonSet({ namespace: "kinds", body: { metadata: { name: "agent" }, spec: { selector: { matchLabels: { "e2e/workload": "agent" } }, template: template("agent") } } });
+    await c.apps.createNamespacedStatefulSet({
+      namespace: "kinds",
+      body: {
+        metadata: { name: "db" },
+        spec: { serviceName: "db", selector: { matchLabels: { "e2e/workload": "db" } }, template: template("db") },
+      },
+    });
+    await c.apps.createNamespacedDaemonSet({
+      namespace: "kinds",
+      body: {
+        metadata: { name: "agent" },
+        spec: { selector: { matchLabels: { "e2e/workload": "agent" } }, template: template("agent") },
+      },
+    });
     await eventually("StatefulSet and DaemonSet stamped with the current hash", async () => {
       const sts = await c.apps.readNamespacedStatefulSet({ namespace: "kinds", name: "db" });
       const ds = await c.apps.readNamespacedDaemonSet({ namespace: "kinds", name: "agent" });
@@ -203,7 +327,10 @@ describe("operator end to end", { timeout: 420_000 }, () => {
   it("exposes controller metrics", async (t) => {
     const text = await (await fetch(op!.metricsUrl)).text();
     const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? "NaN");
-    assert.ok(value(/^metrics_pusher_operator_rollouts_total\{reason="config_change",kind="Deployment"\} (\d+)/m) >= 1, "a config_change rollout counted");
+    assert.ok(
+      value(/^metrics_pusher_operator_rollouts_total\{reason="config_change",kind="Deployment"\} (\d+)/m) >= 1,
+      "a config_change rollout counted",
+    );
     assert.ok(value(/^metrics_pusher_operator_reconcile_total\{result="success"\} (\d+)/m) >= 1, "reconciles counted");
     assert.equal(value(/^metrics_pusher_operator_leader (\d+)/m), 1);
     // Status is written only when it changes: a handful of writes per MetricsPusher, not one per reconcile.
@@ -214,7 +341,13 @@ describe("operator end to end", { timeout: 420_000 }, () => {
   });
 
   it("deleting the MetricsPusher rolls the sidecar away and removes the object", async () => {
-    await c.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name: "builders" });
+    await c.custom.deleteNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: NS,
+      plural: PLURAL,
+      name: "builders",
+    });
     await eventually("MetricsPusher gone (finalizer removed)", async () => {
       try {
         await getPusher(c, NS, "builders");
@@ -223,14 +356,25 @@ describe("operator end to end", { timeout: 420_000 }, () => {
         return (err as { code?: number }).code === 404;
       }
     });
-    const { pods } = await eventually("pods of a new ReplicaSet without the sidecar", async () => {
-      const cur = await currentPods(c, NS, "builder");
-      return bareSidecar(cur.pods[0]!).length === 0 ? cur : undefined;
-    }, 60_000);
+    const { pods } = await eventually(
+      "pods of a new ReplicaSet without the sidecar",
+      async () => {
+        const cur = await currentPods(c, NS, "builder");
+        return bareSidecar(cur.pods[0]!).length === 0 ? cur : undefined;
+      },
+      60_000,
+    );
     assert.equal(pods[0]!.metadata?.annotations?.["metricspusher.dev/injected"], undefined);
     const dep = await c.apps.readNamespacedDeployment({ namespace: NS, name: "builder" });
-    assert.equal(dep.spec?.template.metadata?.annotations?.["metricspusher.dev/config-hash"], undefined, "stamp removed");
+    assert.equal(
+      dep.spec?.template.metadata?.annotations?.["metricspusher.dev/config-hash"],
+      undefined,
+      "stamp removed",
+    );
     const evs = await eventsFor(c, NS, "Deployment", "builder");
-    assert.ok(evs.some((e) => e.reason === "SidecarRemoved"), JSON.stringify(evs));
+    assert.ok(
+      evs.some((e) => e.reason === "SidecarRemoved"),
+      JSON.stringify(evs),
+    );
   });
 });

@@ -5,8 +5,29 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ApiextensionsV1Api, CoordinationV1Api, type V1Pod } from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../controlplane/harness.ts";
-import { appContainer, bareSidecar, clients, condition, createPusher, currentPods, deployment, eventsFor, getPusher, GROUP, PLURAL, VERSION, type Clients } from "./kube.ts";
-import { createNamespace, installCrds, OPERATOR_NAMESPACE, operatorPorts, startOperator, type OperatorProcess } from "./operator-process.ts";
+import {
+  appContainer,
+  bareSidecar,
+  clients,
+  condition,
+  createPusher,
+  currentPods,
+  deployment,
+  eventsFor,
+  getPusher,
+  GROUP,
+  PLURAL,
+  VERSION,
+  type Clients,
+} from "./kube.ts";
+import {
+  createNamespace,
+  installCrds,
+  OPERATOR_NAMESPACE,
+  operatorPorts,
+  startOperator,
+  type OperatorProcess,
+} from "./operator-process.ts";
 import { eventually } from "./util.ts";
 
 const NS = "builds";
@@ -34,8 +55,14 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     portsA = await operatorPorts();
     opA = await startOperator({ cp, name: "op-a", ports: portsA, env: envA });
     await opA.waitReady();
-    await createPusher(c, NS, "builders", { selector: { matchLabels: { app: "builder" } }, remoteWrite: { url: RW_URL } });
-    await eventually("MetricsPusher Ready", async () => condition(await getPusher(c, NS, "builders"), "Ready")?.status === "True");
+    await createPusher(c, NS, "builders", {
+      selector: { matchLabels: { app: "builder" } },
+      remoteWrite: { url: RW_URL },
+    });
+    await eventually(
+      "MetricsPusher Ready",
+      async () => condition(await getPusher(c, NS, "builders"), "Ready")?.status === "True",
+    );
     await c.apps.createNamespacedDeployment({ namespace: NS, body: deployment("steady", { app: "builder" }) });
     const { pods } = await currentPods(c, NS, "steady");
     assert.equal(bareSidecar(pods[0]!).length, 1, "steady is injected while the operator runs");
@@ -59,10 +86,14 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     const restartedAt = Date.now();
     opA = await startOperator({ cp, name: "op-a", ports: portsA, env: envA });
     await opA.waitReady();
-    const repaired = await eventually("late rolled to pods with the sidecar", async () => {
-      const cur = await currentPods(c, NS, "late");
-      return bareSidecar(cur.pods[0]!).length === 1 ? cur : undefined;
-    }, 90_000);
+    const repaired = await eventually(
+      "late rolled to pods with the sidecar",
+      async () => {
+        const cur = await currentPods(c, NS, "late");
+        return bareSidecar(cur.pods[0]!).length === 1 ? cur : undefined;
+      },
+      90_000,
+    );
     assert.equal(revision(repaired.rs), "2", "rolled exactly once");
     t.diagnostic(`repaired ${Date.now() - restartedAt} ms after the operator was started again`);
     const evs = await eventsFor(c, NS, "Deployment", "late");
@@ -80,20 +111,32 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
   });
 
   it("restarting the operator never injects twice nor re-rolls anything", async () => {
-    const generations = async () => Promise.all(["steady", "late"].map(async (name) => (await c.apps.readNamespacedDeployment({ namespace: NS, name })).metadata?.generation));
+    const generations = async () =>
+      Promise.all(
+        ["steady", "late"].map(
+          async (name) => (await c.apps.readNamespacedDeployment({ namespace: NS, name })).metadata?.generation,
+        ),
+      );
     const before = await generations();
     await opA!.stop();
     opA = await startOperator({ cp, name: "op-a", ports: portsA, env: envA });
     await opA.waitReady();
-    const pod: V1Pod = { metadata: { name: "after-restart", labels: { app: "builder" } }, spec: { containers: [appContainer()] } };
+    const pod: V1Pod = {
+      metadata: { name: "after-restart", labels: { app: "builder" } },
+      spec: { containers: [appContainer()] },
+    };
     const created = await c.core.createNamespacedPod({ namespace: NS, body: pod });
     assert.equal(bareSidecar(created).length, 1);
     // A finished reconcile of the only MetricsPusher has applied whatever it decided: a stamp would show as a new
     // Deployment generation (the apiserver bumps it synchronously on a template change).
-    await eventually("the restarted operator reconciled builders", async () => {
-      const text = await (await fetch(opA!.metricsUrl)).text();
-      return Number(/^metrics_pusher_operator_reconcile_total\{result="success"\} (\d+)/m.exec(text)?.[1] ?? 0) >= 1;
-    }, 30_000);
+    await eventually(
+      "the restarted operator reconciled builders",
+      async () => {
+        const text = await (await fetch(opA!.metricsUrl)).text();
+        return Number(/^metrics_pusher_operator_reconcile_total\{result="success"\} (\d+)/m.exec(text)?.[1] ?? 0) >= 1;
+      },
+      30_000,
+    );
     assert.deepEqual(await generations(), before, "no Deployment template changed");
     for (const name of ["steady", "late"]) {
       const { pods } = await currentPods(c, NS, name);
@@ -103,47 +146,73 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
 
   it("a new default pusher image re-stamps the workloads, at most ROLLOUT_MAX_PER_INTERVAL per ROLLOUT_INTERVAL", async (t) => {
     await opA!.stop();
-    Object.assign(envA, { PUSHER_IMAGE: "ghcr.io/metrics-pusher/pusher:9.9.9", ROLLOUT_MAX_PER_INTERVAL: "1", ROLLOUT_INTERVAL: "5s" });
+    Object.assign(envA, {
+      PUSHER_IMAGE: "ghcr.io/metrics-pusher/pusher:9.9.9",
+      ROLLOUT_MAX_PER_INTERVAL: "1",
+      ROLLOUT_INTERVAL: "5s",
+    });
     opA = await startOperator({ cp, name: "op-a", ports: portsA, env: envA });
     await opA.waitReady();
-    const limited = await eventually("status UpToDate False / RolloutRateLimited while the second workload waits", async () => {
-      const p = await getPusher(c, NS, "builders");
-      return condition(p, "UpToDate")?.reason === "RolloutRateLimited" ? p : undefined;
-    }, 30_000, 50);
+    const limited = await eventually(
+      "status UpToDate False / RolloutRateLimited while the second workload waits",
+      async () => {
+        const p = await getPusher(c, NS, "builders");
+        return condition(p, "UpToDate")?.reason === "RolloutRateLimited" ? p : undefined;
+      },
+      30_000,
+      50,
+    );
     assert.match(condition(limited, "UpToDate")?.message ?? "", /1 of 2 matching workloads updated/);
     const rolledAt: Record<string, number> = {};
-    await eventually("both Deployments run the new image", async () => {
-      for (const name of ["steady", "late"]) {
-        if (rolledAt[name]) continue;
-        const { pods } = await currentPods(c, NS, name);
-        if (bareSidecar(pods[0]!)[0]?.image === "ghcr.io/metrics-pusher/pusher:9.9.9") rolledAt[name] = Date.now();
-      }
-      return Object.keys(rolledAt).length === 2;
-    }, 60_000, 100);
+    await eventually(
+      "both Deployments run the new image",
+      async () => {
+        for (const name of ["steady", "late"]) {
+          if (rolledAt[name]) continue;
+          const { pods } = await currentPods(c, NS, name);
+          if (bareSidecar(pods[0]!)[0]?.image === "ghcr.io/metrics-pusher/pusher:9.9.9") rolledAt[name] = Date.now();
+        }
+        return Object.keys(rolledAt).length === 2;
+      },
+      60_000,
+      100,
+    );
     const gapMs = Math.abs(rolledAt.steady! - rolledAt.late!);
     t.diagnostic(`second rollout ${gapMs} ms after the first (limit 1 per 5s)`);
     assert.ok(gapMs >= 3500, `the two rollouts were ${gapMs} ms apart`);
     const stamps = opA.records().filter((r) => r.action === "stamp" && typeof r.workload === "string");
     assert.equal(stamps.length, 2, JSON.stringify(stamps));
-    await eventually("UpToDate True again", async () => condition(await getPusher(c, NS, "builders"), "UpToDate")?.status === "True", 30_000);
+    await eventually(
+      "UpToDate True again",
+      async () => condition(await getPusher(c, NS, "builders"), "UpToDate")?.status === "True",
+      30_000,
+    );
   });
 
   it("two replicas elect one leader; only the leader writes status; the other takes over when it stops", async (t) => {
     const coord = cp.kubeConfig.makeApiClient(CoordinationV1Api);
-    const holder = async () => (await coord.readNamespacedLease({ name: LEASE, namespace: OPERATOR_NAMESPACE })).spec?.holderIdentity ?? "";
+    const holder = async () =>
+      (await coord.readNamespacedLease({ name: LEASE, namespace: OPERATOR_NAMESPACE })).spec?.holderIdentity ?? "";
     await eventually("op-a holds the Lease", async () => (await holder()).startsWith("op-a_"), 30_000);
     // A second webhook configuration for replica B: the apiserver calls both webhooks for every pod, so this also
     // shows that a second injector pass changes nothing.
     opB = await startOperator({ cp, name: "op-b", env: { ...envA, WEBHOOK_CONFIG_NAME: "metrics-pusher-b" } });
     await opB.waitReady();
-    const pod = await c.core.createNamespacedPod({ namespace: NS, body: { metadata: { name: "two-webhooks", labels: { app: "builder" } }, spec: { containers: [appContainer()] } } });
+    const pod = await c.core.createNamespacedPod({
+      namespace: NS,
+      body: { metadata: { name: "two-webhooks", labels: { app: "builder" } }, spec: { containers: [appContainer()] } },
+    });
     assert.equal(bareSidecar(pod).length, 1, "two webhook passes inject once");
 
     await createPusher(c, NS, "second", { selector: { matchLabels: { app: "second" } }, remoteWrite: { url: RW_URL } });
-    await eventually("status of the new MetricsPusher written", async () => (await getPusher(c, NS, "second")).status?.conditions?.length);
+    await eventually(
+      "status of the new MetricsPusher written",
+      async () => (await getPusher(c, NS, "second")).status?.conditions?.length,
+    );
     await new Promise((r) => setTimeout(r, 2000));
     assert.ok((await holder()).startsWith("op-a_"), "op-a still leads");
-    const statusWriters = (op: OperatorProcess) => op.records().filter((r) => r.msg === "Status updated" && r.metricspusher === `${NS}/second`).length;
+    const statusWriters = (op: OperatorProcess) =>
+      op.records().filter((r) => r.msg === "Status updated" && r.metricspusher === `${NS}/second`).length;
     assert.ok(statusWriters(opA!) >= 1, "the leader wrote the status");
     assert.equal(statusWriters(opB), 0, "the follower wrote no status");
     assert.equal(opB.records().filter((r) => r.msg === "Became leader").length, 0);
@@ -155,32 +224,48 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     t.diagnostic(`op-b took over ${Date.now() - stoppedAt} ms after op-a stopped`);
     // The new leader reconciles: a change to the MetricsPusher shows up in status, written by op-b.
     await c.apps.createNamespacedDeployment({ namespace: NS, body: deployment("second", { app: "second" }) });
-    await eventually("op-b counts the new Deployment", async () => (await getPusher(c, NS, "second")).status?.matchedDeployments === 1, 30_000);
+    await eventually(
+      "op-b counts the new Deployment",
+      async () => (await getPusher(c, NS, "second")).status?.matchedDeployments === 1,
+      30_000,
+    );
     assert.ok(statusWriters(opB) >= 1, "op-b wrote the status after taking over");
   });
 
   it("uninstalling (CRD deleted, operator stopped right after) never leaves MetricsPushers stuck on the finalizer", async (t) => {
     const ext = cp.kubeConfig.makeApiClient(ApiextensionsV1Api);
     const leader = opB!;
-    const pushersBefore = (await c.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as { items: unknown[] };
+    const pushersBefore = (await c.custom.listClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+    })) as { items: unknown[] };
     assert.ok(pushersBefore.items.length >= 2, "MetricsPushers with finalizers exist");
     const started = Date.now();
     // kubectl delete -k config/default deletes the CRD before the operator's Deployment (kustomize order).
     await ext.deleteCustomResourceDefinition({ name: "metricspushers.metricspusher.dev" });
     await leader.stop();
     opB = undefined;
-    await eventually("CRD deleted", async () => {
-      try {
-        await ext.readCustomResourceDefinition({ name: "metricspushers.metricspusher.dev" });
-        return false;
-      } catch (err) {
-        return (err as { code?: number }).code === 404;
-      }
-    }, 60_000);
-    const how = leader.records().filter((r) => typeof r.msg === "string" && /Finalizer removed|removed finalizers/.test(r.msg as string)).map((r) => r.msg);
+    await eventually(
+      "CRD deleted",
+      async () => {
+        try {
+          await ext.readCustomResourceDefinition({ name: "metricspushers.metricspusher.dev" });
+          return false;
+        } catch (err) {
+          return (err as { code?: number }).code === 404;
+        }
+      },
+      60_000,
+    );
+    const how = leader
+      .records()
+      .filter((r) => typeof r.msg === "string" && /Finalizer removed|removed finalizers/.test(r.msg as string))
+      .map((r) => r.msg);
     t.diagnostic(`finalizers released by the stopping leader: ${JSON.stringify(how)}`);
     assert.ok(how.length > 0, "the stopping leader released the finalizers");
-    t.diagnostic(`CRD and ${pushersBefore.items.length} MetricsPushers gone ${Date.now() - started} ms after the uninstall began`);
+    t.diagnostic(
+      `CRD and ${pushersBefore.items.length} MetricsPushers gone ${Date.now() - started} ms after the uninstall began`,
+    );
   });
 });
-

@@ -2,7 +2,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 
 /** Polls `check` until it returns true (or a truthy value, returned); fails with `what` and the last detail. */
-export async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000, intervalMs = 100): Promise<NonNullable<T>> {
+export async function eventually<T>(
+  what: string,
+  check: () => T | Promise<T>,
+  timeoutMs = 30_000,
+  intervalMs = 100,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {

@@ -31,7 +31,13 @@ it("a peer that exits at start is an error carrying its last log lines", async (
 it("a peer that never becomes ready times out with a clear message", async () => {
   const bin = path.join(await peersBinDir(), "victoria-metrics");
   await assert.rejects(
-    spawnPeer({ name: "vm-wrong-path", command: bin, readyPath: "/no-such-path", readyTimeoutMs: 1500, args: ({ port, dir }) => [`-storageDataPath=${dir}/d`, `-httpListenAddr=127.0.0.1:${port}`] }),
+    spawnPeer({
+      name: "vm-wrong-path",
+      command: bin,
+      readyPath: "/no-such-path",
+      readyTimeoutMs: 1500,
+      args: ({ port, dir }) => [`-storageDataPath=${dir}/d`, `-httpListenAddr=127.0.0.1:${port}`],
+    }),
     /vm-wrong-path was not ready at http:\/\/127\.0\.0\.1:\d+\/no-such-path within 1500 ms; last log lines:\n.*victoria/is,
   );
 });

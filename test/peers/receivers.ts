@@ -39,7 +39,8 @@ export interface PeerSpec {
   readonly readyPath: string;
   readonly readyTimeoutMs?: number;
   /** Added to this process's environment; a function receives the port and directory. */
-  readonly env?: Readonly<Record<string, string>> | ((ctx: { port: number; dir: string }) => Readonly<Record<string, string>>);
+  readonly env?:
+    Readonly<Record<string, string>> | ((ctx: { port: number; dir: string }) => Readonly<Record<string, string>>);
   /** Working directory; default: the temporary directory. */
   readonly cwd?: string;
 }
@@ -182,7 +183,9 @@ async function spawnOnce(spec: PeerSpec): Promise<Peer> {
     }
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`${spec.name} was not ready at ${url}${spec.readyPath} within ${timeoutMs} ms; last log lines:\n${logs()}`);
+      throw new Error(
+        `${spec.name} was not ready at ${url}${spec.readyPath} within ${timeoutMs} ms; last log lines:\n${logs()}`,
+      );
     }
     await sleep(100);
   }
@@ -253,7 +256,11 @@ function receiver(
       ])) as ApiAnswer<{ resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] }>;
       if (a.status !== "success") throw new Error(`query ${promql}: ${a.error}`);
       if (a.data.resultType !== "vector") throw new Error(`query ${promql}: got a ${a.data.resultType}, not a vector`);
-      return a.data.result.map((r) => ({ metric: r.metric, value: promValue(r.value[1]), timestampMs: Math.round(r.value[0] * 1000) }));
+      return a.data.result.map((r) => ({
+        metric: r.metric,
+        value: promValue(r.value[1]),
+        timestampMs: Math.round(r.value[0] * 1000),
+      }));
     },
     async series(match, sinceMs = 3_600_000) {
       await beforeRead();
@@ -330,26 +337,34 @@ export async function startVictoriaMetrics(opts: { extraArgs?: string[] } = {}):
     await res.arrayBuffer();
     if (res.status !== 200) throw new Error(`${peer.url}/internal/force_flush: HTTP ${res.status}`);
   };
-  return receiver(peer, async (match, sinceMs) => {
-    const now = Date.now();
-    const text = (await apiGet(peer.url, "/api/v1/export", [
-      ["match[]", match],
-      ["start", ((now - sinceMs) / 1000).toFixed(3)],
-      ["end", (now / 1000 + 60).toFixed(3)],
-    ])) as string;
-    return text
-      .split("\n")
-      .filter((l) => l.trim() !== "")
-      .map((l) => {
-        const r = JSON.parse(l) as { metric: Record<string, string>; values: (number | string | null)[]; timestamps: number[] };
-        // VictoriaMetrics writes non-finite values as JSON null or strings ("Inf", "NaN").
-        return {
-          metric: r.metric,
-          values: r.values.map((v) => (typeof v === "number" ? v : v === null ? NaN : promValue(String(v)))),
-          timestampsMs: r.timestamps,
-        };
-      });
-  }, flush);
+  return receiver(
+    peer,
+    async (match, sinceMs) => {
+      const now = Date.now();
+      const text = (await apiGet(peer.url, "/api/v1/export", [
+        ["match[]", match],
+        ["start", ((now - sinceMs) / 1000).toFixed(3)],
+        ["end", (now / 1000 + 60).toFixed(3)],
+      ])) as string;
+      return text
+        .split("\n")
+        .filter((l) => l.trim() !== "")
+        .map((l) => {
+          const r = JSON.parse(l) as {
+            metric: Record<string, string>;
+            values: (number | string | null)[];
+            timestamps: number[];
+          };
+          // VictoriaMetrics writes non-finite values as JSON null or strings ("Inf", "NaN").
+          return {
+            metric: r.metric,
+            values: r.values.map((v) => (typeof v === "number" ? v : v === null ? NaN : promValue(String(v)))),
+            timestampsMs: r.timestamps,
+          };
+        });
+    },
+    flush,
+  );
 }
 
 /** Polls `check` until it returns a value other than undefined, or throws with the last problem after `timeoutMs`. */
@@ -364,7 +379,9 @@ export async function eventually<T>(what: string, timeoutMs: number, check: () =
       last = e;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message ?? String(last)}` : ""}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message ?? String(last)}` : ""}`,
+      );
     }
     await sleep(250);
   }

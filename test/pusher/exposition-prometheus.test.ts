@@ -78,7 +78,9 @@ it("accepts exactly what Prometheus 2.42 accepts, with the same labels and value
       err = (e as Error).message;
     }
     if (promOk !== (mine !== undefined)) {
-      problems.push(`${job}: Prometheus ${promOk ? "accepts" : "rejects"}, parser ${mine ? "accepts" : `rejects (${err})`}`);
+      problems.push(
+        `${job}: Prometheus ${promOk ? "accepts" : "rejects"}, parser ${mine ? "accepts" : `rejects (${err})`}`,
+      );
       continue;
     }
     if (!mine) continue;
@@ -94,12 +96,14 @@ it("accepts exactly what Prometheus 2.42 accepts, with the same labels and value
       .filter((s) => s.timestampMs === undefined)
       .map((s) => {
         const labels: Record<string, string> = { __name__: s.name };
-        for (let i = 0; i < s.labels.length; i += 2) if (s.labels[i + 1] !== "") labels[s.labels[i]!] = s.labels[i + 1]!;
+        for (let i = 0; i < s.labels.length; i += 2)
+          if (s.labels[i + 1] !== "") labels[s.labels[i]!] = s.labels[i + 1]!;
         return JSON.stringify([Object.fromEntries(Object.entries(labels).sort()), String(s.value)]);
       })
       .sort();
     if (fromProm.length > 0) compared++;
-    if (JSON.stringify(fromProm) !== JSON.stringify(fromMine)) problems.push(`${job}: Prometheus ${fromProm.join(" ")} vs parser ${fromMine.join(" ")}`);
+    if (JSON.stringify(fromProm) !== JSON.stringify(fromMine))
+      problems.push(`${job}: Prometheus ${fromProm.join(" ")} vs parser ${fromMine.join(" ")}`);
   }
   assert.deepEqual(problems, []);
   assert.ok(compared >= 12, `values compared for ${compared} bodies`);

@@ -91,7 +91,9 @@ class Receiver {
   /** Timestamps of one own series across delivered requests, in arrival order. */
   timestamps(name: string): number[] {
     return this.delivered().flatMap((r) =>
-      r.series.filter((s) => s.labels.some((l) => l.name === "__name__" && l.value === name)).flatMap((s) => s.samples.filter((x) => !x.stale).map((x) => x.timestampMs)),
+      r.series
+        .filter((s) => s.labels.some((l) => l.name === "__name__" && l.value === name))
+        .flatMap((s) => s.samples.filter((x) => !x.stale).map((x) => x.timestampMs)),
     );
   }
 
@@ -120,12 +122,24 @@ interface Pusher {
 
 const live = new Set<ChildProcess>();
 process.on("exit", () => {
-  for (const c of live) if (c.exitCode === null && c.pid !== undefined) try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
+  for (const c of live)
+    if (c.exitCode === null && c.pid !== undefined)
+      try {
+        process.kill(c.pid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
 });
 
 function startPusher(env: Record<string, string>): Pusher {
   const child = spawn(process.execPath, ["--conditions=source", MAIN], {
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", PUSH_INTERVAL: `${INTERVAL_MS}ms`, POD_NAME: "faults", LOG_LEVEL: "debug", ...env },
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      PUSH_INTERVAL: `${INTERVAL_MS}ms`,
+      POD_NAME: "faults",
+      LOG_LEVEL: "debug",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   live.add(child);
@@ -168,8 +182,12 @@ async function waitFor<T>(what: string, fn: () => T | undefined | false, p: Push
   for (;;) {
     const v = fn();
     if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}\n--- pusher output ---\n${p.output.slice(-30).join("\n")}`);
-    if (p.child.exitCode !== null) assert.fail(`the pusher exited (${p.child.exitCode}) while waiting for ${what}\n${p.output.slice(-30).join("\n")}`);
+    if (Date.now() > end)
+      assert.fail(`timed out waiting for ${what}\n--- pusher output ---\n${p.output.slice(-30).join("\n")}`);
+    if (p.child.exitCode !== null)
+      assert.fail(
+        `the pusher exited (${p.child.exitCode}) while waiting for ${what}\n${p.output.slice(-30).join("\n")}`,
+      );
     await sleep(20);
   }
 }
@@ -218,7 +236,10 @@ async function setup(env: Record<string, string> = {}): Promise<{ rx: Receiver; 
 function assertContiguous(ts: number[], label: string): void {
   for (let i = 1; i < ts.length; i++) {
     assert.ok(ts[i]! > ts[i - 1]!, `${label}: timestamps out of order or repeated at ${i}: ${ts[i - 1]} then ${ts[i]}`);
-    assert.ok(ts[i]! - ts[i - 1]! < 2 * INTERVAL_MS + 150, `${label}: a cycle is missing between ${ts[i - 1]} and ${ts[i]}`);
+    assert.ok(
+      ts[i]! - ts[i - 1]! < 2 * INTERVAL_MS + 150,
+      `${label}: a cycle is missing between ${ts[i - 1]} and ${ts[i]}`,
+    );
   }
 }
 
@@ -268,7 +289,11 @@ describe("pusher against a scripted receiver", () => {
     const waited = rx.requests[1]!.at - rx.requests[0]!.at;
     assert.ok(waited >= 950, `retried ${waited} ms after a 429 with Retry-After: 1`);
     assert.deepEqual(rx.requests[1]!.series, rx.requests[0]!.series);
-    await waitFor("rate-limited retry counted", () => rx.latest(`${P}_retries_total`, { reason: "rate_limited" }) === 1, p);
+    await waitFor(
+      "rate-limited retry counted",
+      () => rx.latest(`${P}_retries_total`, { reason: "rate_limited" }) === 1,
+      p,
+    );
   });
 
   it("drops a batch refused with 400 (counted, logged with status and body) and goes on", async () => {
@@ -283,7 +308,11 @@ describe("pusher against a scripted receiver", () => {
     assert.equal(log?.body, "out of order sample");
     assert.equal(log?.level, 50);
     const count = refused!.series.reduce((n, s) => n + s.samples.length, 0);
-    await waitFor("the refused samples counted", () => rx.latest(`${P}_samples_dropped_total`, { reason: "rejected" }) === count, p);
+    await waitFor(
+      "the refused samples counted",
+      () => rx.latest(`${P}_samples_dropped_total`, { reason: "rejected" }) === count,
+      p,
+    );
   });
 
   it("keeps every sample while the receiver is down for several intervals and delivers them afterwards, in order", async () => {
@@ -294,12 +323,20 @@ describe("pusher against a scripted receiver", () => {
     await sleep(8 * INTERVAL_MS);
     await rx.start();
     const upAt = Date.now();
-    await waitFor("samples taken during the outage", () => rx.timestamps(HEARTBEAT).filter((t) => t > upAt).length >= 2 || undefined, p);
+    await waitFor(
+      "samples taken during the outage",
+      () => rx.timestamps(HEARTBEAT).filter((t) => t > upAt).length >= 2 || undefined,
+      p,
+    );
     const ts = rx.timestamps(HEARTBEAT);
     const during = ts.filter((t) => t > downAt && t < upAt);
     assert.ok(during.length >= 6, `only ${during.length} heartbeats from the ${upAt - downAt} ms outage arrived`);
     assertContiguous(ts, "heartbeat");
-    await waitFor("network retries counted", () => (rx.latest(`${P}_retries_total`, { reason: "network" }) ?? 0) > 0, p);
+    await waitFor(
+      "network retries counted",
+      () => (rx.latest(`${P}_retries_total`, { reason: "network" }) ?? 0) > 0,
+      p,
+    );
     assert.equal(rx.latest(`${P}_samples_dropped_total`, { reason: "buffer_full" }), 0);
   });
 
@@ -364,18 +401,28 @@ describe("pusher against a scripted receiver", () => {
     p.child.kill("SIGTERM");
     assert.equal((await p.exited).code, 0);
     const kept = p.logs.find((l) => typeof l.undelivered === "number");
-    assert.ok(kept && (kept.undelivered as number) > 0, `no "kept in BUFFER_DIR" line\n${p.output.slice(-10).join("\n")}`);
+    assert.ok(
+      kept && (kept.undelivered as number) > 0,
+      `no "kept in BUFFER_DIR" line\n${p.output.slice(-10).join("\n")}`,
+    );
     assert.ok(!p.logs.some((l) => typeof l.lost === "number"), "samples kept on disk were reported lost");
     await rx.start();
     const q = startPusher({ PROMETHEUS_REMOTE_WRITE_URL: rx.url, BUFFER_DIR: dir });
     cleanups.push(() => kill(q));
     const restartedAt = Date.now();
-    await waitFor("samples of the new process", () => rx.timestamps(HEARTBEAT).some((t) => t > restartedAt) || undefined, q);
+    await waitFor(
+      "samples of the new process",
+      () => rx.timestamps(HEARTBEAT).some((t) => t > restartedAt) || undefined,
+      q,
+    );
     const ts = rx.timestamps(HEARTBEAT);
     const during = ts.filter((t) => t > downAt && t < restartedAt);
     assert.ok(during.length >= 4, `only ${during.length} heartbeats of the outage arrived after the restart`);
     for (let i = 1; i < ts.length; i++) assert.ok(ts[i]! > ts[i - 1]!, "heartbeats out of order across the restart");
-    assertContiguous(ts.filter((t) => t < restartedAt), "heartbeat before the restart");
+    assertContiguous(
+      ts.filter((t) => t < restartedAt),
+      "heartbeat before the restart",
+    );
   });
 
   it("a second signal exits at once", async () => {
@@ -432,6 +479,7 @@ describe("pusher against a scripted receiver", () => {
     const { code } = await p.exited;
     assert.equal(code, 2);
     const text = p.output.join("\n");
-    for (const s of ["PROMETHEUS_REMOTE_WRITE_URL", 'PUSH_INTERVAL="soon"', 'TIMEOUT="0s"']) assert.ok(text.includes(s), `${s} not named:\n${text}`);
+    for (const s of ["PROMETHEUS_REMOTE_WRITE_URL", 'PUSH_INTERVAL="soon"', 'TIMEOUT="0s"'])
+      assert.ok(text.includes(s), `${s} not named:\n${text}`);
   });
 });

@@ -40,7 +40,12 @@ await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
 const port = (server.address() as AddressInfo).port;
 
 const child = spawn(process.execPath, [...nodeFlags, join(ROOT, "pusher/dist/main.js")], {
-  env: { PATH: process.env.PATH ?? "", PROMETHEUS_REMOTE_WRITE_URL: `http://127.0.0.1:${port}/api/v1/write`, PUSH_INTERVAL: "1s", POD_NAME: "idle" },
+  env: {
+    PATH: process.env.PATH ?? "",
+    PROMETHEUS_REMOTE_WRITE_URL: `http://127.0.0.1:${port}/api/v1/write`,
+    PUSH_INTERVAL: "1s",
+    POD_NAME: "idle",
+  },
   stdio: ["ignore", "ignore", "inherit"],
 });
 const pid = child.pid!;

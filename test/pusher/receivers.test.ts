@@ -9,7 +9,15 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { eventually, spawnPeer, startPrometheus, startVictoriaMetrics, type Peer, type Receiver, type VectorSample } from "../peers/receivers.ts";
+import {
+  eventually,
+  spawnPeer,
+  startPrometheus,
+  startVictoriaMetrics,
+  type Peer,
+  type Receiver,
+  type VectorSample,
+} from "../peers/receivers.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const NODE = path.join(ROOT, "node_modules/.bin/node");
@@ -90,7 +98,12 @@ after(async () => {
 });
 
 /** Waits for a query to return exactly `count` series satisfying `ok`; errors name the receiver and the pusher's log. */
-async function await_(r: Receiver, promql: string, ok: (v: VectorSample[]) => boolean, timeoutMs = 15_000): Promise<VectorSample[]> {
+async function await_(
+  r: Receiver,
+  promql: string,
+  ok: (v: VectorSample[]) => boolean,
+  timeoutMs = 15_000,
+): Promise<VectorSample[]> {
   try {
     return await eventually(`${promql} on ${r.name}`, timeoutMs, async () => {
       const v = await r.query(promql);
@@ -102,8 +115,15 @@ async function await_(r: Receiver, promql: string, ok: (v: VectorSample[]) => bo
     throw new Error(`${(e as Error).message}\nlast answer: ${JSON.stringify(last)}\npusher log tail:\n${logs}`);
   }
 }
-const targetLabels = (): Record<string, string> => ({ job: "builder", instance: targetInstance, namespace: NAMESPACE, pod: POD, ...EXTERNAL });
-const sorted = (m: Record<string, string>): Record<string, string> => Object.fromEntries(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : 1)));
+const targetLabels = (): Record<string, string> => ({
+  job: "builder",
+  instance: targetInstance,
+  namespace: NAMESPACE,
+  pod: POD,
+  ...EXTERNAL,
+});
+const sorted = (m: Record<string, string>): Record<string, string> =>
+  Object.fromEntries(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : 1)));
 
 for (const which of ["Prometheus 2.42", "VictoriaMetrics 1.79"] as const) {
   const recv = (): Receiver => (which === "Prometheus 2.42" ? prometheus : victoria);
@@ -112,7 +132,14 @@ for (const which of ["Prometheus 2.42", "VictoriaMetrics 1.79"] as const) {
       const [hb] = await await_(recv(), `${PREFIX}_heartbeat`, (v) => v.length === 1);
       assert.deepEqual(
         sorted(hb!.metric),
-        sorted({ __name__: `${PREFIX}_heartbeat`, job: "metrics-pusher", instance: POD, namespace: NAMESPACE, pod: POD, ...EXTERNAL }),
+        sorted({
+          __name__: `${PREFIX}_heartbeat`,
+          job: "metrics-pusher",
+          instance: POD,
+          namespace: NAMESPACE,
+          pod: POD,
+          ...EXTERNAL,
+        }),
       );
       // A timestamp of the current cycle (seconds or milliseconds since the epoch).
       const nowS = Date.now() / 1000;
@@ -134,7 +161,10 @@ for (const which of ["Prometheus 2.42", "VictoriaMetrics 1.79"] as const) {
 
     it("a target label that clashes is kept as exported_job; empty label values are dropped", async () => {
       const [g] = await await_(recv(), 'queue_depth{queue="default"}', (v) => v.length === 1);
-      assert.deepEqual(sorted(g!.metric), sorted({ __name__: "queue_depth", queue: "default", exported_job: "conflict", ...targetLabels() }));
+      assert.deepEqual(
+        sorted(g!.metric),
+        sorted({ __name__: "queue_depth", queue: "default", exported_job: "conflict", ...targetLabels() }),
+      );
       assert.equal(g!.value, 3);
       const [e] = await await_(recv(), 'queue_depth{queue="empty_label"}', (v) => v.length === 1);
       assert.equal(e!.metric.stage, undefined);
@@ -151,7 +181,11 @@ for (const which of ["Prometheus 2.42", "VictoriaMetrics 1.79"] as const) {
           ["+Inf", 3],
         ],
       );
-      for (const b of buckets) assert.deepEqual(sorted(b.metric), sorted({ __name__: "build_seconds_bucket", le: b.metric.le!, ...targetLabels() }));
+      for (const b of buckets)
+        assert.deepEqual(
+          sorted(b.metric),
+          sorted({ __name__: "build_seconds_bucket", le: b.metric.le!, ...targetLabels() }),
+        );
       const [sum] = await await_(recv(), "build_seconds_sum", (v) => v.length === 1);
       const [count] = await await_(recv(), "build_seconds_count", (v) => v.length === 1);
       assert.equal(sum!.value, 2.25);
@@ -165,7 +199,8 @@ for (const which of ["Prometheus 2.42", "VictoriaMetrics 1.79"] as const) {
 describe("changes over time", () => {
   it("a new counter value reaches both receivers", async () => {
     target.builds = 11;
-    for (const r of [prometheus, victoria]) await await_(r, "builds_total", (v) => v.length === 1 && v[0]!.value === 11);
+    for (const r of [prometheus, victoria])
+      await await_(r, "builds_total", (v) => v.length === 1 && v[0]!.value === 11);
   });
 
   it("a series that disappears is marked stale: neither receiver returns it at the latest time", async () => {
@@ -184,11 +219,17 @@ describe("changes over time", () => {
 
   it("a failing target gives up 0 and its series go stale on Prometheus; recovery brings them back", async () => {
     target.failing = true;
-    for (const r of [prometheus, victoria]) await await_(r, `up{job="builder"}`, (v) => v.length === 1 && v[0]!.value === 0);
+    for (const r of [prometheus, victoria])
+      await await_(r, `up{job="builder"}`, (v) => v.length === 1 && v[0]!.value === 0);
     await await_(prometheus, "builds_total", (v) => v.length === 0, 10_000);
-    await await_(prometheus, `${PREFIX}_scrape_failures_total{reason="http_status"}`, (v) => v.length === 1 && v[0]!.value >= 1);
+    await await_(
+      prometheus,
+      `${PREFIX}_scrape_failures_total{reason="http_status"}`,
+      (v) => v.length === 1 && v[0]!.value >= 1,
+    );
     target.failing = false;
-    for (const r of [prometheus, victoria]) await await_(r, `up{job="builder"}`, (v) => v.length === 1 && v[0]!.value === 1);
+    for (const r of [prometheus, victoria])
+      await await_(r, `up{job="builder"}`, (v) => v.length === 1 && v[0]!.value === 1);
     await await_(prometheus, "builds_total", (v) => v.length === 1);
   });
 
@@ -197,7 +238,11 @@ describe("changes over time", () => {
     await await_(prometheus, `${PREFIX}_heartbeat`, (v) => v.length === 1);
     process.kill(p.pid, "SIGTERM");
     const exit = await p.exited;
-    assert.deepEqual(exit, { code: 0, signal: null }, `pusher exit; log tail:\n${p.logs().split("\n").slice(-10).join("\n")}`);
+    assert.deepEqual(
+      exit,
+      { code: 0, signal: null },
+      `pusher exit; log tail:\n${p.logs().split("\n").slice(-10).join("\n")}`,
+    );
     await await_(prometheus, `${PREFIX}_heartbeat`, (v) => v.length === 0, 5_000);
     await await_(prometheus, `up{job="builder"}`, (v) => v.length === 0, 5_000);
   });

@@ -9,7 +9,15 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createCA, issueCert } from "../controlplane/pki.ts";
 import { startPrometheus, type Receiver } from "../peers/receivers.ts";
-import { hang, labelKey, reset, respond, startFaultProxy, type FaultProxy, type RecordedRequest } from "./lib/faultproxy.ts";
+import {
+  hang,
+  labelKey,
+  reset,
+  respond,
+  startFaultProxy,
+  type FaultProxy,
+  type RecordedRequest,
+} from "./lib/faultproxy.ts";
 import { startPusher, type PusherProcess } from "./lib/pusher.ts";
 import { PM } from "./lib/pushermetrics.ts";
 import { waitFor } from "./lib/wait.ts";
@@ -34,9 +42,17 @@ describe("receiver answers and network failures", () => {
     prom = await startPrometheus();
     proxy = await startFaultProxy({ upstream: prom.url });
     pusher = await startPusher({
-      env: { PROMETHEUS_REMOTE_WRITE_URL: proxy.remoteWriteUrl, PUSH_INTERVAL: "1s", TIMEOUT: "1s", MAX_SAMPLES_PER_SEND: "5000" },
+      env: {
+        PROMETHEUS_REMOTE_WRITE_URL: proxy.remoteWriteUrl,
+        PUSH_INTERVAL: "1s",
+        TIMEOUT: "1s",
+        MAX_SAMPLES_PER_SEND: "5000",
+      },
     });
-    await waitFor(async () => (await pusher.metric(PM.sent)) > 0, { timeoutMs: 20_000, message: "a first successful push" });
+    await waitFor(async () => (await pusher.metric(PM.sent)) > 0, {
+      timeoutMs: 20_000,
+      message: "a first successful push",
+    });
   });
   after(async () => {
     await pusher?.stop();
@@ -60,7 +76,11 @@ describe("receiver answers and network failures", () => {
     return proxy.requests.slice(from);
   }
 
-  async function counterDelta<T>(name: string, labels: Record<string, string>, during: () => Promise<T>): Promise<{ delta: number; result: T }> {
+  async function counterDelta<T>(
+    name: string,
+    labels: Record<string, string>,
+    during: () => Promise<T>,
+  ): Promise<{ delta: number; result: T }> {
     const before = await pusher.metric(name, labels);
     const result = await during();
     const delta = await waitFor(async () => (await pusher.metric(name, labels)) - before || undefined, {
@@ -71,7 +91,9 @@ describe("receiver answers and network failures", () => {
   }
 
   it("429 with Retry-After in seconds: waits that long, then retries the same batch", async () => {
-    const { delta, result: reqs } = await counterDelta(PM.retries, { reason: "rate_limited" }, () => inject(respond(429, { "retry-after": "3" }, "slow down")));
+    const { delta, result: reqs } = await counterDelta(PM.retries, { reason: "rate_limited" }, () =>
+      inject(respond(429, { "retry-after": "3" }, "slow down")),
+    );
     const [limited, next] = reqs;
     assert.equal(limited!.status, 429);
     const waited = next!.atMs - limited!.atMs;
@@ -82,12 +104,20 @@ describe("receiver answers and network failures", () => {
 
   it("429 with Retry-After as an HTTP date: waits until then", async () => {
     const at = new Date(Date.now() + 5000);
-    const { result: reqs } = await counterDelta(PM.retries, { reason: "rate_limited" }, () => inject(respond(429, { "retry-after": at.toUTCString() })));
+    const { result: reqs } = await counterDelta(PM.retries, { reason: "rate_limited" }, () =>
+      inject(respond(429, { "retry-after": at.toUTCString() })),
+    );
     const [limited, next] = reqs;
     // The 429 goes to the next push (within a second); toUTCString keeps whole seconds: the date is >= 3 s after it.
     const notBefore = Math.floor(at.getTime() / 1000) * 1000;
-    assert.ok(next!.atMs >= notBefore - 100, `retried at ${new Date(next!.atMs).toISOString()}, before Retry-After: ${at.toUTCString()}`);
-    assert.ok(next!.atMs - limited!.atMs >= 2000, `retried ${next!.atMs - limited!.atMs} ms after the 429: backoff instead of the date`);
+    assert.ok(
+      next!.atMs >= notBefore - 100,
+      `retried at ${new Date(next!.atMs).toISOString()}, before Retry-After: ${at.toUTCString()}`,
+    );
+    assert.ok(
+      next!.atMs - limited!.atMs >= 2000,
+      `retried ${next!.atMs - limited!.atMs} ms after the 429: backoff instead of the date`,
+    );
     assert.equal(firstSample(next!), firstSample(limited!));
   });
 
@@ -96,8 +126,15 @@ describe("receiver answers and network failures", () => {
     const { delta, result: reqs } = await counterDelta(PM.retries, { reason: "server_error" }, () => inject(...storm));
     const failed = reqs.slice(0, storm.length);
     const delivered = reqs[storm.length]!;
-    assert.ok(failed.every((r) => firstSample(r) === firstSample(failed[0]!)), "a 5xx batch was not retried as is");
-    assert.equal(firstSample(delivered), firstSample(failed[0]!), "the batch after the storm is not the one that failed");
+    assert.ok(
+      failed.every((r) => firstSample(r) === firstSample(failed[0]!)),
+      "a 5xx batch was not retried as is",
+    );
+    assert.equal(
+      firstSample(delivered),
+      firstSample(failed[0]!),
+      "the batch after the storm is not the one that failed",
+    );
     assert.ok(delivered.status >= 200 && delivered.status < 300, `after the storm: ${delivered.status}`);
     assert.ok(delta >= storm.length, `retries counted ${delta}, expected >= ${storm.length}`);
     // Backoff: the storm takes longer than back-to-back retries would, yet the retries never wait past the cap.
@@ -110,14 +147,23 @@ describe("receiver answers and network failures", () => {
   for (const status of [400, 413]) {
     it(`${status} on one batch: dropped without retry, counted, logged with the status and body`, async () => {
       const body = `refused-by-test-${status}: out of order sample`;
-      const { delta, result: reqs } = await counterDelta(PM.dropped, { reason: "rejected" }, () => inject(respond(status, {}, body)));
+      const { delta, result: reqs } = await counterDelta(PM.dropped, { reason: "rejected" }, () =>
+        inject(respond(status, {}, body)),
+      );
       const [refused, next] = reqs;
       assert.notEqual(firstSample(next!), firstSample(refused!), `the ${status} batch was retried`);
-      assert.equal(delta, sampleCount(refused!), `dropped counter rose by ${delta}, the batch held ${sampleCount(refused!)}`);
-      const line = await waitFor(() => pusher.logs.find((l) => JSON.stringify(l).includes(`refused-by-test-${status}`)), {
-        timeoutMs: 5000,
-        message: `a log line quoting the ${status} body`,
-      });
+      assert.equal(
+        delta,
+        sampleCount(refused!),
+        `dropped counter rose by ${delta}, the batch held ${sampleCount(refused!)}`,
+      );
+      const line = await waitFor(
+        () => pusher.logs.find((l) => JSON.stringify(l).includes(`refused-by-test-${status}`)),
+        {
+          timeoutMs: 5000,
+          message: `a log line quoting the ${status} body`,
+        },
+      );
       assert.ok(JSON.stringify(line).includes(String(status)), `log line lacks the status: ${JSON.stringify(line)}`);
     });
   }
@@ -138,12 +184,20 @@ describe("receiver answers and network failures", () => {
 
   it("nothing refused by Prometheus besides what the test injected", () => {
     const unexpected = proxy.requests.filter((r) => r.action === "forward" && r.status >= 400);
-    assert.deepEqual(unexpected.map((r) => r.status), []);
+    assert.deepEqual(
+      unexpected.map((r) => r.status),
+      [],
+    );
   });
 
   it("an unresolvable receiver host (.invalid): keeps running, ready, buffering, failures counted", async () => {
     const p = await startPusher({
-      env: { PROMETHEUS_REMOTE_WRITE_URL: "http://receiver.invalid:9090/api/v1/write", PUSH_INTERVAL: "500ms", TIMEOUT: "1s", BUFFER_MAX_SAMPLES: "3000" },
+      env: {
+        PROMETHEUS_REMOTE_WRITE_URL: "http://receiver.invalid:9090/api/v1/write",
+        PUSH_INTERVAL: "500ms",
+        TIMEOUT: "1s",
+        BUFFER_MAX_SAMPLES: "3000",
+      },
     });
     try {
       await sleep(5000);
@@ -165,21 +219,38 @@ describe("receiver answers and network failures", () => {
     const tlsProxy = await startFaultProxy({ upstream: prom.url, tls: leaf });
     const caFile = join(dir, "ca.pem");
     writeFileSync(caFile, ca.certPem);
-    const untrusted = await startPusher({ env: { PROMETHEUS_REMOTE_WRITE_URL: tlsProxy.remoteWriteUrl, PUSH_INTERVAL: "500ms", TIMEOUT: "1s" } });
+    const untrusted = await startPusher({
+      env: { PROMETHEUS_REMOTE_WRITE_URL: tlsProxy.remoteWriteUrl, PUSH_INTERVAL: "500ms", TIMEOUT: "1s" },
+    });
     try {
       await sleep(4000);
       assert.equal(untrusted.exitInfo, undefined, `the pusher exited: ${untrusted.tail()}`);
       assert.equal(tlsProxy.requests.length, 0, "a request got through an untrusted TLS handshake");
-      assert.ok((await untrusted.metric(PM.retries, { reason: "network" })) > 0, "TLS failures not counted as network retries");
-      assert.match(JSON.stringify(untrusted.logs), /certificate|self.signed|UNABLE_TO_VERIFY|CERT_/i, "no log line names the TLS failure");
+      assert.ok(
+        (await untrusted.metric(PM.retries, { reason: "network" })) > 0,
+        "TLS failures not counted as network retries",
+      );
+      assert.match(
+        JSON.stringify(untrusted.logs),
+        /certificate|self.signed|UNABLE_TO_VERIFY|CERT_/i,
+        "no log line names the TLS failure",
+      );
     } finally {
       await untrusted.stop();
     }
     const trusted = await startPusher({
-      env: { PROMETHEUS_REMOTE_WRITE_URL: tlsProxy.remoteWriteUrl, PUSH_INTERVAL: "500ms", TIMEOUT: "1s", TLS_CA_FILE: caFile },
+      env: {
+        PROMETHEUS_REMOTE_WRITE_URL: tlsProxy.remoteWriteUrl,
+        PUSH_INTERVAL: "500ms",
+        TIMEOUT: "1s",
+        TLS_CA_FILE: caFile,
+      },
     });
     try {
-      await waitFor(async () => (await trusted.metric(PM.sent)) > 0, { timeoutMs: 15_000, message: "delivery over TLS with TLS_CA_FILE" });
+      await waitFor(async () => (await trusted.metric(PM.sent)) > 0, {
+        timeoutMs: 15_000,
+        message: "delivery over TLS with TLS_CA_FILE",
+      });
       assert.ok(tlsProxy.requests.some((r) => r.status === 204));
     } finally {
       await trusted.stop();

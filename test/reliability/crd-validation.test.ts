@@ -30,8 +30,16 @@ const cases: Case[] = [
   { name: "no selector", spec: (s) => delete s.selector, field: "spec.selector" },
   { name: "no remoteWrite", spec: (s) => delete s.remoteWrite, field: "spec.remoteWrite" },
   { name: "no remoteWrite.url", spec: (s) => delete s.remoteWrite.url, field: "spec.remoteWrite.url" },
-  { name: "url with ftp scheme", spec: (s) => (s.remoteWrite.url = "ftp://prometheus/api/v1/write"), field: "spec.remoteWrite.url" },
-  { name: "url without scheme", spec: (s) => (s.remoteWrite.url = "prometheus:9090/api/v1/write"), field: "spec.remoteWrite.url" },
+  {
+    name: "url with ftp scheme",
+    spec: (s) => (s.remoteWrite.url = "ftp://prometheus/api/v1/write"),
+    field: "spec.remoteWrite.url",
+  },
+  {
+    name: "url without scheme",
+    spec: (s) => (s.remoteWrite.url = "prometheus:9090/api/v1/write"),
+    field: "spec.remoteWrite.url",
+  },
   { name: "empty url", spec: (s) => (s.remoteWrite.url = ""), field: "spec.remoteWrite.url" },
   { name: "url that is not a string", spec: (s) => (s.remoteWrite.url = 42), field: "spec.remoteWrite.url" },
   { name: "zero pushInterval", spec: (s) => (s.pushInterval = "0s"), field: "spec.pushInterval" },
@@ -39,23 +47,71 @@ const cases: Case[] = [
   { name: "pushInterval without unit", spec: (s) => (s.pushInterval = "30"), field: "spec.pushInterval" },
   { name: "pushInterval garbage", spec: (s) => (s.pushInterval = "soon"), field: "spec.pushInterval" },
   { name: "zero remoteWrite.timeout", spec: (s) => (s.remoteWrite.timeout = "0ms"), field: "spec.remoteWrite.timeout" },
-  { name: "reserved header Content-Type", spec: (s) => (s.remoteWrite.headers = { "Content-Type": "text/plain" }), field: "spec.remoteWrite.headers" },
-  { name: "reserved header authorization (any case)", spec: (s) => (s.remoteWrite.headers = { authorization: "Bearer x" }), field: "spec.remoteWrite.headers" },
-  { name: "reserved header X-Prometheus-Remote-Write-Version", spec: (s) => (s.remoteWrite.headers = { "X-Prometheus-Remote-Write-Version": "2.0.0" }), field: "spec.remoteWrite.headers" },
-  { name: "reserved header Content-Encoding", spec: (s) => (s.remoteWrite.headers = { "Content-Encoding": "gzip" }), field: "spec.remoteWrite.headers" },
+  {
+    name: "reserved header Content-Type",
+    spec: (s) => (s.remoteWrite.headers = { "Content-Type": "text/plain" }),
+    field: "spec.remoteWrite.headers",
+  },
+  {
+    name: "reserved header authorization (any case)",
+    spec: (s) => (s.remoteWrite.headers = { authorization: "Bearer x" }),
+    field: "spec.remoteWrite.headers",
+  },
+  {
+    name: "reserved header X-Prometheus-Remote-Write-Version",
+    spec: (s) => (s.remoteWrite.headers = { "X-Prometheus-Remote-Write-Version": "2.0.0" }),
+    field: "spec.remoteWrite.headers",
+  },
+  {
+    name: "reserved header Content-Encoding",
+    spec: (s) => (s.remoteWrite.headers = { "Content-Encoding": "gzip" }),
+    field: "spec.remoteWrite.headers",
+  },
   { name: "unknown logLevel", spec: (s) => (s.logLevel = "verbose"), field: "spec.logLevel" },
   { name: "unknown sidecarMode", spec: (s) => (s.sidecarMode = "Sometimes"), field: "spec.sidecarMode" },
   { name: "unknown rolloutStrategy", spec: (s) => (s.rolloutStrategy = "Always"), field: "spec.rolloutStrategy" },
-  { name: "scrape port 0", spec: (s) => (s.scrape = { targets: [{ port: 0 }] }), field: /spec\.scrape\.targets(\[0\])?\.port/ },
-  { name: "scrape port 70000", spec: (s) => (s.scrape = { targets: [{ port: 70000 }] }), field: /spec\.scrape\.targets(\[0\])?\.port/ },
-  { name: "scrape target without port", spec: (s) => (s.scrape = { targets: [{ path: "/metrics" }] }), field: /spec\.scrape\.targets(\[0\])?\.port/ },
-  { name: "bearerTokenSecret without key", spec: (s) => (s.remoteWrite.bearerTokenSecret = { name: "token" }), field: "spec.remoteWrite.bearerTokenSecret.key" },
-  { name: "bearerTokenSecret without name", spec: (s) => (s.remoteWrite.bearerTokenSecret = { key: "token" }), field: "spec.remoteWrite.bearerTokenSecret.name" },
-  { name: "basicAuth without passwordSecret", spec: (s) => (s.remoteWrite.basicAuth = { username: "u" }), field: "spec.remoteWrite.basicAuth.passwordSecret" },
-  { name: "insecureSkipVerify as a string", spec: (s) => (s.remoteWrite.insecureSkipVerify = "yes"), field: "spec.remoteWrite.insecureSkipVerify" },
+  {
+    name: "scrape port 0",
+    spec: (s) => (s.scrape = { targets: [{ port: 0 }] }),
+    field: /spec\.scrape\.targets(\[0\])?\.port/,
+  },
+  {
+    name: "scrape port 70000",
+    spec: (s) => (s.scrape = { targets: [{ port: 70000 }] }),
+    field: /spec\.scrape\.targets(\[0\])?\.port/,
+  },
+  {
+    name: "scrape target without port",
+    spec: (s) => (s.scrape = { targets: [{ path: "/metrics" }] }),
+    field: /spec\.scrape\.targets(\[0\])?\.port/,
+  },
+  {
+    name: "bearerTokenSecret without key",
+    spec: (s) => (s.remoteWrite.bearerTokenSecret = { name: "token" }),
+    field: "spec.remoteWrite.bearerTokenSecret.key",
+  },
+  {
+    name: "bearerTokenSecret without name",
+    spec: (s) => (s.remoteWrite.bearerTokenSecret = { key: "token" }),
+    field: "spec.remoteWrite.bearerTokenSecret.name",
+  },
+  {
+    name: "basicAuth without passwordSecret",
+    spec: (s) => (s.remoteWrite.basicAuth = { username: "u" }),
+    field: "spec.remoteWrite.basicAuth.passwordSecret",
+  },
+  {
+    name: "insecureSkipVerify as a string",
+    spec: (s) => (s.remoteWrite.insecureSkipVerify = "yes"),
+    field: "spec.remoteWrite.insecureSkipVerify",
+  },
   { name: "buffer.maxSamples 0", spec: (s) => (s.buffer = { maxSamples: 0 }), field: "spec.buffer.maxSamples" },
   { name: "selector that is a string", spec: (s) => (s.selector = "app=builder"), field: "spec.selector" },
-  { name: "externalLabels with an invalid label name", spec: (s) => (s.externalLabels = { "1bad-name": "x" }), field: "spec.externalLabels" },
+  {
+    name: "externalLabels with an invalid label name",
+    spec: (s) => (s.externalLabels = { "1bad-name": "x" }),
+    field: "spec.externalLabels",
+  },
 ];
 
 describe("invalid MetricsPushers refused by the real apiserver", () => {
@@ -98,7 +154,8 @@ describe("invalid MetricsPushers refused by the real apiserver", () => {
         message = apiMessage(e);
       }
       assert.notEqual(message, "", `the apiserver accepted ${JSON.stringify(spec)}`);
-      if (typeof c.field === "string") assert.ok(message.includes(c.field), `message does not name ${c.field}: ${message}`);
+      if (typeof c.field === "string")
+        assert.ok(message.includes(c.field), `message does not name ${c.field}: ${message}`);
       else assert.match(message, c.field, `message does not name the field: ${message}`);
     });
   }
@@ -112,9 +169,19 @@ describe("invalid MetricsPushers refused by the real apiserver", () => {
     } catch (e) {
       message = apiMessage(e);
     }
-    assert.match(message, /unknown field "?spec\.remoteWrite\.bearerTokenSecret\.namespace"?/, `strict create was not refused for the namespace field: ${message}`);
+    assert.match(
+      message,
+      /unknown field "?spec\.remoteWrite\.bearerTokenSecret\.namespace"?/,
+      `strict create was not refused for the namespace field: ${message}`,
+    );
 
-    const created = (await create("cross-ns-lax", spec, "Ignore")) as { spec: { remoteWrite: { bearerTokenSecret: Record<string, unknown> } } };
-    assert.deepEqual(created.spec.remoteWrite.bearerTokenSecret, { name: "token", key: "token" }, "the namespace field survived in storage");
+    const created = (await create("cross-ns-lax", spec, "Ignore")) as {
+      spec: { remoteWrite: { bearerTokenSecret: Record<string, unknown> } };
+    };
+    assert.deepEqual(
+      created.spec.remoteWrite.bearerTokenSecret,
+      { name: "token", key: "token" },
+      "the namespace field survived in storage",
+    );
   });
 });

@@ -65,7 +65,10 @@ describe("disk buffer across pusher restarts", () => {
     it(`samples taken during an outage survive a restart by ${how} and arrive afterwards, in order`, async () => {
       const bufferDir = join(dir, how);
       pusher = await start(bufferDir);
-      await waitFor(async () => (await ticksInPrometheus()).length > 0, { timeoutMs: 30_000, message: "first ticks in Prometheus" });
+      await waitFor(async () => (await ticksInPrometheus()).length > 0, {
+        timeoutMs: 30_000,
+        message: "first ticks in Prometheus",
+      });
       await proxy.down();
       await sleep(5000);
       const beforeRestart = target.hits;
@@ -73,7 +76,10 @@ describe("disk buffer across pusher restarts", () => {
       const exit = await pusher.exited;
       if (how === "SIGTERM") assert.deepEqual(exit, { code: 0, signal: null }, pusher.tail());
       assert.ok(dirBytes(bufferDir) > 0, "nothing written to BUFFER_DIR during the outage");
-      assert.ok(dirBytes(bufferDir) <= MAX_BYTES + 64 * 1024, `BUFFER_DIR holds ${dirBytes(bufferDir)} bytes > ${MAX_BYTES}`);
+      assert.ok(
+        dirBytes(bufferDir) <= MAX_BYTES + 64 * 1024,
+        `BUFFER_DIR holds ${dirBytes(bufferDir)} bytes > ${MAX_BYTES}`,
+      );
 
       pusher = await start(bufferDir); // still down: the restarted pusher buffers on top of what it found
       await sleep(2000);
@@ -91,7 +97,11 @@ describe("disk buffer across pusher restarts", () => {
       assert.deepEqual(missing, [], `ticks lost across the restart (taken before the restart: ${beforeRestart})`);
       for (let i = 1; i < stored.length; i++) assert.ok(stored[i]! > stored[i - 1]!, "ticks out of order");
       const refused = proxy.requests.filter((r) => r.status >= 400 && r.status < 500);
-      assert.deepEqual(refused.map((r) => r.status), [], "Prometheus refused a request after the restart");
+      assert.deepEqual(
+        refused.map((r) => r.status),
+        [],
+        "Prometheus refused a request after the restart",
+      );
       await pusher.stop();
       pusher = undefined;
       // The next case starts from a fresh series of ticks in its own directory; Prometheus keeps the old ones.
@@ -114,7 +124,10 @@ describe("disk buffer across pusher restarts", () => {
         },
       });
     pusher = await startSmall();
-    await waitFor(async () => (await pusher!.metric(PM.sent)) > 0, { timeoutMs: 20_000, message: "a first successful push" });
+    await waitFor(async () => (await pusher!.metric(PM.sent)) > 0, {
+      timeoutMs: 20_000,
+      message: "a first successful push",
+    });
     await proxy.down();
     let maxSeen = 0;
     for (let i = 0; i < 16; i++) {
@@ -149,7 +162,10 @@ describe("disk buffer across pusher restarts", () => {
     const threeHoursAgo = Date.now() - 3 * 3_600_000;
     old.append(
       Array.from({ length: 50 }, (_, i) => ({
-        labels: [{ name: "__name__", value: "reliability_old" }, { name: "job", value: "reliability" }],
+        labels: [
+          { name: "__name__", value: "reliability_old" },
+          { name: "job", value: "reliability" },
+        ],
         value: i,
         timestampMs: threeHoursAgo + i * 1000,
       })),
@@ -157,13 +173,20 @@ describe("disk buffer across pusher restarts", () => {
     writeFileSync(join(bufferDir, "seg-0000000000000050.mpb"), "this is not a segment");
     proxy.requests.length = 0;
     pusher = await start(bufferDir);
-    await waitFor(async () => (await pusher!.metric(PM.sent)) > 0, { timeoutMs: 20_000, message: "a successful push with an old and a corrupt buffer file" });
+    await waitFor(async () => (await pusher!.metric(PM.sent)) > 0, {
+      timeoutMs: 20_000,
+      message: "a successful push with an old and a corrupt buffer file",
+    });
     const droppedOld = await pusher.metric(PM.dropped, { reason: "too_old" });
     assert.equal(droppedOld, 50, `too-old samples not counted as dropped{reason="too_old"}`);
     const line = pusher.logs.find((l) => /corrupt/i.test(String(l.msg)));
     assert.ok(line, "no log line about the corrupt buffer file");
     const refused = proxy.requests.filter((r) => r.status >= 400 && r.status < 500);
-    assert.deepEqual(refused.map((r) => r.status), [], "a too-old sample reached Prometheus and poisoned a batch");
+    assert.deepEqual(
+      refused.map((r) => r.status),
+      [],
+      "a too-old sample reached Prometheus and poisoned a batch",
+    );
     assert.equal(pusher.exitInfo, undefined);
   });
 });

@@ -6,7 +6,18 @@ import { compress, encodeWriteRequest } from "../../pusher/src/remote-write/enco
 import { hang, reset, respond, startFaultProxy, type FaultProxy } from "./lib/faultproxy.ts";
 
 const body = Buffer.from(
-  compress(encodeWriteRequest([{ labels: [{ name: "__name__", value: "x" }, { name: "job", value: "j" }], value: 1, timestampMs: 1_700_000_000_000 }])),
+  compress(
+    encodeWriteRequest([
+      {
+        labels: [
+          { name: "__name__", value: "x" },
+          { name: "job", value: "j" },
+        ],
+        value: 1,
+        timestampMs: 1_700_000_000_000,
+      },
+    ]),
+  ),
 );
 
 async function post(url: string, timeoutMs = 3000): Promise<number | string> {
@@ -51,7 +62,10 @@ describe("fault proxy", () => {
     await proxy.up();
     assert.equal(await post(proxy.remoteWriteUrl), 204);
     assert.equal(upstreamHits, 2, "only forwarded requests reach upstream");
-    assert.deepEqual(proxy.requests.map((r) => r.action), ["forward", "respond", "reset", "hang", "forward"]);
+    assert.deepEqual(
+      proxy.requests.map((r) => r.action),
+      ["forward", "respond", "reset", "hang", "forward"],
+    );
     assert.equal(proxy.delivered().length, 2);
     assert.equal(proxy.delivered()[0]!.timestampMs, 1_700_000_000_000);
   });

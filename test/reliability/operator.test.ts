@@ -30,7 +30,15 @@ import {
 import { parseAllDocuments } from "yaml";
 import { startControlPlane, type ControlPlane } from "../controlplane/harness.ts";
 import { createCA, issueCert } from "../controlplane/pki.ts";
-import { API_VERSION, Annotations, GROUP, KIND, PLURAL, SIDECAR_CONTAINER_NAME, VERSION } from "../../operator/src/api/index.ts";
+import {
+  API_VERSION,
+  Annotations,
+  GROUP,
+  KIND,
+  PLURAL,
+  SIDECAR_CONTAINER_NAME,
+  VERSION,
+} from "../../operator/src/api/index.ts";
 import { apiMessage, applyCrds, createNamespace, kubectl, ROOT } from "./lib/kube.ts";
 import { soak } from "./lib/mode.ts";
 import { startOperator, type OperatorProcess } from "./lib/operator.ts";
@@ -60,7 +68,9 @@ function restrictedSpec(): V1PodSpec {
 }
 
 function sidecarOf(pod: V1Pod) {
-  return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find((c) => c.name === SIDECAR_CONTAINER_NAME);
+  return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find(
+    (c) => c.name === SIDECAR_CONTAINER_NAME,
+  );
 }
 
 describe("the operator on the real control plane, as its ServiceAccount", () => {
@@ -99,8 +109,13 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
       body: { apiVersion: API_VERSION, kind: KIND, metadata: { name }, spec },
     });
 
-  const createPod = (namespace: string, name: string, labels: Record<string, string>, annotations: Record<string, string> = {}, spec: V1PodSpec = restrictedSpec()) =>
-    core.createNamespacedPod({ namespace, body: { metadata: { name, labels, annotations }, spec } });
+  const createPod = (
+    namespace: string,
+    name: string,
+    labels: Record<string, string>,
+    annotations: Record<string, string> = {},
+    spec: V1PodSpec = restrictedSpec(),
+  ) => core.createNamespacedPod({ namespace, body: { metadata: { name, labels, annotations }, spec } });
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "mp-operator-rel-"));
@@ -112,9 +127,19 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
 
     // The operator's Namespace, ServiceAccount and RBAC exactly as config/default renders them.
     const rendered = (await kubectl(cp, ["kustomize", join(ROOT, "config/default")])).stdout;
-    const docs = parseAllDocuments(rendered).map((d) => d.toJS() as { kind: string; metadata: { name: string; namespace?: string }; spec?: any });
+    const docs = parseAllDocuments(rendered).map(
+      (d) => d.toJS() as { kind: string; metadata: { name: string; namespace?: string }; spec?: any },
+    );
     // The webhook configuration too: the operator only patches it (URL mode, caBundle), as in a real install.
-    const rbacKinds = new Set(["Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "MutatingWebhookConfiguration"]);
+    const rbacKinds = new Set([
+      "Namespace",
+      "ServiceAccount",
+      "Role",
+      "ClusterRole",
+      "RoleBinding",
+      "ClusterRoleBinding",
+      "MutatingWebhookConfiguration",
+    ]);
     const rbac = docs.filter((d) => rbacKinds.has(d.kind));
     const sa = rbac.find((d) => d.kind === "ServiceAccount");
     assert.ok(sa?.metadata.namespace, "config/default renders no namespaced ServiceAccount");
@@ -138,14 +163,23 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
     writeFileSync(saKubeconfig, viaProxy.exportConfig());
 
     for (const ns of ["team-a", "team-b"]) await createNamespace(cp.kubeConfig, ns);
-    await createNamespace(cp.kubeConfig, "restricted", { "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest" });
+    await createNamespace(cp.kubeConfig, "restricted", {
+      "pod-security.kubernetes.io/enforce": "restricted",
+      "pod-security.kubernetes.io/enforce-version": "latest",
+    });
     for (const ns of ["team-a", "team-b"]) {
-      await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: "token" }, stringData: { token: `secret-of-${ns}` } } });
+      await core.createNamespacedSecret({
+        namespace: ns,
+        body: { metadata: { name: "token" }, stringData: { token: `secret-of-${ns}` } },
+      });
     }
     // Used by every case below (each can run alone with --test-name-pattern).
     await createPusher("team-a", "mp", {
       selector: { matchLabels: { app: "builder" } },
-      remoteWrite: { url: "http://prometheus.monitoring:9090/api/v1/write", bearerTokenSecret: { name: "token", key: "token" } },
+      remoteWrite: {
+        url: "http://prometheus.monitoring:9090/api/v1/write",
+        bearerTokenSecret: { name: "token", key: "token" },
+      },
     });
     op = await start();
   });
@@ -171,7 +205,13 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
 
     await waitFor(
       async () => {
-        const mp = (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: "team-a", plural: PLURAL, name: "mp" })) as any;
+        const mp = (await custom.getNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          namespace: "team-a",
+          plural: PLURAL,
+          name: "mp",
+        })) as any;
         return mp.status?.conditions?.some((c: any) => c.type === "Ready") ? mp : undefined;
       },
       { timeoutMs: 20_000, message: "MetricsPusher team-a/mp has a Ready condition written by the operator" },
@@ -192,9 +232,29 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
     const authz = cp.kubeConfig.makeApiClient(AuthorizationV1Api);
     const user = `system:serviceaccount:${saNamespace}:${saName}`;
     const groups = ["system:serviceaccounts", `system:serviceaccounts:${saNamespace}`, "system:authenticated"];
-    const can = async (verb: string, resource: string, namespace: string, group = "", subresource?: string, name?: string): Promise<boolean> => {
+    const can = async (
+      verb: string,
+      resource: string,
+      namespace: string,
+      group = "",
+      subresource?: string,
+      name?: string,
+    ): Promise<boolean> => {
       const r = await authz.createSubjectAccessReview({
-        body: { spec: { user, groups, resourceAttributes: { verb, resource, namespace, group, ...(subresource ? { subresource } : {}), ...(name ? { name } : {}) } } },
+        body: {
+          spec: {
+            user,
+            groups,
+            resourceAttributes: {
+              verb,
+              resource,
+              namespace,
+              group,
+              ...(subresource ? { subresource } : {}),
+              ...(name ? { name } : {}),
+            },
+          },
+        },
       });
       return r.status?.allowed === true;
     };
@@ -230,7 +290,10 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
     ];
     const leaks: string[] = [];
     for (const [verb, resource, ns, group = "", sub] of denied) {
-      if (await can(verb, resource, ns, group, sub)) leaks.push(`${verb} ${group ? `${group}/` : ""}${resource}${sub ? `/${sub}` : ""} in ${ns || "all namespaces"}`);
+      if (await can(verb, resource, ns, group, sub))
+        leaks.push(
+          `${verb} ${group ? `${group}/` : ""}${resource}${sub ? `/${sub}` : ""} in ${ns || "all namespaces"}`,
+        );
     }
     assert.deepEqual(leaks, [], "the operator's ServiceAccount holds permissions it does not need");
 
@@ -245,10 +308,17 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
       ["patch", "mutatingwebhookconfigurations", "", "admissionregistration.k8s.io", undefined, WEBHOOK_CONFIG],
     ];
     for (const [verb, resource, ns, group, sub, name] of needed) {
-      assert.ok(await can(verb, resource, ns, group, sub, name), `the ServiceAccount cannot ${verb} ${resource}${sub ? `/${sub}` : ""} ${name ?? ""} in ${ns || "all namespaces"}`);
+      assert.ok(
+        await can(verb, resource, ns, group, sub, name),
+        `the ServiceAccount cannot ${verb} ${resource}${sub ? `/${sub}` : ""} ${name ?? ""} in ${ns || "all namespaces"}`,
+      );
     }
     // Even in its own namespace, only its own Secret: not any other.
-    assert.equal(await can("get", "secrets", saNamespace, "", undefined, "someone-elses"), false, "the ServiceAccount can read any Secret of its namespace");
+    assert.equal(
+      await can("get", "secrets", saNamespace, "", undefined, "someone-elses"),
+      false,
+      "the ServiceAccount can read any Secret of its namespace",
+    );
   });
 
   it("never injects across namespaces, so a MetricsPusher cannot make another namespace's pod read its Secrets", async () => {
@@ -262,14 +332,23 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
     const own = await createPod("team-a", "builder-a", { app: "builder" });
     assert.ok(sidecarOf(own), "the team-a pod was not injected");
     const secretVolumes = (own.spec?.volumes ?? []).filter((v) => v.secret);
-    assert.deepEqual(secretVolumes.map((v) => v.secret?.secretName), ["token"]);
-    assert.ok(secretVolumes.every((v) => v.secret?.optional === true), "Secret volume not optional: a missing Secret would block the pod");
+    assert.deepEqual(
+      secretVolumes.map((v) => v.secret?.secretName),
+      ["token"],
+    );
+    assert.ok(
+      secretVolumes.every((v) => v.secret?.optional === true),
+      "Secret volume not optional: a missing Secret would block the pod",
+    );
   });
 
   it("never blocks a pod whose own names collide with what the sidecar adds (found by the fuzz suite)", async () => {
     // team-a/mp mounts Secret "token" as volume metrics-pusher-secret-0; this pod already has a volume of that name.
     const spec = restrictedSpec();
-    spec.volumes = [{ name: "metrics-pusher-secret-0", emptyDir: {} }, { name: "metrics-pusher-buffer", emptyDir: {} }];
+    spec.volumes = [
+      { name: "metrics-pusher-secret-0", emptyDir: {} },
+      { name: "metrics-pusher-buffer", emptyDir: {} },
+    ];
     let created: V1Pod | undefined;
     try {
       created = await createPod("team-a", "builder-collision", { app: "builder" }, {}, spec);
@@ -298,21 +377,28 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
 
     assert.ok(operatorPodSpec, "config/default renders no Deployment for the operator");
     try {
-      await core.createNamespacedPod({ namespace: "restricted", dryRun: "All", body: { metadata: { name: "operator-template" }, spec: operatorPodSpec } });
+      await core.createNamespacedPod({
+        namespace: "restricted",
+        dryRun: "All",
+        body: { metadata: { name: "operator-template" }, spec: operatorPodSpec },
+      });
     } catch (e) {
       assert.fail(`the operator's own pod template is refused under restricted: ${apiMessage(e)}`);
     }
   });
 
   it("restores a reset caBundle", async () => {
-    const before = (await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIG })).webhooks![0]!.clientConfig.caBundle;
+    const before = (await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIG })).webhooks![0]!
+      .clientConfig.caBundle;
     const bogus = Buffer.from((await createCA({ commonName: "not the operator's" })).certPem).toString("base64");
     await admission.patchMutatingWebhookConfiguration(
       { name: WEBHOOK_CONFIG, body: [{ op: "replace", path: "/webhooks/0/clientConfig/caBundle", value: bogus }] },
       setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
     );
     await waitFor(
-      async () => (await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIG })).webhooks![0]!.clientConfig.caBundle === before,
+      async () =>
+        (await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIG })).webhooks![0]!.clientConfig
+          .caBundle === before,
       { timeoutMs: 30_000, message: "the operator restoring the caBundle someone reset" },
     );
   });
@@ -320,11 +406,14 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
   it(`renews the serving certificate before expiry without a restart (CERT_VALIDITY ${CERT_VALIDITY_S}s)`, async () => {
     const served = (): Promise<X509Certificate> =>
       new Promise((resolve, reject) => {
-        const s = connect({ host: "127.0.0.1", port: op!.webhookPort, rejectUnauthorized: false, servername: undefined }, () => {
-          const raw = s.getPeerX509Certificate();
-          s.end();
-          raw ? resolve(raw) : reject(new Error("no peer certificate"));
-        });
+        const s = connect(
+          { host: "127.0.0.1", port: op!.webhookPort, rejectUnauthorized: false, servername: undefined },
+          () => {
+            const raw = s.getPeerX509Certificate();
+            s.end();
+            raw ? resolve(raw) : reject(new Error("no peer certificate"));
+          },
+        );
         s.on("error", reject);
       });
     const first = await served();
@@ -334,7 +423,10 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
         const c = await served();
         return c.fingerprint256 !== first.fingerprint256 ? c : undefined;
       },
-      { timeoutMs: CERT_VALIDITY_S * 1000, message: `a new serving certificate before the old one expires (${first.validTo})` },
+      {
+        timeoutMs: CERT_VALIDITY_S * 1000,
+        message: `a new serving certificate before the old one expires (${first.validTo})`,
+      },
     );
     assert.ok(Date.now() < new Date(first.validTo).getTime(), "renewed only after the old certificate expired");
     assert.equal(op!.pid, pid);
@@ -353,7 +445,10 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
       // Created by an admin directly: the apiserver calls the webhook, which answers from its informers' cache.
       const during = await createPod("team-a", "during-outage", { app: "builder" });
       assert.ok(sidecarOf(during), "no injection while the operator could not reach the API server");
-      await createPusher("team-b", "late", { selector: { matchLabels: { app: "late" } }, remoteWrite: { url: "http://vm.monitoring:8428/api/v1/write" } });
+      await createPusher("team-b", "late", {
+        selector: { matchLabels: { app: "late" } },
+        remoteWrite: { url: "http://vm.monitoring:8428/api/v1/write" },
+      });
       while (Date.now() - t0 < OUTAGE_MS) {
         await new Promise((r) => setTimeout(r, 1000));
         assert.equal(op!.exitInfo, undefined, `the operator exited during the outage:\n${op!.tail()}`);
@@ -368,11 +463,20 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
         const p = await createPod("team-b", `late-${Date.now()}`, { app: "late" });
         return sidecarOf(p) ? p : undefined;
       },
-      { timeoutMs: 60_000, message: "the webhook learning about team-b/late (created during the outage) after the API came back" },
+      {
+        timeoutMs: 60_000,
+        message: "the webhook learning about team-b/late (created during the outage) after the API came back",
+      },
     );
     await waitFor(
       async () => {
-        const mp = (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: "team-b", plural: PLURAL, name: "late" })) as any;
+        const mp = (await custom.getNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          namespace: "team-b",
+          plural: PLURAL,
+          name: "late",
+        })) as any;
         return mp.status?.observedGeneration === mp.metadata.generation;
       },
       { timeoutMs: 60_000, message: "team-b/late reconciled after the outage" },
@@ -408,7 +512,11 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
           "tls.key": Buffer.from(leaf.keyPem).toString("base64"),
         };
       }
-      await core.replaceNamespacedSecret({ namespace: saNamespace, name: CERT_SECRET, body: { metadata: { name: CERT_SECRET }, ...(current.type ? { type: current.type } : {}), data } });
+      await core.replaceNamespacedSecret({
+        namespace: saNamespace,
+        name: CERT_SECRET,
+        body: { metadata: { name: CERT_SECRET }, ...(current.type ? { type: current.type } : {}), data },
+      });
       op = await start();
       const s = await core.readNamespacedSecret({ namespace: saNamespace, name: CERT_SECRET });
       assert.notEqual(s.data!["tls.crt"], data["tls.crt"], `the ${damage} certificate was kept`);

@@ -35,14 +35,22 @@ interface OutageFigures {
 }
 
 /** Cuts the receiver for `ms`, sampling RSS and the buffered-samples gauge every second. */
-async function outage(pusher: PusherProcess, proxy: FaultProxy, ms: number): Promise<{ rss: number[]; buffered: number[] }> {
+async function outage(
+  pusher: PusherProcess,
+  proxy: FaultProxy,
+  ms: number,
+): Promise<{ rss: number[]; buffered: number[] }> {
   const rss: number[] = [];
   const buffered: number[] = [];
   await proxy.down();
   const end = Date.now() + ms;
   while (Date.now() < end) {
     await sleep(1000);
-    assert.equal(pusher.exitInfo, undefined, `the pusher died during the outage: ${JSON.stringify(pusher.exitInfo)}\n${pusher.tail()}`);
+    assert.equal(
+      pusher.exitInfo,
+      undefined,
+      `the pusher died during the outage: ${JSON.stringify(pusher.exitInfo)}\n${pusher.tail()}`,
+    );
     rss.push(pusher.rssBytes());
     buffered.push(await pusher.metric(PM.buffered));
   }
@@ -99,15 +107,26 @@ describe("receiver outage against a real Prometheus", () => {
         const s = await storedTicks(prom, target);
         return s.values.filter((v) => v <= taken).length >= taken ? s : undefined;
       },
-      { timeoutMs: 60_000 + OUTAGE_MS / 2, message: `all ${taken} tick samples (1..${taken}) stored in Prometheus after the outage` },
+      {
+        timeoutMs: 60_000 + OUTAGE_MS / 2,
+        message: `all ${taken} tick samples (1..${taken}) stored in Prometheus after the outage`,
+      },
     );
     const upTo = stored.values.filter((v) => v <= taken);
-    assert.deepEqual(upTo, Array.from({ length: taken }, (_, i) => i + 1), "missing or repeated tick values");
+    assert.deepEqual(
+      upTo,
+      Array.from({ length: taken }, (_, i) => i + 1),
+      "missing or repeated tick values",
+    );
     for (let i = 1; i < stored.timestampsMs.length; i++) {
       assert.ok(stored.timestampsMs[i]! > stored.timestampsMs[i - 1]!, `timestamps not increasing at ${i}`);
     }
     const refused = proxy.requests.filter((r) => r.status >= 400 && r.status < 500);
-    assert.deepEqual(refused.map((r) => r.status), [], "Prometheus refused requests (out of order or duplicate samples?)");
+    assert.deepEqual(
+      refused.map((r) => r.status),
+      [],
+      "Prometheus refused requests (out of order or duplicate samples?)",
+    );
     assert.equal(await pusher.metric(PM.dropped), 0, "samples were dropped although the buffer was large enough");
 
     // Bounded: the buffer never exceeds its limit, and memory grows by far less than the data would suggest.
@@ -125,7 +144,10 @@ describe("receiver outage against a real Prometheus", () => {
       requests: proxy.requests.length,
     };
     report(t, "outage within the buffer", figures);
-    assert.ok(Math.max(...rss) - rssBefore < 64 * MiB, `RSS grew by ${mb(Math.max(...rss) - rssBefore)} MiB during the outage`);
+    assert.ok(
+      Math.max(...rss) - rssBefore < 64 * MiB,
+      `RSS grew by ${mb(Math.max(...rss) - rssBefore)} MiB during the outage`,
+    );
     await pusher.stop();
     pusher = undefined;
   });
@@ -145,7 +167,10 @@ describe("receiver outage against a real Prometheus", () => {
         MAX_SAMPLES_PER_SEND: "200",
       },
     });
-    await waitFor(async () => (await pusher!.metric(PM.sent)) > 0, { timeoutMs: 30_000, message: "a first successful push" });
+    await waitFor(async () => (await pusher!.metric(PM.sent)) > 0, {
+      timeoutMs: 30_000,
+      message: "a first successful push",
+    });
     const rssBefore = pusher.rssBytes();
     const hitsAtDown = target.hits;
     const { rss, buffered } = await outage(pusher, proxy, OUTAGE_MS);
@@ -165,12 +190,26 @@ describe("receiver outage against a real Prometheus", () => {
     );
     const duringOutage = stored.values.filter((v) => v > hitsAtDown && v <= taken);
     const lost = taken - hitsAtDown - duringOutage.length;
-    assert.ok(lost > 0, "no tick sample was lost although the outage outlasted the buffer: the buffer is not bounded as configured");
+    assert.ok(
+      lost > 0,
+      "no tick sample was lost although the outage outlasted the buffer: the buffer is not bounded as configured",
+    );
     // What was lost is the oldest: the kept ones are the tail of the outage, contiguous.
-    assert.deepEqual(duringOutage, Array.from({ length: duringOutage.length }, (_, i) => taken - duringOutage.length + 1 + i), "kept samples are not the newest, contiguous ones");
-    assert.ok(dropped >= lost, `dropped counter ${dropped} < ${lost} tick samples lost: something was dropped silently`);
+    assert.deepEqual(
+      duringOutage,
+      Array.from({ length: duringOutage.length }, (_, i) => taken - duringOutage.length + 1 + i),
+      "kept samples are not the newest, contiguous ones",
+    );
+    assert.ok(
+      dropped >= lost,
+      `dropped counter ${dropped} < ${lost} tick samples lost: something was dropped silently`,
+    );
     const refused = proxy.requests.filter((r) => r.status >= 400 && r.status < 500);
-    assert.deepEqual(refused.map((r) => r.status), [], "Prometheus refused requests after the overflow");
+    assert.deepEqual(
+      refused.map((r) => r.status),
+      [],
+      "Prometheus refused requests after the overflow",
+    );
 
     assert.ok(Math.max(...buffered) <= BUFFER, `buffered ${Math.max(...buffered)} > ${BUFFER}`);
     const half = Math.floor(rss.length / 2);
@@ -187,6 +226,9 @@ describe("receiver outage against a real Prometheus", () => {
       rssFirstHalfMaxMiB: mb(firstHalf),
       rssSecondHalfMaxMiB: mb(secondHalf),
     });
-    assert.ok(secondHalf - firstHalf < 16 * MiB, `memory not flat while full: ${mb(firstHalf)} → ${mb(secondHalf)} MiB`);
+    assert.ok(
+      secondHalf - firstHalf < 16 * MiB,
+      `memory not flat while full: ${mb(firstHalf)} → ${mb(secondHalf)} MiB`,
+    );
   });
 });

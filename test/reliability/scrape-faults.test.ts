@@ -48,17 +48,26 @@ describe("scrape targets that hang, flood or send invalid UTF-8", () => {
     const started = Date.now();
     for (let i = 0; i < CYCLES; i++) {
       await sleep(INTERVAL_MS);
-      assert.equal(pusher.exitInfo, undefined, `the pusher exited: ${JSON.stringify(pusher.exitInfo)}\n${pusher.tail()}`);
+      assert.equal(
+        pusher.exitInfo,
+        undefined,
+        `the pusher exited: ${JSON.stringify(pusher.exitInfo)}\n${pusher.tail()}`,
+      );
       rss.push(pusher.rssBytes());
     }
     const elapsed = Date.now() - started;
 
     // `up` per target, as delivered by Remote-Write: the last value of each.
     const lastUp = (instance: string): number | undefined => {
-      const ups = proxy.delivered().filter((s) => s.labels.includes(`__name__="up"`) && s.labels.includes(`instance="${instance}"`));
+      const ups = proxy
+        .delivered()
+        .filter((s) => s.labels.includes(`__name__="up"`) && s.labels.includes(`instance="${instance}"`));
       return ups.at(-1)?.value;
     };
-    await waitFor(() => lastUp(targets.tick.instance) !== undefined, { timeoutMs: 10_000, message: "an up sample for the good target delivered" });
+    await waitFor(() => lastUp(targets.tick.instance) !== undefined, {
+      timeoutMs: 10_000,
+      message: "an up sample for the good target delivered",
+    });
     assert.equal(lastUp(targets.tick.instance), 1, "the well-behaved target is not up");
     for (const name of ["hang", "garbage", "utf8"] as const) {
       assert.equal(lastUp(targets[name].instance), 0, `target ${name}: up is not 0`);
@@ -66,20 +75,36 @@ describe("scrape targets that hang, flood or send invalid UTF-8", () => {
 
     // Every cycle ran: the good target was scraped about once per interval despite the others.
     const expected = Math.floor(elapsed / INTERVAL_MS);
-    assert.ok(targets.tick.hits >= expected - 2, `good target scraped ${targets.tick.hits} times in ${elapsed} ms (expected ~${expected})`);
+    assert.ok(
+      targets.tick.hits >= expected - 2,
+      `good target scraped ${targets.tick.hits} times in ${elapsed} ms (expected ~${expected})`,
+    );
 
     // The hanging target was cut off by the scrape timeout: its scrape_duration_seconds stays near the timeout.
     const durations = proxy
       .delivered()
-      .filter((s) => s.labels.includes(`__name__="scrape_duration_seconds"`) && s.labels.includes(`instance="${targets.hang.instance}"`))
+      .filter(
+        (s) =>
+          s.labels.includes(`__name__="scrape_duration_seconds"`) &&
+          s.labels.includes(`instance="${targets.hang.instance}"`),
+      )
       .map((s) => s.value);
     assert.ok(durations.length > 0, "no scrape_duration_seconds for the hanging target");
-    assert.ok(Math.max(...durations) < (SCRAPE_TIMEOUT_MS + 500) / 1000, `hanging scrape took up to ${Math.max(...durations)} s`);
+    assert.ok(
+      Math.max(...durations) < (SCRAPE_TIMEOUT_MS + 500) / 1000,
+      `hanging scrape took up to ${Math.max(...durations)} s`,
+    );
 
     // Counted by reason.
     const failures = (await pusher.metrics()).filter((s) => s.name === `${PREFIX}_scrape_failures_total`);
-    const reasonFor = (instance: string): string[] => failures.filter((s) => s.labels.target === instance && s.value > 0).map((s) => s.labels.reason!);
-    t.diagnostic(`scrape failures: ${failures.filter((s) => s.value > 0).map((s) => `${s.labels.target}/${s.labels.reason}=${s.value}`).join(" ")}; hanging scrape took up to ${Math.max(...durations)} s`);
+    const reasonFor = (instance: string): string[] =>
+      failures.filter((s) => s.labels.target === instance && s.value > 0).map((s) => s.labels.reason!);
+    t.diagnostic(
+      `scrape failures: ${failures
+        .filter((s) => s.value > 0)
+        .map((s) => `${s.labels.target}/${s.labels.reason}=${s.value}`)
+        .join(" ")}; hanging scrape took up to ${Math.max(...durations)} s`,
+    );
     assert.deepEqual(reasonFor(targets.hang.instance), ["timeout"], `hang: ${JSON.stringify(failures)}`);
     assert.ok(reasonFor(targets.garbage.instance).length === 1, `garbage: ${JSON.stringify(failures)}`);
     assert.deepEqual(reasonFor(targets.utf8.instance), ["invalid_utf8"], `utf8: ${JSON.stringify(failures)}`);
@@ -92,7 +117,13 @@ describe("scrape targets that hang, flood or send invalid UTF-8", () => {
     const secondHalfMax = Math.max(...rss.slice(half));
     t.diagnostic(`RSS per cycle (MiB): ${rss.map(mb).join(" ")}`);
     assert.ok(Math.max(...rss) < 256 * 1024 * 1024, `RSS reached ${mb(Math.max(...rss))} MiB`);
-    assert.ok(secondHalfMax - firstHalfMax < 32 * 1024 * 1024, `RSS grew from ${mb(firstHalfMax)} to ${mb(secondHalfMax)} MiB`);
-    assert.ok(proxy.requests.some((r) => r.status === 204), "nothing was pushed");
+    assert.ok(
+      secondHalfMax - firstHalfMax < 32 * 1024 * 1024,
+      `RSS grew from ${mb(firstHalfMax)} to ${mb(secondHalfMax)} MiB`,
+    );
+    assert.ok(
+      proxy.requests.some((r) => r.status === 204),
+      "nothing was pushed",
+    );
   });
 });

@@ -15,7 +15,12 @@ const SHUTDOWN_MS = 3000;
 function lossLine(logs: readonly LogLine[]): { line: LogLine; count: number } | undefined {
   for (const l of logs) {
     for (const [k, v] of Object.entries(l)) {
-      if (typeof v === "number" && v > 0 && /lost|undelivered|dropped|unsent|remaining|left/i.test(k) && /shut|exit|lost|undelivered|flush/i.test(String(l.msg))) {
+      if (
+        typeof v === "number" &&
+        v > 0 &&
+        /lost|undelivered|dropped|unsent|remaining|left/i.test(k) &&
+        /shut|exit|lost|undelivered|flush/i.test(String(l.msg))
+      ) {
         return { line: l, count: v };
       }
     }
@@ -51,7 +56,10 @@ describe("SIGTERM during an outage", () => {
   it("receiver still down: exits 0 within SHUTDOWN_TIMEOUT and logs how many samples were lost", async () => {
     await pusher?.stop(); // a previous case that failed midway
     pusher = await start();
-    await waitFor(async () => (await pusher!.metric(PM.sent)) > 0, { timeoutMs: 20_000, message: "a first successful push" });
+    await waitFor(async () => (await pusher!.metric(PM.sent)) > 0, {
+      timeoutMs: 20_000,
+      message: "a first successful push",
+    });
     await proxy.down();
     await sleep(3000);
     const buffered = await pusher.metric(PM.buffered);
@@ -73,7 +81,10 @@ describe("SIGTERM during an outage", () => {
     proxy.requests.length = 0;
     await pusher?.stop(); // a previous case that failed midway
     pusher = await start();
-    await waitFor(async () => (await pusher!.metric(PM.sent)) > 0, { timeoutMs: 20_000, message: "a first successful push" });
+    await waitFor(async () => (await pusher!.metric(PM.sent)) > 0, {
+      timeoutMs: 20_000,
+      message: "a first successful push",
+    });
     await proxy.down();
     await sleep(3000);
     // Back at the moment of the signal: the pusher is deep in retry backoff (seconds); the shutdown must not wait for
@@ -91,7 +102,12 @@ describe("SIGTERM during an outage", () => {
     // The final collection scrapes once more; every scrape served must have been delivered, in order.
     const sinceRestart = ticks.filter((v, i) => i === 0 || v > ticks[i - 1]!);
     assert.equal(sinceRestart.at(-1), taken, `last delivered tick ${sinceRestart.at(-1)}, target served ${taken}`);
-    for (let i = 1; i < ticks.length; i++) assert.equal(ticks[i], ticks[i - 1]! + 1, `tick gap or repeat at ${i}: ${ticks.slice(Math.max(0, i - 3), i + 2)}`);
+    for (let i = 1; i < ticks.length; i++)
+      assert.equal(
+        ticks[i],
+        ticks[i - 1]! + 1,
+        `tick gap or repeat at ${i}: ${ticks.slice(Math.max(0, i - 3), i + 2)}`,
+      );
     const loss = lossLine(pusher.logs);
     assert.equal(loss, undefined, `a loss was logged although the flush succeeded: ${JSON.stringify(loss?.line)}`);
     pusher = undefined;

@@ -12,7 +12,14 @@ import type { Operation } from "fast-json-patch";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
 import pino from "pino";
 import { Registry } from "prom-client";
-import { API_VERSION, Annotations, KIND, SIDECAR_CONTAINER_NAME, parseInjected, WEBHOOK_PATH } from "../../operator/src/api/index.ts";
+import {
+  API_VERSION,
+  Annotations,
+  KIND,
+  SIDECAR_CONTAINER_NAME,
+  parseInjected,
+  WEBHOOK_PATH,
+} from "../../operator/src/api/index.ts";
 import type { MetricsPusher } from "../../operator/src/api/index.ts";
 import type { EventRecorder } from "../../operator/src/webhook/events.ts";
 import { createOperatorMetrics } from "../../operator/src/webhook/metrics.ts";
@@ -56,7 +63,10 @@ const events: EventRecorder = {
 // ---- generators ----
 const NAMESPACES = ["builds", "other", "team-a", "kube-system", "metrics-pusher-system"] as const;
 const labelKey = fc.constantFrom("app", "tier", "team", "app.kubernetes.io/name", "x");
-const labelValue = fc.oneof(fc.constantFrom("builder", "web", "a", "metrics-pusher-operator", ""), fc.string({ maxLength: 8 }));
+const labelValue = fc.oneof(
+  fc.constantFrom("builder", "web", "a", "metrics-pusher-operator", ""),
+  fc.string({ maxLength: 8 }),
+);
 const labels = fc.dictionary(labelKey, labelValue, { maxKeys: 4, noNullPrototype: true });
 // Biased towards what matches, so that injection (the interesting path) is common.
 const podLabels = fc.oneof(
@@ -64,7 +74,10 @@ const podLabels = fc.oneof(
   { arbitrary: labels.map((l) => ({ ...l, app: "builder" })), weight: 2 },
   { arbitrary: labels, weight: 1 },
 );
-const namespace = fc.oneof({ arbitrary: fc.constant("builds"), weight: 4 }, { arbitrary: fc.constantFrom(...NAMESPACES), weight: 1 });
+const namespace = fc.oneof(
+  { arbitrary: fc.constant("builds"), weight: 4 },
+  { arbitrary: fc.constantFrom(...NAMESPACES), weight: 1 },
+);
 const dnsName = fc.stringMatching(/^[a-z][a-z0-9-]{0,10}[a-z0-9]$/);
 const secretRef = fc.record({ name: dnsName, key: fc.constantFrom("token", "password", "ca.crt", "user") });
 
@@ -85,66 +98,89 @@ const selector = fc.oneof(
   // weight 1 for the two above
 );
 
-const pusherArb: fc.Arbitrary<MetricsPusher> = fc.record(
-  {
-    name: dnsName,
-    namespace,
-    created: fc.integer({ min: 1_600_000_000_000, max: 1_900_000_000_000 }),
-    deleting: fc.boolean().chain((b) => (b ? fc.boolean() : fc.constant(false))).chain((b) => (b ? fc.boolean() : fc.constant(false))),
-    selector,
-    url: fc.constantFrom("http://prometheus:9090/api/v1/write", "https://vm.example:8428/api/v1/write"),
-    timeout: fc.option(fc.constantFrom("10s", "1m30s", "500ms"), { nil: undefined }),
-    headers: fc.option(fc.dictionary(fc.constantFrom("X-Scope-OrgID", "X-Team"), fc.string({ maxLength: 6 }), { maxKeys: 2, noNullPrototype: true }), { nil: undefined }),
-    bearer: fc.option(secretRef, { nil: undefined }),
-    basic: fc.option(fc.record({ username: fc.constant("u"), passwordSecret: secretRef }), { nil: undefined }),
-    ca: fc.option(secretRef, { nil: undefined }),
-    pushInterval: fc.option(fc.constantFrom("1s", "30s", "2m"), { nil: undefined }),
-    externalLabels: fc.option(fc.dictionary(fc.constantFrom("cluster", "region"), fc.string({ minLength: 1, maxLength: 6 }), { maxKeys: 2, noNullPrototype: true }), { nil: undefined }),
-    ports: fc.array(fc.integer({ min: 1, max: 65535 }), { maxLength: 2 }),
-    disk: fc.option(fc.constantFrom("64Mi", "1Gi", "500M"), { nil: undefined }),
-    image: fc.option(fc.constantFrom("ghcr.io/metrics-pusher/pusher:9.9.9", "evil.example/pusher:1"), { nil: undefined }),
-    sidecarMode: fc.option(fc.constantFrom("Auto", "Native", "Container"), { nil: undefined }),
-  },
-  { requiredKeys: ["name", "namespace", "created", "deleting", "selector", "url", "ports"] },
-).map((g) => ({
-  apiVersion: API_VERSION,
-  kind: KIND,
-  metadata: {
-    name: g.name,
-    namespace: g.namespace,
-    uid: `uid-${g.namespace}-${g.name}`,
-    generation: 1,
-    creationTimestamp: new Date(g.created),
-    ...(g.deleting ? { deletionTimestamp: new Date(g.created + 1000) } : {}),
-  },
-  spec: {
-    selector: g.selector,
-    remoteWrite: {
-      url: g.url,
-      ...(g.timeout ? { timeout: g.timeout } : {}),
-      ...(g.headers ? { headers: g.headers } : {}),
-      ...(g.bearer ? { bearerTokenSecret: g.bearer } : g.basic ? { basicAuth: g.basic } : {}),
-      ...(g.ca ? { tlsCASecret: g.ca } : {}),
+const pusherArb: fc.Arbitrary<MetricsPusher> = fc
+  .record(
+    {
+      name: dnsName,
+      namespace,
+      created: fc.integer({ min: 1_600_000_000_000, max: 1_900_000_000_000 }),
+      deleting: fc
+        .boolean()
+        .chain((b) => (b ? fc.boolean() : fc.constant(false)))
+        .chain((b) => (b ? fc.boolean() : fc.constant(false))),
+      selector,
+      url: fc.constantFrom("http://prometheus:9090/api/v1/write", "https://vm.example:8428/api/v1/write"),
+      timeout: fc.option(fc.constantFrom("10s", "1m30s", "500ms"), { nil: undefined }),
+      headers: fc.option(
+        fc.dictionary(fc.constantFrom("X-Scope-OrgID", "X-Team"), fc.string({ maxLength: 6 }), {
+          maxKeys: 2,
+          noNullPrototype: true,
+        }),
+        { nil: undefined },
+      ),
+      bearer: fc.option(secretRef, { nil: undefined }),
+      basic: fc.option(fc.record({ username: fc.constant("u"), passwordSecret: secretRef }), { nil: undefined }),
+      ca: fc.option(secretRef, { nil: undefined }),
+      pushInterval: fc.option(fc.constantFrom("1s", "30s", "2m"), { nil: undefined }),
+      externalLabels: fc.option(
+        fc.dictionary(fc.constantFrom("cluster", "region"), fc.string({ minLength: 1, maxLength: 6 }), {
+          maxKeys: 2,
+          noNullPrototype: true,
+        }),
+        { nil: undefined },
+      ),
+      ports: fc.array(fc.integer({ min: 1, max: 65535 }), { maxLength: 2 }),
+      disk: fc.option(fc.constantFrom("64Mi", "1Gi", "500M"), { nil: undefined }),
+      image: fc.option(fc.constantFrom("ghcr.io/metrics-pusher/pusher:9.9.9", "evil.example/pusher:1"), {
+        nil: undefined,
+      }),
+      sidecarMode: fc.option(fc.constantFrom("Auto", "Native", "Container"), { nil: undefined }),
     },
-    ...(g.pushInterval ? { pushInterval: g.pushInterval } : {}),
-    ...(g.externalLabels ? { externalLabels: g.externalLabels } : {}),
-    ...(g.ports.length > 0 ? { scrape: { targets: g.ports.map((port) => ({ port })) } } : {}),
-    ...(g.disk ? { buffer: { disk: { sizeLimit: g.disk } } } : {}),
-    ...(g.image ? { image: g.image } : {}),
-    ...(g.sidecarMode ? { sidecarMode: g.sidecarMode as "Auto" } : {}),
-  },
-}));
+    { requiredKeys: ["name", "namespace", "created", "deleting", "selector", "url", "ports"] },
+  )
+  .map((g) => ({
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: {
+      name: g.name,
+      namespace: g.namespace,
+      uid: `uid-${g.namespace}-${g.name}`,
+      generation: 1,
+      creationTimestamp: new Date(g.created),
+      ...(g.deleting ? { deletionTimestamp: new Date(g.created + 1000) } : {}),
+    },
+    spec: {
+      selector: g.selector,
+      remoteWrite: {
+        url: g.url,
+        ...(g.timeout ? { timeout: g.timeout } : {}),
+        ...(g.headers ? { headers: g.headers } : {}),
+        ...(g.bearer ? { bearerTokenSecret: g.bearer } : g.basic ? { basicAuth: g.basic } : {}),
+        ...(g.ca ? { tlsCASecret: g.ca } : {}),
+      },
+      ...(g.pushInterval ? { pushInterval: g.pushInterval } : {}),
+      ...(g.externalLabels ? { externalLabels: g.externalLabels } : {}),
+      ...(g.ports.length > 0 ? { scrape: { targets: g.ports.map((port) => ({ port })) } } : {}),
+      ...(g.disk ? { buffer: { disk: { sizeLimit: g.disk } } } : {}),
+      ...(g.image ? { image: g.image } : {}),
+      ...(g.sidecarMode ? { sidecarMode: g.sidecarMode as "Auto" } : {}),
+    },
+  }));
 
 const containerArb = (name: string): fc.Arbitrary<V1Container> =>
-  fc.record(
-    {
-      image: fc.constantFrom("busybox", "golang:1.26", "ghcr.io/x/y@sha256:" + "a".repeat(64)),
-      ports: fc.array(fc.record({ containerPort: fc.integer({ min: 1, max: 65535 }) }), { maxLength: 2 }),
-      env: fc.array(fc.record({ name: fc.constantFrom("A", "B", "PATH"), value: fc.string({ maxLength: 5 }) }), { maxLength: 2 }),
-      restartPolicy: fc.constantFrom("Always"),
-    },
-    { requiredKeys: ["image"] },
-  ).map((c) => ({ name, ...c }));
+  fc
+    .record(
+      {
+        image: fc.constantFrom("busybox", "golang:1.26", "ghcr.io/x/y@sha256:" + "a".repeat(64)),
+        ports: fc.array(fc.record({ containerPort: fc.integer({ min: 1, max: 65535 }) }), { maxLength: 2 }),
+        env: fc.array(fc.record({ name: fc.constantFrom("A", "B", "PATH"), value: fc.string({ maxLength: 5 }) }), {
+          maxLength: 2,
+        }),
+        restartPolicy: fc.constantFrom("Always"),
+      },
+      { requiredKeys: ["image"] },
+    )
+    .map((c) => ({ name, ...c }));
 
 const podArb: fc.Arbitrary<V1Pod> = fc
   .record(
@@ -155,20 +191,31 @@ const podArb: fc.Arbitrary<V1Pod> = fc
       annotations: fc.option(
         fc.dictionary(
           fc.constantFrom(Annotations.inject, Annotations.injected, "other/annotation"),
-          fc.oneof(fc.constantFrom("false", "FALSE", " false ", "true", "mp", "builder@0123456789abcdef", "@", ""), dnsName),
+          fc.oneof(
+            fc.constantFrom("false", "FALSE", " false ", "true", "mp", "builder@0123456789abcdef", "@", ""),
+            dnsName,
+          ),
           { maxKeys: 3, noNullPrototype: true },
         ),
         { nil: undefined },
       ),
       containerNames: fc.uniqueArray(
-        fc.oneof({ arbitrary: fc.constantFrom("main", "helper", "build"), weight: 12 }, { arbitrary: fc.constant(SIDECAR_CONTAINER_NAME), weight: 1 }),
+        fc.oneof(
+          { arbitrary: fc.constantFrom("main", "helper", "build"), weight: 12 },
+          { arbitrary: fc.constant(SIDECAR_CONTAINER_NAME), weight: 1 },
+        ),
         { minLength: 1, maxLength: 3 },
       ),
       initNames: fc.uniqueArray(
-        fc.oneof({ arbitrary: fc.constantFrom("init", "setup"), weight: 12 }, { arbitrary: fc.constant(SIDECAR_CONTAINER_NAME), weight: 1 }),
+        fc.oneof(
+          { arbitrary: fc.constantFrom("init", "setup"), weight: 12 },
+          { arbitrary: fc.constant(SIDECAR_CONTAINER_NAME), weight: 1 },
+        ),
         { maxLength: 2 },
       ),
-      volumes: fc.uniqueArray(fc.constantFrom("data", "cache", "metrics-pusher-secret-0", "metrics-pusher-buffer"), { maxLength: 2 }),
+      volumes: fc.uniqueArray(fc.constantFrom("data", "cache", "metrics-pusher-secret-0", "metrics-pusher-buffer"), {
+        maxLength: 2,
+      }),
       restartPolicy: fc.option(fc.constantFrom("Always", "OnFailure", "Never"), { nil: undefined }),
       hostNetwork: fc.option(fc.boolean(), { nil: undefined }),
     },
@@ -202,7 +249,10 @@ const podArb: fc.Arbitrary<V1Pod> = fc
 const reviewArb = fc.record({
   uid: fc.uuid(),
   namespace,
-  operation: fc.oneof({ arbitrary: fc.constant("CREATE" as const), weight: 10 }, { arbitrary: fc.constantFrom("UPDATE" as const, "DELETE" as const, "CONNECT" as const), weight: 1 }),
+  operation: fc.oneof(
+    { arbitrary: fc.constant("CREATE" as const), weight: 10 },
+    { arbitrary: fc.constantFrom("UPDATE" as const, "DELETE" as const, "CONNECT" as const), weight: 1 },
+  ),
   kind: fc.oneof(
     { arbitrary: fc.constant({ group: "", version: "v1", kind: "Pod" }), weight: 10 },
     { arbitrary: fc.constant({ group: "apps", version: "v1", kind: "Deployment" }), weight: 1 },
@@ -212,21 +262,44 @@ const reviewArb = fc.record({
   pushers: fc.array(pusherArb, { maxLength: 4 }),
   nsLabels: fc.oneof(
     { arbitrary: fc.constant(undefined), weight: 8 },
-    { arbitrary: fc.constantFrom<Record<string, string>>({ "metricspusher.dev/injection": "disabled" }, { "pod-security.kubernetes.io/enforce": "restricted" }), weight: 2 },
+    {
+      arbitrary: fc.constantFrom<Record<string, string>>(
+        { "metricspusher.dev/injection": "disabled" },
+        { "pod-security.kubernetes.io/enforce": "restricted" },
+      ),
+      weight: 2,
+    },
   ),
 });
 type Review = typeof reviewArb extends fc.Arbitrary<infer T> ? T : never;
 
 /** Paths a mutation may overwrite (with any JSON value) or delete: the shapes a buggy client or a newer API sends. */
 const MUTABLE_PATHS = [
-  ["metadata"], ["metadata", "labels"], ["metadata", "annotations"], ["metadata", "name"], ["metadata", "generateName"],
-  ["metadata", "namespace"], ["metadata", "ownerReferences"], ["spec"], ["spec", "containers"], ["spec", "containers", 0],
-  ["spec", "containers", 0, "name"], ["spec", "containers", 0, "env"], ["spec", "initContainers"], ["spec", "volumes"],
-  ["spec", "restartPolicy"], ["spec", "securityContext"], ["spec", "hostNetwork"],
+  ["metadata"],
+  ["metadata", "labels"],
+  ["metadata", "annotations"],
+  ["metadata", "name"],
+  ["metadata", "generateName"],
+  ["metadata", "namespace"],
+  ["metadata", "ownerReferences"],
+  ["spec"],
+  ["spec", "containers"],
+  ["spec", "containers", 0],
+  ["spec", "containers", 0, "name"],
+  ["spec", "containers", 0, "env"],
+  ["spec", "initContainers"],
+  ["spec", "volumes"],
+  ["spec", "restartPolicy"],
+  ["spec", "securityContext"],
+  ["spec", "hostNetwork"],
 ] as const;
 const mutationArb = fc.record({
   path: fc.constantFrom(...MUTABLE_PATHS),
-  value: fc.oneof(fc.constant(undefined), fc.jsonValue({ maxDepth: 2 }), fc.constantFrom(null, "", 0, [], {}, "metrics-pusher")),
+  value: fc.oneof(
+    fc.constant(undefined),
+    fc.jsonValue({ maxDepth: 2 }),
+    fc.constantFrom(null, "", 0, [], {}, "metrics-pusher"),
+  ),
 });
 
 function applyMutation(obj: unknown, path: readonly (string | number)[], value: unknown): void {
@@ -244,11 +317,19 @@ function applyMutation(obj: unknown, path: readonly (string | number)[], value: 
 const malformedArb = fc.oneof(
   fc.string({ maxLength: 200 }),
   fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b).toString("latin1")),
-  fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)).filter((s) => !s.includes("admission.k8s.io")),
-  fc.record({ apiVersion: fc.constantFrom("admission.k8s.io/v1", "admission.k8s.io/v1beta1", "v1"), kind: fc.constantFrom("AdmissionReview", "Pod") }).map((r) =>
-    JSON.stringify({ ...r, request: { uid: "" } }),
-  ),
-  fc.constantFrom(null, 1, "x", [], { uid: 5 }).map((request) => JSON.stringify({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request })),
+  fc
+    .jsonValue({ maxDepth: 3 })
+    .map((v) => JSON.stringify(v))
+    .filter((s) => !s.includes("admission.k8s.io")),
+  fc
+    .record({
+      apiVersion: fc.constantFrom("admission.k8s.io/v1", "admission.k8s.io/v1beta1", "v1"),
+      kind: fc.constantFrom("AdmissionReview", "Pod"),
+    })
+    .map((r) => JSON.stringify({ ...r, request: { uid: "" } })),
+  fc
+    .constantFrom(null, 1, "x", [], { uid: 5 })
+    .map((request) => JSON.stringify({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request })),
   reviewArb.map((r) => JSON.stringify(toReview(r)).slice(0, 40)), // truncated
 );
 
@@ -285,7 +366,14 @@ const onUncaught = (e: unknown): void => void uncaught.push(e);
 function post(body: string | Buffer): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: "127.0.0.1", port, path: WEBHOOK_PATH, method: "POST", agent, headers: { "content-type": "application/json" } },
+      {
+        host: "127.0.0.1",
+        port,
+        path: WEBHOOK_PATH,
+        method: "POST",
+        agent,
+        headers: { "content-type": "application/json" },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
@@ -319,7 +407,8 @@ async function checkWellFormed(generated: Review, strict: boolean): Promise<Chec
   currentNsLabels = r.nsLabels;
   currentDryRun = r.dryRun;
   const eventsBefore = emitted.length;
-  const errorsBefore = (await registry.getSingleMetric("metrics_pusher_operator_webhook_errors_total")!.get()).values[0]?.value ?? 0;
+  const errorsBefore =
+    (await registry.getSingleMetric("metrics_pusher_operator_webhook_errors_total")!.get()).values[0]?.value ?? 0;
   const { status, json } = await post(JSON.stringify(toReview(r)));
   assert.equal(status, 200, `well-formed review answered ${status}: ${JSON.stringify(json)}`);
   assert.equal(json.apiVersion, "admission.k8s.io/v1");
@@ -329,7 +418,8 @@ async function checkWellFormed(generated: Review, strict: boolean): Promise<Chec
   if (r.dryRun) assert.equal(emitted.length, eventsBefore, "an Event was emitted for a dry-run request");
   if (strict) {
     // Generated (not mutated) pods are valid: an internal error there is a bug, not a fallback.
-    const errorsAfter = (await registry.getSingleMetric("metrics_pusher_operator_webhook_errors_total")!.get()).values[0]?.value ?? 0;
+    const errorsAfter =
+      (await registry.getSingleMetric("metrics_pusher_operator_webhook_errors_total")!.get()).values[0]?.value ?? 0;
     assert.equal(errorsAfter, errorsBefore, "the handler hit an internal error on a valid pod (see the operator log)");
   }
   if (json.response.patch === undefined) return { injected: false };
@@ -361,12 +451,24 @@ async function checkWellFormed(generated: Review, strict: boolean): Promise<Chec
 /** Exactly one sidecar, the user's containers untouched and in place, no volume name taken twice. */
 function checkShape(r: Review, patched: V1Pod): void {
   const all = [...(patched.spec?.containers ?? []), ...(patched.spec?.initContainers ?? [])];
-  assert.equal(all.filter((c) => c.name === SIDECAR_CONTAINER_NAME).length, 1, "not exactly one metrics-pusher container");
-  assert.deepEqual(patched.spec?.containers?.filter((c) => c.name !== SIDECAR_CONTAINER_NAME), r.pod.spec?.containers);
-  assert.deepEqual(patched.spec?.initContainers?.filter((c) => c.name !== SIDECAR_CONTAINER_NAME) ?? [], r.pod.spec?.initContainers ?? []);
+  assert.equal(
+    all.filter((c) => c.name === SIDECAR_CONTAINER_NAME).length,
+    1,
+    "not exactly one metrics-pusher container",
+  );
+  assert.deepEqual(
+    patched.spec?.containers?.filter((c) => c.name !== SIDECAR_CONTAINER_NAME),
+    r.pod.spec?.containers,
+  );
+  assert.deepEqual(
+    patched.spec?.initContainers?.filter((c) => c.name !== SIDECAR_CONTAINER_NAME) ?? [],
+    r.pod.spec?.initContainers ?? [],
+  );
   const original = arr(r.pod.spec?.volumes);
   const existing = new Set(original.map((v) => v?.name));
-  const added = arr(patched.spec?.volumes).slice(original.length).map((v) => v.name);
+  const added = arr(patched.spec?.volumes)
+    .slice(original.length)
+    .map((v) => v.name);
   // Recorded rather than asserted here, so that one open bug does not stop the other properties from being checked
   // over every case; the test "never adds a volume the pod already has" below fails on it.
   const clash = added.filter((n) => existing.has(n));
@@ -388,13 +490,20 @@ function checkNamespace(r: Review, patched: V1Pod): void {
   // Secret volumes can only name Secrets of the pod's own namespace (a Pod has no field for another): check that
   // every Secret the sidecar mounts is one the chosen (same-namespace) MetricsPusher references.
   const refs = new Set(
-    [chosen.spec.remoteWrite.bearerTokenSecret, chosen.spec.remoteWrite.basicAuth?.passwordSecret, chosen.spec.remoteWrite.tlsCASecret]
+    [
+      chosen.spec.remoteWrite.bearerTokenSecret,
+      chosen.spec.remoteWrite.basicAuth?.passwordSecret,
+      chosen.spec.remoteWrite.tlsCASecret,
+    ]
       .filter((x) => x !== undefined)
       .map((x) => x.name),
   );
   for (const v of arr(patched.spec?.volumes).slice(arr(r.pod.spec?.volumes).length)) {
     if (v?.secret) {
-      assert.ok(refs.has(v.secret.secretName ?? ""), `sidecar mounts Secret ${v.secret.secretName}, not referenced by ${chosen.metadata.name}`);
+      assert.ok(
+        refs.has(v.secret.secretName ?? ""),
+        `sidecar mounts Secret ${v.secret.secretName}, not referenced by ${chosen.metadata.name}`,
+      );
       assert.equal(v.secret.optional, true, "a Secret volume that is not optional could block the pod");
     }
   }
@@ -436,9 +545,14 @@ describe("webhook handler under generated and mutated admission requests", () =>
       { numRuns: RUNS.wellFormed, seed: SEED },
     );
     // The generators must reach the interesting path often, or the property proves little.
-    const skips = (await registry.getSingleMetric("metrics_pusher_operator_webhook_skips_total")!.get()).values.map((v) => `${v.labels.reason}=${v.value}`);
+    const skips = (await registry.getSingleMetric("metrics_pusher_operator_webhook_skips_total")!.get()).values.map(
+      (v) => `${v.labels.reason}=${v.value}`,
+    );
     t.diagnostic(`injected ${injected} of ${RUNS.wellFormed}; skips so far: ${skips.join(" ")}`);
-    assert.ok(injected > RUNS.wellFormed / 20, `only ${injected} of ${RUNS.wellFormed} generated reviews were injected (skips: ${skips.join(" ")})`);
+    assert.ok(
+      injected > RUNS.wellFormed / 20,
+      `only ${injected} of ${RUNS.wellFormed} generated reviews were injected (skips: ${skips.join(" ")})`,
+    );
     assert.deepEqual(uncaught, []);
   });
 
@@ -462,8 +576,14 @@ describe("webhook handler under generated and mutated admission requests", () =>
     );
     // The object may even be no object at all.
     for (const object of [null, 7, "pod", [], [{}], { spec: "x" }, { metadata: [] }, { spec: { containers: null } }]) {
-      const r: Review = { ...fc.sample(reviewArb, { numRuns: 1, seed: 1 })[0]!, operation: "CREATE", kind: { group: "", version: "v1", kind: "Pod" } };
-      const { status, json } = await post(JSON.stringify({ ...(toReview(r) as object), request: { ...(toReview(r) as any).request, object } }));
+      const r: Review = {
+        ...fc.sample(reviewArb, { numRuns: 1, seed: 1 })[0]!,
+        operation: "CREATE",
+        kind: { group: "", version: "v1", kind: "Pod" },
+      };
+      const { status, json } = await post(
+        JSON.stringify({ ...(toReview(r) as object), request: { ...(toReview(r) as any).request, object } }),
+      );
       assert.equal(status, 200, `object ${JSON.stringify(object)} answered ${status}`);
       assert.equal(json.response.allowed, true);
     }
@@ -474,14 +594,20 @@ describe("webhook handler under generated and mutated admission requests", () =>
     await fc.assert(
       fc.asyncProperty(malformedArb, async (body) => {
         const { status, json } = await post(body);
-        assert.equal(status, 400, `malformed body ${JSON.stringify(body).slice(0, 120)} answered ${status}: ${JSON.stringify(json).slice(0, 200)}`);
+        assert.equal(
+          status,
+          400,
+          `malformed body ${JSON.stringify(body).slice(0, 120)} answered ${status}: ${JSON.stringify(json).slice(0, 200)}`,
+        );
       }),
       { numRuns: RUNS.malformed, seed: SEED + 2 },
     );
     // Still alive and well after all of that.
     const ok = await checkWellFormed({ ...fc.sample(reviewArb, { numRuns: 1, seed: 3 })[0]! }, true);
     assert.equal(typeof ok.injected, "boolean");
-    const malformed = (await registry.getSingleMetric("metrics_pusher_operator_webhook_requests_total")!.get()).values.find((v) => v.labels.result === "malformed");
+    const malformed = (
+      await registry.getSingleMetric("metrics_pusher_operator_webhook_requests_total")!.get()
+    ).values.find((v) => v.labels.result === "malformed");
     assert.ok((malformed?.value ?? 0) >= RUNS.malformed, "malformed requests not counted");
     assert.deepEqual(uncaught, []);
   });

@@ -16,7 +16,7 @@ it("describes every property (kubectl explain helps everywhere)", () => {
   const missing: string[] = [];
   const walk = (s: Schema, path: string) => {
     for (const [k, v] of Object.entries(s.properties ?? {})) {
-      if (path === "" && (k === "metadata")) continue;
+      if (path === "" && k === "metadata") continue;
       if (!v.description) missing.push(`${path}.${k}`);
       walk(v, `${path}.${k}`);
     }
@@ -28,7 +28,10 @@ it("describes every property (kubectl explain helps everywhere)", () => {
 });
 
 it("the reserved-header rule lists exactly the pusher's RESERVED_HEADERS", () => {
-  const rules = buildCrd().spec.versions[0]!.schema.openAPIV3Schema.properties.spec.properties!.remoteWrite!.properties!.headers!["x-kubernetes-validations"]!;
+  const rules =
+    buildCrd().spec.versions[0]!.schema.openAPIV3Schema.properties.spec.properties!.remoteWrite!.properties!.headers![
+      "x-kubernetes-validations"
+    ]!;
   const rule = rules.find((r) => r.reason === "FieldValueForbidden")!.rule;
   for (const h of RESERVED_HEADERS) assert.ok(rule.includes(`'${h}'`), h);
 });

@@ -2,7 +2,15 @@
 // MetricsPusher of a namespace appears and stopped when the last one is gone: the controller never caches the pods of
 // a whole cluster.
 import { AppsV1Api, CoreV1Api } from "@kubernetes/client-node";
-import type { KubeConfig, KubernetesListObject, KubernetesObject, V1DaemonSet, V1Deployment, V1Pod, V1StatefulSet } from "@kubernetes/client-node";
+import type {
+  KubeConfig,
+  KubernetesListObject,
+  KubernetesObject,
+  V1DaemonSet,
+  V1Deployment,
+  V1Pod,
+  V1StatefulSet,
+} from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { createInformer, type Informer } from "../kube/informer.ts";
 import { selectorMatches } from "../webhook/mutate.ts";
@@ -51,7 +59,12 @@ export class NamespaceCaches {
     const existing = this.#entries.get(namespace);
     if (existing) return existing.cache;
     const { kc, log } = this.#o;
-    const make = <T extends KubernetesObject>(name: string, path: string, list: () => Promise<KubernetesListObject<T>>, kind: "workload" | "pod") => {
+    const make = <T extends KubernetesObject>(
+      name: string,
+      path: string,
+      list: () => Promise<KubernetesListObject<T>>,
+      kind: "workload" | "pod",
+    ) => {
       const inf = createInformer<T>({
         kc,
         log,
@@ -66,10 +79,30 @@ export class NamespaceCaches {
       inf.on("delete", changed);
       return inf;
     };
-    const deployments = make<V1Deployment>("deployments", `/apis/apps/v1/namespaces/${namespace}/deployments`, () => this.#apps.listNamespacedDeployment({ namespace }), "workload");
-    const statefulSets = make<V1StatefulSet>("statefulsets", `/apis/apps/v1/namespaces/${namespace}/statefulsets`, () => this.#apps.listNamespacedStatefulSet({ namespace }), "workload");
-    const daemonSets = make<V1DaemonSet>("daemonsets", `/apis/apps/v1/namespaces/${namespace}/daemonsets`, () => this.#apps.listNamespacedDaemonSet({ namespace }), "workload");
-    const pods = make<V1Pod>("pods", `/api/v1/namespaces/${namespace}/pods`, () => this.#core.listNamespacedPod({ namespace }), "pod");
+    const deployments = make<V1Deployment>(
+      "deployments",
+      `/apis/apps/v1/namespaces/${namespace}/deployments`,
+      () => this.#apps.listNamespacedDeployment({ namespace }),
+      "workload",
+    );
+    const statefulSets = make<V1StatefulSet>(
+      "statefulsets",
+      `/apis/apps/v1/namespaces/${namespace}/statefulsets`,
+      () => this.#apps.listNamespacedStatefulSet({ namespace }),
+      "workload",
+    );
+    const daemonSets = make<V1DaemonSet>(
+      "daemonsets",
+      `/apis/apps/v1/namespaces/${namespace}/daemonsets`,
+      () => this.#apps.listNamespacedDaemonSet({ namespace }),
+      "workload",
+    );
+    const pods = make<V1Pod>(
+      "pods",
+      `/api/v1/namespaces/${namespace}/pods`,
+      () => this.#core.listNamespacedPod({ namespace }),
+      "pod",
+    );
     const informers = [deployments, statefulSets, daemonSets, pods] as Informer<KubernetesObject>[];
     const cache: NamespaceCache = {
       namespace,
@@ -85,7 +118,9 @@ export class NamespaceCaches {
       podsOf: (w) => {
         // An empty or missing selector would match every pod; the apiserver refuses such workloads anyway.
         if (!w.selector || (!w.selector.matchLabels && !w.selector.matchExpressions)) return [];
-        return pods.list(namespace).filter((p) => isLivePod(p) && selectorMatches(w.selector, p.metadata?.labels ?? {}));
+        return pods
+          .list(namespace)
+          .filter((p) => isLivePod(p) && selectorMatches(w.selector, p.metadata?.labels ?? {}));
       },
     };
     this.#entries.set(namespace, { cache, informers });

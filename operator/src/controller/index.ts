@@ -94,7 +94,8 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
   const { config, pushers } = deps;
   let running: { stop(): Promise<void> } | undefined;
 
-  const watched = (ns: string | undefined) => ns !== undefined && (config.watchNamespaces.length === 0 || config.watchNamespaces.includes(ns));
+  const watched = (ns: string | undefined) =>
+    ns !== undefined && (config.watchNamespaces.length === 0 || config.watchNamespaces.includes(ns));
   const keyOf = (p: MetricsPusher) => `${p.metadata.namespace}/${p.metadata.name}`;
 
   const start = () => {
@@ -133,7 +134,11 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
         // The last MetricsPusher of a namespace is gone: stop caching its workloads and pods.
         if (pushers.list(ns).length === 0) await caches.release(ns);
       },
-      onError: (key, err, attempt) => log.warn({ metricspusher: key, attempt, err: (err as Error).message }, "Reconcile failed, retrying with backoff"),
+      onError: (key, err, attempt) =>
+        log.warn(
+          { metricspusher: key, attempt, err: (err as Error).message },
+          "Reconcile failed, retrying with backoff",
+        ),
       concurrency: 2,
     });
 
@@ -159,7 +164,9 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
         // After the queue stopped, so that no reconcile adds a finalizer back. Bounded: shutdown must not hang on an
         // unreachable apiserver.
         await Promise.race([
-          reconciler.releaseAllIfUninstalling().catch((err: unknown) => log.warn({ err: (err as Error).message }, "Uninstall check failed")),
+          reconciler
+            .releaseAllIfUninstalling()
+            .catch((err: unknown) => log.warn({ err: (err as Error).message }, "Uninstall check failed")),
           new Promise((r) => setTimeout(r, 5000).unref()),
         ]);
         await caches.stop();

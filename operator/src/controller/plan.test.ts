@@ -27,7 +27,16 @@ function pusher(spec: Partial<MetricsPusherSpec> = {}, meta: Partial<MetricsPush
   return makePusher("mp", spec, meta);
 }
 
-function workload(opts: { name?: string; kind?: Workload["kind"]; labels?: Record<string, string>; annotations?: Record<string, string>; owner?: V1OwnerReference; deleting?: boolean } = {}): Workload {
+function workload(
+  opts: {
+    name?: string;
+    kind?: Workload["kind"];
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    owner?: V1OwnerReference;
+    deleting?: boolean;
+  } = {},
+): Workload {
   return {
     kind: opts.kind ?? WorkloadKind.Deployment,
     namespace: "builds",
@@ -35,7 +44,10 @@ function workload(opts: { name?: string; kind?: Workload["kind"]; labels?: Recor
     uid: "uid-w",
     selector: { matchLabels: { app: "builder" } },
     template: {
-      metadata: { labels: opts.labels ?? { app: "builder" }, ...(opts.annotations ? { annotations: opts.annotations } : {}) },
+      metadata: {
+        labels: opts.labels ?? { app: "builder" },
+        ...(opts.annotations ? { annotations: opts.annotations } : {}),
+      },
       spec: { containers: [{ name: "main", image: "busybox" }] },
     },
     ownerReferences: opts.owner ? [opts.owner] : [],
@@ -47,11 +59,18 @@ function pod(annotations: Record<string, string> = {}): V1Pod {
   return { metadata: { name: `p-${Math.random()}`, labels: { app: "builder" }, annotations } };
 }
 const injected = (hash = HASH, name = "mp") => pod({ [Annotations.injected]: `${name}@${hash}` });
-const injectedFromTemplate = (stamp: string, hash = HASH) => pod({ [Annotations.injected]: `mp@${hash}`, [Annotations.configHash]: stamp });
+const injectedFromTemplate = (stamp: string, hash = HASH) =>
+  pod({ [Annotations.injected]: `mp@${hash}`, [Annotations.configHash]: stamp });
 const bare = (stamp?: string) => pod(stamp ? { [Annotations.configHash]: stamp } : {});
 
 const injectMp: Decision = { kind: "inject", pusher: "mp", hash: HASH };
-const knative: V1OwnerReference = { apiVersion: "serving.knative.dev/v1", kind: "Revision", name: "fn-00001", uid: "r", controller: true };
+const knative: V1OwnerReference = {
+  apiVersion: "serving.knative.dev/v1",
+  kind: "Revision",
+  name: "fn-00001",
+  uid: "r",
+  controller: true,
+};
 
 describe("planPusher", () => {
   const cases: {
@@ -61,27 +80,50 @@ describe("planPusher", () => {
     decision?: Decision;
     spec?: Partial<MetricsPusherSpec>;
     driftRepair?: boolean;
-    want: { state?: WorkloadState; actions: Array<{ type: string; reason?: string; hash?: string }>; notInjected?: boolean };
+    want: {
+      state?: WorkloadState;
+      actions: Array<{ type: string; reason?: string; hash?: string }>;
+      notInjected?: boolean;
+    };
   }[] = [
-    { name: "new workload whose pods already run the current config: no restart", w: workload(), pods: [injected()], want: { state: WorkloadState.Updated, actions: [] } },
-    { name: "workload with no pods: nothing to roll", w: workload(), pods: [], want: { state: WorkloadState.Updated, actions: [] } },
+    {
+      name: "new workload whose pods already run the current config: no restart",
+      w: workload(),
+      pods: [injected()],
+      want: { state: WorkloadState.Updated, actions: [] },
+    },
+    {
+      name: "workload with no pods: nothing to roll",
+      w: workload(),
+      pods: [],
+      want: { state: WorkloadState.Updated, actions: [] },
+    },
     {
       name: "unstamped workload whose pods lack the sidecar (made while the webhook was down): stamped as drift",
       w: workload(),
       pods: [bare(), injected()],
-      want: { state: WorkloadState.NeedsRollout, actions: [{ type: "stamp", reason: StampReason.MissingSidecar, hash: HASH }] },
+      want: {
+        state: WorkloadState.NeedsRollout,
+        actions: [{ type: "stamp", reason: StampReason.MissingSidecar, hash: HASH }],
+      },
     },
     {
       name: "unstamped workload whose pods run an older config: stamped",
       w: workload(),
       pods: [injected(OLD)],
-      want: { state: WorkloadState.NeedsRollout, actions: [{ type: "stamp", reason: StampReason.ConfigChanged, hash: HASH }] },
+      want: {
+        state: WorkloadState.NeedsRollout,
+        actions: [{ type: "stamp", reason: StampReason.ConfigChanged, hash: HASH }],
+      },
     },
     {
       name: "stamp of an older config: re-stamped (config or default image changed)",
       w: workload({ annotations: { [Annotations.configHash]: OLD } }),
       pods: [injectedFromTemplate(OLD, OLD)],
-      want: { state: WorkloadState.NeedsRollout, actions: [{ type: "stamp", reason: StampReason.ConfigChanged, hash: HASH }] },
+      want: {
+        state: WorkloadState.NeedsRollout,
+        actions: [{ type: "stamp", reason: StampReason.ConfigChanged, hash: HASH }],
+      },
     },
     {
       name: "stamp of a removed sidecar: stamped again when a MetricsPusher matches",
@@ -89,7 +131,12 @@ describe("planPusher", () => {
       pods: [bare(REMOVED_STAMP)],
       want: { state: WorkloadState.NeedsRollout, actions: [{ type: "stamp", reason: StampReason.ConfigChanged }] },
     },
-    { name: "current stamp, pods fine", w: workload({ annotations: { [Annotations.configHash]: HASH } }), pods: [injectedFromTemplate(HASH)], want: { state: WorkloadState.Updated, actions: [] } },
+    {
+      name: "current stamp, pods fine",
+      w: workload({ annotations: { [Annotations.configHash]: HASH } }),
+      pods: [injectedFromTemplate(HASH)],
+      want: { state: WorkloadState.Updated, actions: [] },
+    },
     {
       name: "current stamp but a pod of the current template lacks the sidecar: repaired",
       w: workload({ annotations: { [Annotations.configHash]: HASH } }),
@@ -98,13 +145,23 @@ describe("planPusher", () => {
     },
     {
       name: "drift repaired 5 minutes ago: not again (bounded)",
-      w: workload({ annotations: { [Annotations.configHash]: HASH, [Annotations.driftRepairedAt]: new Date(NOW - 5 * 60_000).toISOString() } }),
+      w: workload({
+        annotations: {
+          [Annotations.configHash]: HASH,
+          [Annotations.driftRepairedAt]: new Date(NOW - 5 * 60_000).toISOString(),
+        },
+      }),
       pods: [bare(HASH)],
       want: { state: WorkloadState.Updated, actions: [] },
     },
     {
       name: "drift repaired an hour ago: once more",
-      w: workload({ annotations: { [Annotations.configHash]: HASH, [Annotations.driftRepairedAt]: new Date(NOW - 3600_000).toISOString() } }),
+      w: workload({
+        annotations: {
+          [Annotations.configHash]: HASH,
+          [Annotations.driftRepairedAt]: new Date(NOW - 3600_000).toISOString(),
+        },
+      }),
       pods: [bare(HASH)],
       want: { state: WorkloadState.Updated, actions: [{ type: "repair" }] },
     },
@@ -132,8 +189,19 @@ describe("planPusher", () => {
       pods: [injected()],
       want: { state: WorkloadState.Updated, actions: [] },
     },
-    { name: "rolloutStrategy None: never stamped", w: workload(), pods: [injected(OLD)], spec: { rolloutStrategy: RolloutStrategy.None }, want: { state: WorkloadState.RolloutDisabled, actions: [] } },
-    { name: "template labels not selected: not matched", w: workload({ labels: { app: "web" } }), pods: [], want: { actions: [] } },
+    {
+      name: "rolloutStrategy None: never stamped",
+      w: workload(),
+      pods: [injected(OLD)],
+      spec: { rolloutStrategy: RolloutStrategy.None },
+      want: { state: WorkloadState.RolloutDisabled, actions: [] },
+    },
+    {
+      name: "template labels not selected: not matched",
+      w: workload({ labels: { app: "web" } }),
+      pods: [],
+      want: { actions: [] },
+    },
     {
       name: "no longer selected (selector changed) while every pod carries its sidecar: rolled without it",
       w: workload({ labels: { app: "web" } }),
@@ -166,7 +234,11 @@ describe("planPusher", () => {
       name: "the webhook would skip (template opted out): reported, not stamped",
       w: workload(),
       pods: [bare()],
-      decision: { kind: "skip", reason: SkipReason.OptedOut, message: "pod is annotated metricspusher.dev/inject=false" },
+      decision: {
+        kind: "skip",
+        reason: SkipReason.OptedOut,
+        message: "pod is annotated metricspusher.dev/inject=false",
+      },
       want: { actions: [], notInjected: true },
     },
     {
@@ -197,7 +269,13 @@ describe("planPusher", () => {
         driftRepairBackoffMs: 10 * 60_000,
       });
       assert.deepEqual(
-        plan.actions.map((a) => ({ type: a.type, ...(c.want.actions.find((x) => x.type === a.type)?.reason ? { reason: (a as { reason?: string }).reason } : {}), ...(c.want.actions.find((x) => x.type === a.type)?.hash ? { hash: (a as { hash?: string }).hash } : {}) })),
+        plan.actions.map((a) => ({
+          type: a.type,
+          ...(c.want.actions.find((x) => x.type === a.type)?.reason
+            ? { reason: (a as { reason?: string }).reason }
+            : {}),
+          ...(c.want.actions.find((x) => x.type === a.type)?.hash ? { hash: (a as { hash?: string }).hash } : {}),
+        })),
         c.want.actions,
       );
       assert.equal(plan.matched[0]?.state, c.want.state);
@@ -206,35 +284,101 @@ describe("planPusher", () => {
   }
 
   it("a drift stamp also records the repair time, so bare pods from it are not restarted again before the backoff", () => {
-    const first = planPusher({ pusher: pusher(), hash: HASH, workloads: [workload()], podsOf: () => [bare()], decide: () => injectMp, now: NOW, driftRepair: true, driftRepairBackoffMs: 10 * 60_000 });
+    const first = planPusher({
+      pusher: pusher(),
+      hash: HASH,
+      workloads: [workload()],
+      podsOf: () => [bare()],
+      decide: () => injectMp,
+      now: NOW,
+      driftRepair: true,
+      driftRepairBackoffMs: 10 * 60_000,
+    });
     const stamp = first.actions[0]!;
     assert.ok(stamp.type === "stamp" && stamp.repairedAt === new Date(NOW).toISOString());
     // The webhook is still unreachable: the pods of the stamped template come back bare.
-    const after = workload({ annotations: { [Annotations.configHash]: HASH, [Annotations.driftRepairedAt]: stamp.repairedAt } });
-    const second = planPusher({ pusher: pusher(), hash: HASH, workloads: [after], podsOf: () => [bare(HASH)], decide: () => injectMp, now: NOW + 60_000, driftRepair: true, driftRepairBackoffMs: 10 * 60_000 });
+    const after = workload({
+      annotations: { [Annotations.configHash]: HASH, [Annotations.driftRepairedAt]: stamp.repairedAt },
+    });
+    const second = planPusher({
+      pusher: pusher(),
+      hash: HASH,
+      workloads: [after],
+      podsOf: () => [bare(HASH)],
+      decide: () => injectMp,
+      now: NOW + 60_000,
+      driftRepair: true,
+      driftRepairBackoffMs: 10 * 60_000,
+    });
     assert.deepEqual(second.actions, []);
   });
 
   it("says why in the action message", () => {
-    const plan = planPusher({ pusher: pusher(), hash: HASH, workloads: [workload()], podsOf: () => [bare(), bare()], decide: () => injectMp, now: NOW, driftRepair: true, driftRepairBackoffMs: 1 });
+    const plan = planPusher({
+      pusher: pusher(),
+      hash: HASH,
+      workloads: [workload()],
+      podsOf: () => [bare(), bare()],
+      decide: () => injectMp,
+      now: NOW,
+      driftRepair: true,
+      driftRepairBackoffMs: 1,
+    });
     assert.match(plan.actions[0]!.message, /2 pod\(s\) of Deployment\/builder run without the metrics-pusher sidecar/);
   });
 });
 
 describe("planDeletion", () => {
   const gone: Decision = { kind: "skip", reason: SkipReason.NoMatchingPusher, message: "none" };
-  const cases: { name: string; w: Workload; pods: V1Pod[]; decision?: Decision; want: Array<{ type: string; mark: boolean }> }[] = [
-    { name: "stamped workload: stamp removed", w: workload({ annotations: { [Annotations.configHash]: HASH } }), pods: [injectedFromTemplate(HASH)], want: [{ type: "unstamp", mark: false }] },
-    { name: "unstamped workload whose pods carry the sidecar: marked so it rolls", w: workload(), pods: [injected()], want: [{ type: "unstamp", mark: true }] },
+  const cases: {
+    name: string;
+    w: Workload;
+    pods: V1Pod[];
+    decision?: Decision;
+    want: Array<{ type: string; mark: boolean }>;
+  }[] = [
+    {
+      name: "stamped workload: stamp removed",
+      w: workload({ annotations: { [Annotations.configHash]: HASH } }),
+      pods: [injectedFromTemplate(HASH)],
+      want: [{ type: "unstamp", mark: false }],
+    },
+    {
+      name: "unstamped workload whose pods carry the sidecar: marked so it rolls",
+      w: workload(),
+      pods: [injected()],
+      want: [{ type: "unstamp", mark: true }],
+    },
     { name: "unstamped workload without the sidecar: untouched", w: workload(), pods: [bare()], want: [] },
-    { name: "another MetricsPusher takes over: left to it", w: workload({ annotations: { [Annotations.configHash]: HASH } }), pods: [injected()], decision: { kind: "inject", pusher: "other", hash: OLD }, want: [] },
+    {
+      name: "another MetricsPusher takes over: left to it",
+      w: workload({ annotations: { [Annotations.configHash]: HASH } }),
+      pods: [injected()],
+      decision: { kind: "inject", pusher: "other", hash: OLD },
+      want: [],
+    },
     { name: "owned by another controller: untouched", w: workload({ owner: knative }), pods: [injected()], want: [] },
-    { name: "already marked removed: untouched", w: workload({ annotations: { [Annotations.configHash]: REMOVED_STAMP } }), pods: [injected()], want: [] },
-    { name: "only a drift-repair mark left: removed", w: workload({ annotations: { [Annotations.driftRepairedAt]: "2026-01-01T00:00:00Z" } }), pods: [], want: [{ type: "unstamp", mark: false }] },
+    {
+      name: "already marked removed: untouched",
+      w: workload({ annotations: { [Annotations.configHash]: REMOVED_STAMP } }),
+      pods: [injected()],
+      want: [],
+    },
+    {
+      name: "only a drift-repair mark left: removed",
+      w: workload({ annotations: { [Annotations.driftRepairedAt]: "2026-01-01T00:00:00Z" } }),
+      pods: [],
+      want: [{ type: "unstamp", mark: false }],
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {
-      const actions = planDeletion({ pusher: pusher({}, { deletionTimestamp: new Date(NOW) }), workloads: [c.w], podsOf: () => c.pods, decide: () => c.decision ?? gone });
+      const actions = planDeletion({
+        pusher: pusher({}, { deletionTimestamp: new Date(NOW) }),
+        workloads: [c.w],
+        podsOf: () => c.pods,
+        decide: () => c.decision ?? gone,
+      });
       assert.deepEqual(
         actions.map((a) => ({ type: a.type, mark: a.type === "unstamp" && a.mark })),
         c.want,
@@ -247,11 +391,27 @@ describe("computeStatus", () => {
   const none: Outcome = { applied: [], rateLimited: [], failed: [] };
   const rollout = { maxPerInterval: 5, intervalMs: 60_000 };
   const planFor = (w: Workload, pods: V1Pod[], spec: Partial<MetricsPusherSpec> = {}) =>
-    planPusher({ pusher: pusher(spec), hash: HASH, workloads: [w], podsOf: () => pods, decide: () => injectMp, now: NOW, driftRepair: true, driftRepairBackoffMs: 1 });
+    planPusher({
+      pusher: pusher(spec),
+      hash: HASH,
+      workloads: [w],
+      podsOf: () => pods,
+      decide: () => injectMp,
+      now: NOW,
+      driftRepair: true,
+      driftRepairBackoffMs: 1,
+    });
   const cond = (s: ReturnType<typeof computeStatus>, type: string) => s.conditions?.find((c) => c.type === type);
 
   it("one matching Deployment, current: Ready/Valid, UpToDate/AllUpdated, counts and observedGeneration", () => {
-    const s = computeStatus({ pusher: pusher({}, { generation: 3 }), hash: HASH, plan: planFor(workload(), [injected()]), outcome: none, rollout, now: NOW });
+    const s = computeStatus({
+      pusher: pusher({}, { generation: 3 }),
+      hash: HASH,
+      plan: planFor(workload(), [injected()]),
+      outcome: none,
+      rollout,
+      now: NOW,
+    });
     assert.equal(s.observedGeneration, 3);
     assert.equal(s.matchedDeployments, 1);
     assert.equal(s.updatedDeployments, 1);
@@ -261,8 +421,24 @@ describe("computeStatus", () => {
     assert.match(cond(s, "Ready")!.message!, /Deployment\/builder/);
   });
 
-  const table: { name: string; w: Workload; pods: V1Pod[]; spec?: Partial<MetricsPusherSpec>; outcome?: (p: ReturnType<typeof planFor>) => Outcome; meta?: Partial<MetricsPusher["metadata"]>; notReady?: boolean; want: [string, string, string, string]; counts: [number, number] }[] = [
-    { name: "no matching workload", w: workload({ labels: { app: "web" } }), pods: [], want: ["True", ConditionReason.NoMatchingWorkloads, "True", ConditionReason.AllUpdated], counts: [0, 0] },
+  const table: {
+    name: string;
+    w: Workload;
+    pods: V1Pod[];
+    spec?: Partial<MetricsPusherSpec>;
+    outcome?: (p: ReturnType<typeof planFor>) => Outcome;
+    meta?: Partial<MetricsPusher["metadata"]>;
+    notReady?: boolean;
+    want: [string, string, string, string];
+    counts: [number, number];
+  }[] = [
+    {
+      name: "no matching workload",
+      w: workload({ labels: { app: "web" } }),
+      pods: [],
+      want: ["True", ConditionReason.NoMatchingWorkloads, "True", ConditionReason.AllUpdated],
+      counts: [0, 0],
+    },
     {
       name: "stamp applied now counts as updated",
       w: workload(),
@@ -283,14 +459,45 @@ describe("computeStatus", () => {
       name: "stamp failed",
       w: workload(),
       pods: [injected(OLD)],
-      outcome: (p) => ({ applied: [], rateLimited: [], failed: p.actions.map((action) => ({ action, error: "HTTP 403" })) }),
+      outcome: (p) => ({
+        applied: [],
+        rateLimited: [],
+        failed: p.actions.map((action) => ({ action, error: "HTTP 403" })),
+      }),
       want: ["True", ConditionReason.Valid, "False", ConditionReason.RollingOut],
       counts: [1, 0],
     },
-    { name: "owned by another controller", w: workload({ owner: knative }), pods: [injected(OLD)], want: ["True", ConditionReason.Valid, "False", ConditionReason.OwnedByAnotherController], counts: [1, 0] },
-    { name: "rolloutStrategy None", w: workload(), pods: [injected(OLD)], spec: { rolloutStrategy: RolloutStrategy.None }, want: ["True", ConditionReason.Valid, "True", ConditionReason.RolloutDisabled], counts: [1, 0] },
-    { name: "being deleted", w: workload(), pods: [injected()], meta: { deletionTimestamp: new Date(NOW) }, want: ["True", ConditionReason.Valid, "False", ConditionReason.Deleting], counts: [1, 1] },
-    { name: "image not allowed", w: workload(), pods: [], notReady: true, want: ["False", ConditionReason.ImageNotAllowed, "False", ConditionReason.ImageNotAllowed], counts: [1, 1] },
+    {
+      name: "owned by another controller",
+      w: workload({ owner: knative }),
+      pods: [injected(OLD)],
+      want: ["True", ConditionReason.Valid, "False", ConditionReason.OwnedByAnotherController],
+      counts: [1, 0],
+    },
+    {
+      name: "rolloutStrategy None",
+      w: workload(),
+      pods: [injected(OLD)],
+      spec: { rolloutStrategy: RolloutStrategy.None },
+      want: ["True", ConditionReason.Valid, "True", ConditionReason.RolloutDisabled],
+      counts: [1, 0],
+    },
+    {
+      name: "being deleted",
+      w: workload(),
+      pods: [injected()],
+      meta: { deletionTimestamp: new Date(NOW) },
+      want: ["True", ConditionReason.Valid, "False", ConditionReason.Deleting],
+      counts: [1, 1],
+    },
+    {
+      name: "image not allowed",
+      w: workload(),
+      pods: [],
+      notReady: true,
+      want: ["False", ConditionReason.ImageNotAllowed, "False", ConditionReason.ImageNotAllowed],
+      counts: [1, 1],
+    },
   ];
   for (const c of table) {
     it(c.name, () => {
@@ -304,20 +511,45 @@ describe("computeStatus", () => {
         now: NOW,
         ...(c.notReady ? { notReady: { reason: ConditionReason.ImageNotAllowed, message: "not allowed" } } : {}),
       });
-      assert.deepEqual([cond(s, "Ready")?.status, cond(s, "Ready")?.reason, cond(s, "UpToDate")?.status, cond(s, "UpToDate")?.reason], c.want);
+      assert.deepEqual(
+        [cond(s, "Ready")?.status, cond(s, "Ready")?.reason, cond(s, "UpToDate")?.status, cond(s, "UpToDate")?.reason],
+        c.want,
+      );
       assert.deepEqual([s.matchedDeployments, s.updatedDeployments], c.counts);
-      for (const k of s.conditions ?? []) assert.ok(k.message && k.message.length > 10, `${k.type} has a message a person can act on`);
+      for (const k of s.conditions ?? [])
+        assert.ok(k.message && k.message.length > 10, `${k.type} has a message a person can act on`);
     });
   }
 
   it("keeps lastTransitionTime while a condition's status is unchanged, moves it when the status flips", () => {
-    const first = computeStatus({ pusher: pusher(), hash: HASH, plan: planFor(workload(), [injected()]), outcome: none, rollout, now: NOW });
+    const first = computeStatus({
+      pusher: pusher(),
+      hash: HASH,
+      plan: planFor(workload(), [injected()]),
+      outcome: none,
+      rollout,
+      now: NOW,
+    });
     const withStatus = pusher({}, {});
     withStatus.status = first;
-    const same = computeStatus({ pusher: withStatus, hash: HASH, plan: planFor(workload(), [injected()]), outcome: none, rollout, now: NOW + 60_000 });
+    const same = computeStatus({
+      pusher: withStatus,
+      hash: HASH,
+      plan: planFor(workload(), [injected()]),
+      outcome: none,
+      rollout,
+      now: NOW + 60_000,
+    });
     assert.equal(statusChanged(first, same), false);
     const plan = planFor(workload(), [injected(OLD)]);
-    const flipped = computeStatus({ pusher: withStatus, hash: HASH, plan, outcome: { applied: [], rateLimited: plan.actions, failed: [] }, rollout, now: NOW + 60_000 });
+    const flipped = computeStatus({
+      pusher: withStatus,
+      hash: HASH,
+      plan,
+      outcome: { applied: [], rateLimited: plan.actions, failed: [] },
+      rollout,
+      now: NOW + 60_000,
+    });
     assert.equal(statusChanged(first, flipped), true);
     const upToDate = (s: typeof first) => s.conditions!.find((c) => c.type === "UpToDate")!.lastTransitionTime;
     const ready = (s: typeof first) => s.conditions!.find((c) => c.type === "Ready")!.lastTransitionTime;
@@ -326,8 +558,21 @@ describe("computeStatus", () => {
   });
 
   it("statusChanged treats a Date and its ISO string as the same instant (list vs watch objects)", () => {
-    const s = computeStatus({ pusher: pusher(), hash: HASH, plan: planFor(workload(), []), outcome: none, rollout, now: NOW });
-    const asDates = { ...s, conditions: s.conditions!.map((c) => ({ ...c, lastTransitionTime: new Date(c.lastTransitionTime as unknown as string) })) };
+    const s = computeStatus({
+      pusher: pusher(),
+      hash: HASH,
+      plan: planFor(workload(), []),
+      outcome: none,
+      rollout,
+      now: NOW,
+    });
+    const asDates = {
+      ...s,
+      conditions: s.conditions!.map((c) => ({
+        ...c,
+        lastTransitionTime: new Date(c.lastTransitionTime as unknown as string),
+      })),
+    };
     assert.equal(statusChanged(asDates, s), false);
     assert.equal(statusChanged(undefined, s), true);
     assert.equal(statusChanged({ ...s, matchedDeployments: 2 }, s), true);
@@ -343,11 +588,25 @@ describe("decideFor (the webhook's own choice, on the pod template)", () => {
     assert.deepEqual(d, { kind: "inject", pusher: "older", hash: renderSidecar(older, defaults).hash });
   });
   it("a MetricsPusher being deleted is not chosen", () => {
-    const deleting = makePusher("older", {}, { creationTimestamp: new Date("2025-01-01T00:00:00Z"), deletionTimestamp: new Date() });
-    assert.equal((decideFor(w, "builds", [deleting, newer], undefined, defaults, settings) as { pusher: string }).pusher, "newer");
+    const deleting = makePusher(
+      "older",
+      {},
+      { creationTimestamp: new Date("2025-01-01T00:00:00Z"), deletionTimestamp: new Date() },
+    );
+    assert.equal(
+      (decideFor(w, "builds", [deleting, newer], undefined, defaults, settings) as { pusher: string }).pusher,
+      "newer",
+    );
   });
   it("an opted-out template is skipped", () => {
-    const d = decideFor(workload({ annotations: { [Annotations.inject]: "false" } }), "builds", [older], undefined, defaults, settings);
+    const d = decideFor(
+      workload({ annotations: { [Annotations.inject]: "false" } }),
+      "builds",
+      [older],
+      undefined,
+      defaults,
+      settings,
+    );
     assert.equal(d.kind, "skip");
   });
   it("a namespace labelled disabled is skipped", () => {

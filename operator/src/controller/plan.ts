@@ -33,7 +33,14 @@ export type StampReason = (typeof StampReason)[keyof typeof StampReason];
 
 export type Action =
   /** Set the config-hash stamp on the pod template: Kubernetes rolls the pods, the webhook injects `hash`. */
-  | { readonly type: "stamp"; readonly workload: Workload; readonly hash: string; readonly reason: StampReason; readonly message: string; readonly repairedAt?: string }
+  | {
+      readonly type: "stamp";
+      readonly workload: Workload;
+      readonly hash: string;
+      readonly reason: StampReason;
+      readonly message: string;
+      readonly repairedAt?: string;
+    }
   /** The template already carries the current stamp but pods made from it lack the sidecar: restart once. */
   | { readonly type: "repair"; readonly workload: Workload; readonly at: string; readonly message: string }
   /** On deletion: remove the stamp (or mark REMOVED_STAMP) so the pods roll back without the sidecar. */
@@ -119,7 +126,10 @@ export function planPusher(input: PlanInput): Plan {
       continue;
     }
     if (decision.pusher !== name) {
-      notInjected.push({ workload: w, why: `its pods get MetricsPusher ${decision.pusher} (the oldest matching one, or named by ${Annotations.inject})` });
+      notInjected.push({
+        workload: w,
+        why: `its pods get MetricsPusher ${decision.pusher} (the oldest matching one, or named by ${Annotations.inject})`,
+      });
       continue;
     }
 
@@ -149,7 +159,9 @@ export function planPusher(input: PlanInput): Plan {
       matched.push({ workload: w, state: WorkloadState.Updated });
       // Pods made from the current template carry the stamp (template annotations are copied to pods); one of them
       // without the sidecar was admitted while the webhook was unavailable (it fails open).
-      const bare = pods.filter((p) => p.metadata?.annotations?.[Annotations.configHash] === hash && !podInjection(p) && !podOptedOut(p));
+      const bare = pods.filter(
+        (p) => p.metadata?.annotations?.[Annotations.configHash] === hash && !podInjection(p) && !podOptedOut(p),
+      );
       if (bare.length > 0 && input.driftRepair) {
         const last = Date.parse(templateAnnotation(w, Annotations.driftRepairedAt) ?? "");
         if (Number.isNaN(last) || input.now - last >= input.driftRepairBackoffMs) {
@@ -237,11 +249,23 @@ export function planDeletion(input: DeletionInput): Action[] {
     if (decision.kind === "inject" && decision.pusher !== name) continue;
     const carries = input.podsOf(w).some((p) => podInjection(p)?.name === name);
     const stamp = templateAnnotation(w, Annotations.configHash);
-    const hasStamp = (stamp !== undefined && stamp !== REMOVED_STAMP) || templateAnnotation(w, Annotations.driftRepairedAt) !== undefined;
+    const hasStamp =
+      (stamp !== undefined && stamp !== REMOVED_STAMP) ||
+      templateAnnotation(w, Annotations.driftRepairedAt) !== undefined;
     if (hasStamp && (selects(input.pusher, w) || carries)) {
-      actions.push({ type: "unstamp", workload: w, mark: false, message: `MetricsPusher ${name} deleted; rolling ${workloadRef(w)} without the metrics-pusher sidecar` });
+      actions.push({
+        type: "unstamp",
+        workload: w,
+        mark: false,
+        message: `MetricsPusher ${name} deleted; rolling ${workloadRef(w)} without the metrics-pusher sidecar`,
+      });
     } else if (carries && stamp !== REMOVED_STAMP) {
-      actions.push({ type: "unstamp", workload: w, mark: true, message: `MetricsPusher ${name} deleted; rolling ${workloadRef(w)} without the metrics-pusher sidecar` });
+      actions.push({
+        type: "unstamp",
+        workload: w,
+        mark: true,
+        message: `MetricsPusher ${name} deleted; rolling ${workloadRef(w)} without the metrics-pusher sidecar`,
+      });
     }
   }
   return actions;
@@ -281,7 +305,12 @@ export function computeStatus(input: StatusInput): MetricsPusherStatus {
 
   let ready: Omit<V1Condition, "lastTransitionTime">;
   if (input.notReady) {
-    ready = { type: ConditionType.Ready, status: "False", reason: input.notReady.reason, message: input.notReady.message };
+    ready = {
+      type: ConditionType.Ready,
+      status: "False",
+      reason: input.notReady.reason,
+      message: input.notReady.message,
+    };
   } else if (plan.matched.length === 0) {
     ready = {
       type: ConditionType.Ready,
@@ -301,11 +330,18 @@ export function computeStatus(input: StatusInput): MetricsPusherStatus {
   const strategy = pusher.spec.rolloutStrategy ?? RolloutStrategy.Workload;
   const owned = plan.matched.filter((m) => m.state === WorkloadState.OwnedByAnotherController);
   // Workloads left as they are on purpose (drift repair off) carry a detail and do not wait for anything.
-  const pending = plan.matched.filter((m) => m.state === WorkloadState.NeedsRollout && m.detail === undefined && !stampedNow.has(m.workload));
+  const pending = plan.matched.filter(
+    (m) => m.state === WorkloadState.NeedsRollout && m.detail === undefined && !stampedNow.has(m.workload),
+  );
   const limited = outcome.rateLimited.filter((a) => a.type === "stamp");
   let upToDate: Omit<V1Condition, "lastTransitionTime">;
   if (pusher.metadata.deletionTimestamp) {
-    upToDate = { type: ConditionType.UpToDate, status: "False", reason: ConditionReason.Deleting, message: `MetricsPusher ${name} is being deleted; its workloads roll back without the sidecar.` };
+    upToDate = {
+      type: ConditionType.UpToDate,
+      status: "False",
+      reason: ConditionReason.Deleting,
+      message: `MetricsPusher ${name} is being deleted; its workloads roll back without the sidecar.`,
+    };
   } else if (input.notReady) {
     upToDate = {
       type: ConditionType.UpToDate,
@@ -346,7 +382,10 @@ export function computeStatus(input: StatusInput): MetricsPusherStatus {
       type: ConditionType.UpToDate,
       status: "True",
       reason: ConditionReason.AllUpdated,
-      message: plan.matched.length === 0 ? "No matching workloads to update." : `All ${plan.matched.length} matching workloads carry config ${hash}.`,
+      message:
+        plan.matched.length === 0
+          ? "No matching workloads to update."
+          : `All ${plan.matched.length} matching workloads carry config ${hash}.`,
     };
   }
 
@@ -360,9 +399,16 @@ export function computeStatus(input: StatusInput): MetricsPusherStatus {
 }
 
 /** Keeps lastTransitionTime unless the condition's status changed (Kubernetes API conventions). */
-function withTransition(c: Omit<V1Condition, "lastTransitionTime">, previous: readonly V1Condition[], now: number): V1Condition {
+function withTransition(
+  c: Omit<V1Condition, "lastTransitionTime">,
+  previous: readonly V1Condition[],
+  now: number,
+): V1Condition {
   const old = previous.find((p) => p.type === c.type);
-  const at = old && old.status === c.status && old.lastTransitionTime ? old.lastTransitionTime : (new Date(Math.floor(now / 1000) * 1000).toISOString().replace(".000Z", "Z") as unknown as Date);
+  const at =
+    old && old.status === c.status && old.lastTransitionTime
+      ? old.lastTransitionTime
+      : (new Date(Math.floor(now / 1000) * 1000).toISOString().replace(".000Z", "Z") as unknown as Date);
   return { ...c, lastTransitionTime: at };
 }
 

@@ -1,7 +1,14 @@
 // One MetricsPusher reconcile: read the caches, let plan.ts decide, apply the actions through the API (rate-limited),
 // write status only when it changed. Level-based: it looks at the world as it is, never at what changed, so running
 // it twice in a row does nothing the second time.
-import { ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import {
+  ApiextensionsV1Api,
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+} from "@kubernetes/client-node";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import {
@@ -87,7 +94,15 @@ export class Reconciler {
 
     const now = this.#d.now?.() ?? Date.now();
     const defaults = this.#d.defaults();
-    const decide = (w: Workload): Decision => decideFor(w, namespace, this.#d.pushers.list(namespace), this.#d.namespaceLabels(namespace), defaults, this.#d.settings);
+    const decide = (w: Workload): Decision =>
+      decideFor(
+        w,
+        namespace,
+        this.#d.pushers.list(namespace),
+        this.#d.namespaceLabels(namespace),
+        defaults,
+        this.#d.settings,
+      );
 
     if (pusher.metadata.deletionTimestamp) return this.#finalize(key, pusher, cache, decide, log);
 
@@ -106,7 +121,9 @@ export class Reconciler {
       driftRepairBackoffMs: DRIFT_REPAIR_BACKOFF_MS,
     });
     // An image the webhook refuses is never injected: rolling workloads for it would only restart them.
-    const outcome = imageOk ? await this.#apply(plan.actions, pusher, log) : { applied: [], rateLimited: [], failed: [] };
+    const outcome = imageOk
+      ? await this.#apply(plan.actions, pusher, log)
+      : { applied: [], rateLimited: [], failed: [] };
     if (outcome.rateLimited.length > 0) this.#d.requeueAfter(key, Math.max(100, this.#d.bucket.waitMs()));
 
     const status = computeStatus({
@@ -128,22 +145,42 @@ export class Reconciler {
     let statusWritten = false;
     if (statusChanged(pusher.status, status)) {
       await this.#custom.patchNamespacedCustomObjectStatus(
-        { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status }, fieldManager: FIELD_MANAGER },
+        {
+          group: GROUP,
+          version: VERSION,
+          namespace,
+          plural: PLURAL,
+          name,
+          body: { status },
+          fieldManager: FIELD_MANAGER,
+        },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       );
       statusWritten = true;
       log.info(
-        { matched: status.matchedDeployments, updated: status.updatedDeployments, conditions: status.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}`) },
+        {
+          matched: status.matchedDeployments,
+          updated: status.updatedDeployments,
+          conditions: status.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}`),
+        },
         "Status updated",
       );
     }
     if (outcome.failed.length > 0) {
-      throw new Error(`could not update ${outcome.failed.map((f) => `${workloadRef(f.action.workload)} (${f.error})`).join(", ")}`);
+      throw new Error(
+        `could not update ${outcome.failed.map((f) => `${workloadRef(f.action.workload)} (${f.error})`).join(", ")}`,
+      );
     }
     return { statusWritten, applied: outcome.applied };
   }
 
-  async #finalize(key: string, pusher: MetricsPusher, cache: NamespaceCache, decide: (w: Workload) => Decision, log: Logger): Promise<ReconcileResult> {
+  async #finalize(
+    key: string,
+    pusher: MetricsPusher,
+    cache: NamespaceCache,
+    decide: (w: Workload) => Decision,
+    log: Logger,
+  ): Promise<ReconcileResult> {
     if (!(pusher.metadata.finalizers ?? []).includes(FINALIZER)) return { statusWritten: false, applied: [] };
     if (await this.#namespaceTerminating(pusher.metadata.namespace ?? "")) {
       // Its workloads go with the namespace: rolling them would only delay the namespace's deletion.
@@ -161,7 +198,9 @@ export class Reconciler {
       const attempts = (this.#deleteAttempts.get(key) ?? 0) + 1;
       this.#deleteAttempts.set(key, attempts);
       if (attempts < MAX_DELETE_ATTEMPTS) {
-        throw new Error(`could not roll back ${outcome.failed.map((f) => `${workloadRef(f.action.workload)} (${f.error})`).join(", ")}`);
+        throw new Error(
+          `could not roll back ${outcome.failed.map((f) => `${workloadRef(f.action.workload)} (${f.error})`).join(", ")}`,
+        );
       }
       const message = `Removing finalizer after ${attempts} failed attempts; these workloads may keep the sidecar until restarted: ${outcome.failed.map((f) => workloadRef(f.action.workload)).join(", ")}`;
       log.warn({ failed: outcome.failed.map((f) => f.error) }, message);
@@ -195,7 +234,9 @@ export class Reconciler {
       return 0;
     }
     if (crd.metadata?.deletionTimestamp == null) return 0;
-    const list = (await this.#custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as { items: MetricsPusher[] };
+    const list = (await this.#custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as {
+      items: MetricsPusher[];
+    };
     let removed = 0;
     for (const p of list.items) {
       if (!(p.metadata.finalizers ?? []).includes(FINALIZER)) continue;
@@ -203,7 +244,10 @@ export class Reconciler {
         await this.#removeFinalizer(p);
         removed++;
       } catch (err) {
-        this.#log.warn({ metricspusher: `${p.metadata.namespace}/${p.metadata.name}`, err: errMessage(err) }, "Could not remove finalizer during uninstall");
+        this.#log.warn(
+          { metricspusher: `${p.metadata.namespace}/${p.metadata.name}`, err: errMessage(err) },
+          "Could not remove finalizer during uninstall",
+        );
       }
     }
     this.#log.info({ removed }, "CRD is being deleted: removed finalizers so the uninstall cannot hang");
@@ -235,10 +279,19 @@ export class Reconciler {
         continue;
       }
       applied.push(action);
-      const reason = action.type === "unstamp" ? "removal" : action.type === "repair" || (action.type === "stamp" && action.reason === StampReason.MissingSidecar) ? "drift_repair" : "config_change";
+      const reason =
+        action.type === "unstamp"
+          ? "removal"
+          : action.type === "repair" || (action.type === "stamp" && action.reason === StampReason.MissingSidecar)
+            ? "drift_repair"
+            : "config_change";
       this.#d.metrics.rollouts.inc({ reason, kind: w.kind });
       const [type, eventReason] =
-        reason === "removal" ? [EventType.Normal, EventReason.SidecarRemoved] : reason === "drift_repair" ? [EventType.Warning, EventReason.DriftRepaired] : [EventType.Normal, EventReason.RolloutTriggered];
+        reason === "removal"
+          ? [EventType.Normal, EventReason.SidecarRemoved]
+          : reason === "drift_repair"
+            ? [EventType.Warning, EventReason.DriftRepaired]
+            : [EventType.Normal, EventReason.RolloutTriggered];
       this.#d.events.emit(workloadObjectRef(w), type, eventReason, action.message);
       this.#d.events.emit(pusherRef(pusher), type, eventReason, action.message);
       log.info({ workload: workloadRef(w), action: action.type, reason }, action.message);
@@ -269,10 +322,20 @@ export class Reconciler {
     // the object changed since the cache saw it, so "add the whole list" can never replace a list we did not see.
     const body = [
       { op: "test", path: "/metadata/resourceVersion", value: pusher.metadata.resourceVersion },
-      finalizers === undefined ? { op: "add", path: "/metadata/finalizers", value: [FINALIZER] } : { op: "add", path: "/metadata/finalizers/-", value: FINALIZER },
+      finalizers === undefined
+        ? { op: "add", path: "/metadata/finalizers", value: [FINALIZER] }
+        : { op: "add", path: "/metadata/finalizers/-", value: FINALIZER },
     ];
     await this.#custom.patchNamespacedCustomObject(
-      { group: GROUP, version: VERSION, namespace: pusher.metadata.namespace ?? "", plural: PLURAL, name: pusher.metadata.name ?? "", body, fieldManager: FIELD_MANAGER },
+      {
+        group: GROUP,
+        version: VERSION,
+        namespace: pusher.metadata.namespace ?? "",
+        plural: PLURAL,
+        name: pusher.metadata.name ?? "",
+        body,
+        fieldManager: FIELD_MANAGER,
+      },
       setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
     );
   }
@@ -287,7 +350,14 @@ export class Reconciler {
     ];
     try {
       await this.#custom.patchNamespacedCustomObject(
-        { group: GROUP, version: VERSION, namespace: pusher.metadata.namespace ?? "", plural: PLURAL, name: pusher.metadata.name ?? "", body },
+        {
+          group: GROUP,
+          version: VERSION,
+          namespace: pusher.metadata.namespace ?? "",
+          plural: PLURAL,
+          name: pusher.metadata.name ?? "",
+          body,
+        },
         setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
       );
     } catch (err) {
@@ -300,7 +370,10 @@ export class Reconciler {
 function annotationsFor(action: Action): Record<string, string | null> {
   switch (action.type) {
     case "stamp":
-      return { [Annotations.configHash]: action.hash, ...(action.repairedAt ? { [Annotations.driftRepairedAt]: action.repairedAt } : {}) };
+      return {
+        [Annotations.configHash]: action.hash,
+        ...(action.repairedAt ? { [Annotations.driftRepairedAt]: action.repairedAt } : {}),
+      };
     case "repair":
       return { [Annotations.driftRepairedAt]: action.at };
     case "unstamp":
@@ -320,7 +393,11 @@ export function decideFor(
   const pod: V1Pod = {
     apiVersion: "v1",
     kind: "Pod",
-    metadata: { namespace, labels: w.template.metadata?.labels ?? {}, annotations: w.template.metadata?.annotations ?? {} },
+    metadata: {
+      namespace,
+      labels: w.template.metadata?.labels ?? {},
+      annotations: w.template.metadata?.annotations ?? {},
+    },
     spec: w.template.spec ?? { containers: [] },
   };
   const result = mutate({ pod, namespace, namespaceLabels, pushers, defaults, settings });

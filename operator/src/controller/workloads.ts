@@ -1,6 +1,14 @@
 // The three workload kinds the controller rolls, reduced to what the decisions need. Jobs and CronJobs are left out on
 // purpose: restarting a Job reruns it, so they get injection at pod creation only.
-import type { V1DaemonSet, V1Deployment, V1LabelSelector, V1OwnerReference, V1Pod, V1PodTemplateSpec, V1StatefulSet } from "@kubernetes/client-node";
+import type {
+  V1DaemonSet,
+  V1Deployment,
+  V1LabelSelector,
+  V1OwnerReference,
+  V1Pod,
+  V1PodTemplateSpec,
+  V1StatefulSet,
+} from "@kubernetes/client-node";
 
 export const WorkloadKind = {
   Deployment: "Deployment",

@@ -34,7 +34,12 @@ class FakeApiserver {
     const obj: V1ConfigMap = {
       apiVersion: "v1",
       kind: "ConfigMap",
-      metadata: { name, namespace: "ns", resourceVersion: String(++this.rv), managedFields: [{ manager: "kubectl", operation: "Update" }] },
+      metadata: {
+        name,
+        namespace: "ns",
+        resourceVersion: String(++this.rv),
+        managedFields: [{ manager: "kubectl", operation: "Update" }],
+      },
       data,
     };
     this.objects.set(name, obj);
@@ -58,7 +63,9 @@ class FakeApiserver {
   private handle(req: http.IncomingMessage, res: http.ServerResponse) {
     const u = new URL(req.url ?? "/", "http://x");
     const watch = u.searchParams.get("watch") === "true";
-    this.requests.push(`${watch ? "WATCH" : "LIST"} ${u.pathname}${watch ? ` rv=${u.searchParams.get("resourceVersion")}` : ""}`);
+    this.requests.push(
+      `${watch ? "WATCH" : "LIST"} ${u.pathname}${watch ? ` rv=${u.searchParams.get("resourceVersion")}` : ""}`,
+    );
     if (u.pathname !== "/api/v1/namespaces/ns/configmaps") {
       res.writeHead(404).end();
       return;
@@ -144,7 +151,12 @@ describe("backoffDelay", () => {
     { name: "huge attempt stays capped", attempt: 5000, random: 1, want: 30_000 },
   ];
   for (const c of cases) {
-    it(c.name, () => assert.equal(backoffDelay(c.attempt, 500, 30_000, () => c.random), c.want));
+    it(c.name, () =>
+      assert.equal(
+        backoffDelay(c.attempt, 500, 30_000, () => c.random),
+        c.want,
+      ),
+    );
   }
 });
 
@@ -168,7 +180,13 @@ describe("createInformer against a fake apiserver", () => {
     inf.start();
     await inf.waitForSync(AbortSignal.timeout(5000));
     assert.deepEqual(seen, ["add a", "add b"], "add callbacks run before hasSynced turns true");
-    assert.deepEqual(inf.list("ns").map((o) => o.metadata?.name).sort(), ["a", "b"]);
+    assert.deepEqual(
+      inf
+        .list("ns")
+        .map((o) => o.metadata?.name)
+        .sort(),
+      ["a", "b"],
+    );
     await eventually("watch open", () => api.watchers.size === 1);
     api.put("c", { k: "3" });
     api.put("a", { k: "9" });
@@ -243,7 +261,10 @@ describe("createInformer against a fake apiserver", () => {
     api.rv += 1000;
     api.requests = [];
     await eventually("delete seen through relist", () => deleted.includes("gone"));
-    assert.ok(api.requests.some((r) => r.startsWith("LIST")), api.requests.join(", "));
+    assert.ok(
+      api.requests.some((r) => r.startsWith("LIST")),
+      api.requests.join(", "),
+    );
     assert.ok(inf.get("ns", "keep"));
     await stopAndDrain(inf);
     api.objects.clear();

@@ -64,7 +64,12 @@ export interface Informer<T extends KubernetesObject> {
   restarts(): number;
 }
 
-export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
+export function backoffDelay(
+  attempt: number,
+  initialMs: number,
+  maxMs: number,
+  random: () => number = Math.random,
+): number {
   const base = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
   // Jitter between 50% and 100% of the base spreads the restarts of many informers after an apiserver outage.
   return Math.round(base * (0.5 + random() / 2));
@@ -179,7 +184,12 @@ export function createInformer<T extends KubernetesObject>(opts: InformerOptions
 class StoppableWatch extends Watch {
   stopped = false;
   override async watch(...[path, query, callback, done]: Parameters<Watch["watch"]>): Promise<AbortController> {
-    const controller = await super.watch(path, query, (phase, obj, raw) => callback(phase, dropManagedFields(obj), raw), done);
+    const controller = await super.watch(
+      path,
+      query,
+      (phase, obj, raw) => callback(phase, dropManagedFields(obj), raw),
+      done,
+    );
     if (this.stopped) controller.abort();
     return controller;
   }

@@ -33,7 +33,9 @@ describe("PooledKubeConfig", () => {
   });
 
   it("starts a new pool when the TLS options change (e.g. a rotated CA)", async () => {
-    const kc = load(new PooledKubeConfig(), "https://127.0.0.1:6443", { caData: Buffer.from("CA one").toString("base64") });
+    const kc = load(new PooledKubeConfig(), "https://127.0.0.1:6443", {
+      caData: Buffer.from("CA one").toString("base64"),
+    });
     const a = await agentOf(kc);
     load(kc, "https://127.0.0.1:6443", { caData: Buffer.from("CA two").toString("base64") });
     const b = await agentOf(kc);

@@ -19,7 +19,13 @@ export class PooledKubeConfig extends KubeConfig {
     if (!(fresh instanceof https.Agent) || fresh.constructor !== https.Agent) return;
     const o = fresh.options;
     const key = createHash("sha256")
-      .update(JSON.stringify([o.ca, o.cert, o.key, o.pfx, o.passphrase, o.rejectUnauthorized, o.servername].map((v) => (v === undefined ? null : String(v)))))
+      .update(
+        JSON.stringify(
+          [o.ca, o.cert, o.key, o.pfx, o.passphrase, o.rejectUnauthorized, o.servername].map((v) =>
+            v === undefined ? null : String(v),
+          ),
+        ),
+      )
       .digest("hex");
     let shared = this.#agents.get(key);
     if (!shared) {

@@ -97,7 +97,10 @@ export class LeaderElector {
         if (await this.#tryAcquireOrRenew()) {
           lastRenew = Date.now();
         } else if (Date.now() - lastRenew >= this.#o.renewDeadlineMs) {
-          this.#log.warn({ sinceRenewMs: Date.now() - lastRenew }, "Lost leadership: could not renew the Lease within the renew deadline");
+          this.#log.warn(
+            { sinceRenewMs: Date.now() - lastRenew },
+            "Lost leadership: could not renew the Lease within the renew deadline",
+          );
           break;
         }
       }
@@ -174,14 +177,20 @@ export class LeaderElector {
         this.#noteHolder(identity);
         return true;
       } catch (createErr) {
-        if (statusCode(createErr) !== 409) this.#log.warn({ err: errMessage(createErr) }, "Cannot create the leader Lease");
+        if (statusCode(createErr) !== 409)
+          this.#log.warn({ err: errMessage(createErr) }, "Cannot create the leader Lease");
         return false;
       }
     }
 
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity ?? "";
-    const key = JSON.stringify([holder, String(spec.renewTime ?? ""), spec.leaseTransitions ?? 0, spec.leaseDurationSeconds]);
+    const key = JSON.stringify([
+      holder,
+      String(spec.renewTime ?? ""),
+      spec.leaseTransitions ?? 0,
+      spec.leaseDurationSeconds,
+    ]);
     if (key !== this.#observedKey) {
       this.#observedKey = key;
       this.#observedAt = now;
@@ -231,11 +240,17 @@ export class LeaderElector {
       await this.#api.replaceNamespacedLease({
         name,
         namespace,
-        body: { ...lease, spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1, renewTime: now, acquireTime: now } },
+        body: {
+          ...lease,
+          spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1, renewTime: now, acquireTime: now },
+        },
       });
       this.#log.info("Released the leader Lease");
     } catch (err) {
-      this.#log.warn({ err: errMessage(err) }, "Cannot release the leader Lease; a successor takes over after the lease duration");
+      this.#log.warn(
+        { err: errMessage(err) },
+        "Cannot release the leader Lease; a successor takes over after the lease duration",
+      );
     }
   }
 }

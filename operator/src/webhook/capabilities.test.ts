@@ -3,7 +3,10 @@ import assert from "node:assert/strict";
 import type { V1Node } from "@kubernetes/client-node";
 import { NativeSidecarSupport, nativeSidecarsSupported, parseKubeVersion } from "./capabilities.ts";
 
-const node = (kubeletVersion: string, name = kubeletVersion): V1Node => ({ metadata: { name }, status: { nodeInfo: { kubeletVersion } as NonNullable<V1Node["status"]>["nodeInfo"] } as V1Node["status"] });
+const node = (kubeletVersion: string, name = kubeletVersion): V1Node => ({
+  metadata: { name },
+  status: { nodeInfo: { kubeletVersion } as NonNullable<V1Node["status"]>["nodeInfo"] } as V1Node["status"],
+});
 
 const cases = [
   { name: "new server, no nodes (test control plane)", server: "v1.34.4", nodes: [], native: true },

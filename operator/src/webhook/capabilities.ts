@@ -15,8 +15,10 @@ function atLeast(v: { major: number; minor: number } | undefined, min: { major: 
 }
 
 // An unreadable version counts as too old: a regular container is always safe, a native one is not.
-const serverSupportsNative = (gitVersion: string | undefined): boolean => atLeast(parseKubeVersion(gitVersion), NATIVE_SIDECAR_MIN);
-const kubeletSupportsNative = (node: V1Node): boolean => atLeast(parseKubeVersion(node.status?.nodeInfo?.kubeletVersion), NATIVE_SIDECAR_MIN);
+const serverSupportsNative = (gitVersion: string | undefined): boolean =>
+  atLeast(parseKubeVersion(gitVersion), NATIVE_SIDECAR_MIN);
+const kubeletSupportsNative = (node: V1Node): boolean =>
+  atLeast(parseKubeVersion(node.status?.nodeInfo?.kubeletVersion), NATIVE_SIDECAR_MIN);
 
 export function nativeSidecarsSupported(serverGitVersion: string | undefined, nodes: readonly V1Node[]): boolean {
   return serverSupportsNative(serverGitVersion) && nodes.every(kubeletSupportsNative);

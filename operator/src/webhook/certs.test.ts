@@ -10,20 +10,41 @@ import { X509Certificate } from "node:crypto";
 import fastJsonPatch from "fast-json-patch";
 import pino from "pino";
 import type { V1MutatingWebhookConfiguration } from "@kubernetes/client-node";
-import { ConflictError, SecretKeys, createCA, createDirCertSource, createSecretCertSource, fingerprint, inspectBundle, issueLeaf } from "./certs.ts";
+import {
+  ConflictError,
+  SecretKeys,
+  createCA,
+  createDirCertSource,
+  createSecretCertSource,
+  fingerprint,
+  inspectBundle,
+  issueLeaf,
+} from "./certs.ts";
 import type { CertSpec, CertStore } from "./certs.ts";
 import { webhookConfiguration } from "./registration.ts";
 import type { RegistrationSettings } from "./registration.ts";
 
 const log = pino({ level: "silent" });
 const DAY = 86_400_000;
-const spec: CertSpec = { dnsNames: ["metrics-pusher-webhook.metrics-pusher-system.svc"], ipAddresses: ["127.0.0.1"], leafValidityMs: 90 * DAY, caValidityMs: 3650 * DAY };
-const reg: RegistrationSettings = { webhookConfigName: "metrics-pusher", webhookServiceName: "metrics-pusher-webhook", podNamespace: "metrics-pusher-system", webhookUrl: undefined };
+const spec: CertSpec = {
+  dnsNames: ["metrics-pusher-webhook.metrics-pusher-system.svc"],
+  ipAddresses: ["127.0.0.1"],
+  leafValidityMs: 90 * DAY,
+  caValidityMs: 3650 * DAY,
+};
+const reg: RegistrationSettings = {
+  webhookConfigName: "metrics-pusher",
+  webhookServiceName: "metrics-pusher-webhook",
+  podNamespace: "metrics-pusher-system",
+  webhookUrl: undefined,
+};
 
 function fakeStore(init: { data?: Record<string, string>; mwc?: V1MutatingWebhookConfiguration } = {}) {
   const state = {
-    secret: init.data ? { data: { ...init.data }, resourceVersion: "1" } : undefined as { data: Record<string, string>; resourceVersion: string } | undefined,
-    mwc: init.mwc ? structuredClone(init.mwc) : undefined as V1MutatingWebhookConfiguration | undefined,
+    secret: init.data
+      ? { data: { ...init.data }, resourceVersion: "1" }
+      : (undefined as { data: Record<string, string>; resourceVersion: string } | undefined),
+    mwc: init.mwc ? structuredClone(init.mwc) : (undefined as V1MutatingWebhookConfiguration | undefined),
     writes: 0,
     rv: 1,
     /** Simulates another replica creating the Secret between our read and our create. */
@@ -75,7 +96,12 @@ function source(store: CertStore, o: { leader?: boolean; now?: () => Date; regis
 async function validBundle(now = new Date()) {
   const ca = await createCA(now, spec.caValidityMs);
   const leaf = await issueLeaf(ca, spec, now);
-  return { [SecretKeys.caCert]: ca.cert, [SecretKeys.caKey]: ca.key, [SecretKeys.tlsCert]: leaf.cert, [SecretKeys.tlsKey]: leaf.key };
+  return {
+    [SecretKeys.caCert]: ca.cert,
+    [SecretKeys.caKey]: ca.key,
+    [SecretKeys.tlsCert]: leaf.cert,
+    [SecretKeys.tlsKey]: leaf.key,
+  };
 }
 
 describe("inspectBundle", () => {
@@ -86,10 +112,30 @@ describe("inspectBundle", () => {
     const cases: Array<{ name: string; data: Record<string, string> | undefined; kind: string }> = [
       { name: "missing Secret", data: undefined, kind: "replaceAll" },
       { name: "fresh and valid", data: good, kind: "ok" },
-      { name: "CA key swapped (tampered)", data: { ...good, [SecretKeys.caKey]: other[SecretKeys.caKey]! }, kind: "replaceAll" },
-      { name: "CA certificate garbage", data: { ...good, [SecretKeys.caCert]: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----" }, kind: "replaceAll" },
-      { name: "leaf from another CA", data: { ...good, [SecretKeys.tlsCert]: other[SecretKeys.tlsCert]!, [SecretKeys.tlsKey]: other[SecretKeys.tlsKey]! }, kind: "reissueLeaf" },
-      { name: "leaf key swapped", data: { ...good, [SecretKeys.tlsKey]: other[SecretKeys.tlsKey]! }, kind: "reissueLeaf" },
+      {
+        name: "CA key swapped (tampered)",
+        data: { ...good, [SecretKeys.caKey]: other[SecretKeys.caKey]! },
+        kind: "replaceAll",
+      },
+      {
+        name: "CA certificate garbage",
+        data: { ...good, [SecretKeys.caCert]: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----" },
+        kind: "replaceAll",
+      },
+      {
+        name: "leaf from another CA",
+        data: {
+          ...good,
+          [SecretKeys.tlsCert]: other[SecretKeys.tlsCert]!,
+          [SecretKeys.tlsKey]: other[SecretKeys.tlsKey]!,
+        },
+        kind: "reissueLeaf",
+      },
+      {
+        name: "leaf key swapped",
+        data: { ...good, [SecretKeys.tlsKey]: other[SecretKeys.tlsKey]! },
+        kind: "reissueLeaf",
+      },
       { name: "leaf missing", data: { ...good, [SecretKeys.tlsCert]: "" }, kind: "reissueLeaf" },
     ];
     for (const c of cases) assert.equal(inspectBundle(c.data, spec, now).kind, c.kind, c.name);
@@ -109,8 +155,17 @@ describe("inspectBundle", () => {
     const ca = await createCA(t0, 3650 * DAY);
     const shortSpec = { ...spec, leafValidityMs: 45_000 };
     const leaf = await issueLeaf(ca, shortSpec, t0);
-    const b = { [SecretKeys.caCert]: ca.cert, [SecretKeys.caKey]: ca.key, [SecretKeys.tlsCert]: leaf.cert, [SecretKeys.tlsKey]: leaf.key };
-    assert.deepEqual(pick(inspectBundle(b, shortSpec, t0)), { kind: "ok", renew: "none" }, "a leaf just issued is not due");
+    const b = {
+      [SecretKeys.caCert]: ca.cert,
+      [SecretKeys.caKey]: ca.key,
+      [SecretKeys.tlsCert]: leaf.cert,
+      [SecretKeys.tlsKey]: leaf.key,
+    };
+    assert.deepEqual(
+      pick(inspectBundle(b, shortSpec, t0)),
+      { kind: "ok", renew: "none" },
+      "a leaf just issued is not due",
+    );
     assert.deepEqual(pick(inspectBundle(b, shortSpec, new Date(t0.getTime() + 29_000))), { kind: "ok", renew: "none" });
     assert.deepEqual(pick(inspectBundle(b, shortSpec, new Date(t0.getTime() + 31_000))), { kind: "ok", renew: "leaf" });
   });
@@ -136,7 +191,10 @@ describe("Secret-backed certificate source", () => {
     const san = new X509Certificate(m.cert).subjectAltName ?? "";
     assert.match(san, /DNS:metrics-pusher-webhook\.metrics-pusher-system\.svc/);
     assert.match(san, /IP Address:127\.0\.0\.1/);
-    assert.equal(f.state.mwc?.webhooks?.[0]?.clientConfig.caBundle, Buffer.from(f.state.secret!.data[SecretKeys.caCert]!).toString("base64"));
+    assert.equal(
+      f.state.mwc?.webhooks?.[0]?.clientConfig.caBundle,
+      Buffer.from(f.state.secret!.data[SecretKeys.caCert]!).toString("base64"),
+    );
   });
 
   it("on a create conflict, reads back and uses the other replica's Secret", async () => {
@@ -160,8 +218,19 @@ describe("Secret-backed certificate source", () => {
 
   const broken = [
     { name: "expired", make: async () => validBundle(new Date(Date.now() - 4000 * DAY)), keepsCA: false },
-    { name: "tampered CA key", make: async () => ({ ...(await validBundle()), [SecretKeys.caKey]: (await validBundle())[SecretKeys.caKey]! }), keepsCA: false },
-    { name: "tampered leaf", make: async () => ({ ...(await validBundle()), [SecretKeys.tlsCert]: (await validBundle())[SecretKeys.tlsCert]! }), keepsCA: true },
+    {
+      name: "tampered CA key",
+      make: async () => ({ ...(await validBundle()), [SecretKeys.caKey]: (await validBundle())[SecretKeys.caKey]! }),
+      keepsCA: false,
+    },
+    {
+      name: "tampered leaf",
+      make: async () => ({
+        ...(await validBundle()),
+        [SecretKeys.tlsCert]: (await validBundle())[SecretKeys.tlsCert]!,
+      }),
+      keepsCA: true,
+    },
   ];
   for (const c of broken) {
     it(`replaces a ${c.name} Secret at start, even on a non-leader`, async () => {
@@ -204,11 +273,27 @@ describe("Secret-backed certificate source", () => {
     const t0 = Date.now();
     const short = { ...spec, caValidityMs: 30 * DAY, leafValidityMs: 10 * DAY };
     const f = fakeStore({ mwc: webhookConfiguration(reg) });
-    const s = createSecretCertSource({ store: f.store, spec: short, registration: reg, isLeader: async () => true, log, checkIntervalMs: 3_600_000, now: () => new Date(t0) });
+    const s = createSecretCertSource({
+      store: f.store,
+      spec: short,
+      registration: reg,
+      isLeader: async () => true,
+      log,
+      checkIntervalMs: 3_600_000,
+      now: () => new Date(t0),
+    });
     await s.start();
     await s.stop();
     const oldCa = f.state.secret!.data[SecretKeys.caCert]!;
-    const later = createSecretCertSource({ store: f.store, spec: short, registration: reg, isLeader: async () => true, log, checkIntervalMs: 3_600_000, now: () => new Date(t0 + 21 * DAY) });
+    const later = createSecretCertSource({
+      store: f.store,
+      spec: short,
+      registration: reg,
+      isLeader: async () => true,
+      log,
+      checkIntervalMs: 3_600_000,
+      now: () => new Date(t0 + 21 * DAY),
+    });
     await later.start();
     await later.stop();
     const bundle = f.state.secret!.data[SecretKeys.caCert]!;
@@ -254,11 +339,14 @@ describe("Secret-backed certificate source", () => {
     const port = (server.address() as AddressInfo).port;
     const served = () =>
       new Promise<string>((resolve, reject) => {
-        const req = request({ host: "127.0.0.1", port, ca: f.state.secret!.data[SecretKeys.caCert], agent: false }, (res) => {
-          const peer = (res.socket as import("node:tls").TLSSocket).getPeerX509Certificate();
-          res.resume();
-          resolve(peer ? createFingerprint(peer) : "");
-        });
+        const req = request(
+          { host: "127.0.0.1", port, ca: f.state.secret!.data[SecretKeys.caCert], agent: false },
+          (res) => {
+            const peer = (res.socket as import("node:tls").TLSSocket).getPeerX509Certificate();
+            res.resume();
+            resolve(peer ? createFingerprint(peer) : "");
+          },
+        );
         req.on("error", reject);
         req.end();
       });

@@ -10,7 +10,13 @@ import { createHash, createPrivateKey, createPublicKey, randomBytes, webcrypto, 
 import { readFile, watch } from "node:fs/promises";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
-import { AdmissionregistrationV1Api, ApiException, CoreV1Api, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import {
+  AdmissionregistrationV1Api,
+  ApiException,
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+} from "@kubernetes/client-node";
 import type { KubeConfig, V1MutatingWebhookConfiguration } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { OperatorMetrics } from "./metrics.ts";
@@ -71,9 +77,15 @@ export async function createCA(now: Date, validityMs: number): Promise<{ cert: s
   return { cert: cert.toString("pem"), key: await keyPem(keys) };
 }
 
-export async function issueLeaf(ca: { cert: string; key: string }, spec: CertSpec, now: Date): Promise<{ cert: string; key: string }> {
+export async function issueLeaf(
+  ca: { cert: string; key: string },
+  spec: CertSpec,
+  now: Date,
+): Promise<{ cert: string; key: string }> {
   const caCert = new x509.X509Certificate(firstPem(ca.cert));
-  const caKey = await webcrypto.subtle.importKey("pkcs8", x509.PemConverter.decodeFirst(ca.key), KEY_ALGORITHM, false, ["sign"]);
+  const caKey = await webcrypto.subtle.importKey("pkcs8", x509.PemConverter.decodeFirst(ca.key), KEY_ALGORITHM, false, [
+    "sign",
+  ]);
   const keys = (await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
   // Never outlive the CA: the apiserver would reject the chain.
   const notAfter = Math.min(now.getTime() + spec.leafValidityMs, caCert.notAfter.getTime());
@@ -117,14 +129,23 @@ function keyMatches(certPem: string, keyPemText: string): boolean {
 }
 
 export type BundleVerdict =
-  | { readonly kind: "ok"; readonly renew: "none" | "leaf" | "ca"; readonly leafNotAfter: Date; readonly caNotAfter: Date }
+  | {
+      readonly kind: "ok";
+      readonly renew: "none" | "leaf" | "ca";
+      readonly leafNotAfter: Date;
+      readonly caNotAfter: Date;
+    }
   /** The CA is unusable: start over. */
   | { readonly kind: "replaceAll"; readonly why: string }
   /** The CA is fine but the leaf is not: issue a new leaf. */
   | { readonly kind: "reissueLeaf"; readonly why: string };
 
 /** Judges a Secret's data at `now`: usable, due for renewal (a third of the lifetime left), or to be replaced. */
-export function inspectBundle(data: Readonly<Record<string, string>> | undefined, spec: CertSpec, now: Date): BundleVerdict {
+export function inspectBundle(
+  data: Readonly<Record<string, string>> | undefined,
+  spec: CertSpec,
+  now: Date,
+): BundleVerdict {
   const caCertPem = data?.[SecretKeys.caCert];
   const caKeyPem = data?.[SecretKeys.caKey];
   let ca: X509Certificate;
@@ -154,11 +175,14 @@ export function inspectBundle(data: Readonly<Record<string, string>> | undefined
   }
   const from = new Date(leaf.validFrom).getTime();
   const to = new Date(leaf.validTo).getTime();
-  if (to <= now.getTime()) return { kind: "reissueLeaf", why: `serving certificate expired at ${new Date(to).toISOString()}` };
+  if (to <= now.getTime())
+    return { kind: "reissueLeaf", why: `serving certificate expired at ${new Date(to).toISOString()}` };
   if (from > now.getTime() + BACKDATE_MS) return { kind: "reissueLeaf", why: "serving certificate not yet valid" };
   const sans = (leaf.subjectAltName ?? "").split(", ");
-  for (const d of spec.dnsNames) if (!sans.includes(`DNS:${d}`)) return { kind: "reissueLeaf", why: `serving certificate lacks DNS name ${d}` };
-  for (const ip of spec.ipAddresses) if (!sans.includes(`IP Address:${ip}`)) return { kind: "reissueLeaf", why: `serving certificate lacks IP ${ip}` };
+  for (const d of spec.dnsNames)
+    if (!sans.includes(`DNS:${d}`)) return { kind: "reissueLeaf", why: `serving certificate lacks DNS name ${d}` };
+  for (const ip of spec.ipAddresses)
+    if (!sans.includes(`IP Address:${ip}`)) return { kind: "reissueLeaf", why: `serving certificate lacks IP ${ip}` };
 
   // Lifetimes count from issue, not from the backdated notBefore: with the backdate in it, a certificate shorter than
   // about two backdates would be "due" the moment it is made and be renewed in a loop.
@@ -168,7 +192,12 @@ export function inspectBundle(data: Readonly<Record<string, string>> | undefined
   };
   const renewCA = dueIn(caFrom, caTo);
   const renewLeaf = dueIn(from, to);
-  return { kind: "ok", renew: renewCA ? "ca" : renewLeaf ? "leaf" : "none", leafNotAfter: new Date(to), caNotAfter: new Date(caTo) };
+  return {
+    kind: "ok",
+    renew: renewCA ? "ca" : renewLeaf ? "leaf" : "none",
+    leafNotAfter: new Date(to),
+    caNotAfter: new Date(caTo),
+  };
 }
 
 /** Builds the Secret data that follows a verdict; undefined when nothing is to change. */
@@ -195,7 +224,12 @@ export async function nextBundle(
     bundle = stillValid(oldCa.cert, now);
   }
   const leaf = await issueLeaf(ca, spec, now);
-  return { [SecretKeys.caCert]: bundle.trim() + "\n", [SecretKeys.caKey]: ca.key, [SecretKeys.tlsCert]: leaf.cert, [SecretKeys.tlsKey]: leaf.key };
+  return {
+    [SecretKeys.caCert]: bundle.trim() + "\n",
+    [SecretKeys.caKey]: ca.key,
+    [SecretKeys.tlsCert]: leaf.cert,
+    [SecretKeys.tlsKey]: leaf.key,
+  };
 }
 
 function stillValid(bundle: string, now: Date): string {
@@ -252,7 +286,12 @@ export function createSecretCertSource(o: SecretCertSourceOptions): CertSource {
   let running: Promise<void> | undefined;
 
   const load = (data: Record<string, string>, notAfter: Date) => {
-    const next: TlsMaterial = { cert: data[SecretKeys.tlsCert]!, key: data[SecretKeys.tlsKey]!, caBundle: data[SecretKeys.caCert]!, notAfter };
+    const next: TlsMaterial = {
+      cert: data[SecretKeys.tlsCert]!,
+      key: data[SecretKeys.tlsKey]!,
+      caBundle: data[SecretKeys.caCert]!,
+      notAfter,
+    };
     if (current && current.cert === next.cert && current.key === next.key) return;
     current = next;
     o.metrics?.certificateExpiry.set(notAfter.getTime() / 1000);
@@ -266,7 +305,8 @@ export function createSecretCertSource(o: SecretCertSourceOptions): CertSource {
       const secret = await o.store.readSecret();
       const at = now();
       const verdict = inspectBundle(secret?.data, o.spec, at);
-      if (verdict.kind !== "ok") o.log.warn({ why: verdict.why, action: verdict.kind }, "Webhook certificate Secret unusable; replacing it");
+      if (verdict.kind !== "ok")
+        o.log.warn({ why: verdict.why, action: verdict.kind }, "Webhook certificate Secret unusable; replacing it");
       const leader = verdict.kind === "ok" && verdict.renew !== "none" ? await o.isLeader() : false;
       const next = await nextBundle(secret?.data, verdict, o.spec, at, leader);
       if (!next) {
@@ -277,7 +317,10 @@ export function createSecretCertSource(o: SecretCertSourceOptions): CertSource {
         if (secret) await o.store.updateSecret(next, secret.resourceVersion);
         else await o.store.createSecret(next);
         o.metrics?.certificateRotations.inc({ kind: verdict.kind === "ok" ? `renew_${verdict.renew}` : verdict.kind });
-        o.log.info({ action: verdict.kind === "ok" ? `renew-${verdict.renew}` : secret ? verdict.kind : "create" }, "Webhook certificate Secret written");
+        o.log.info(
+          { action: verdict.kind === "ok" ? `renew-${verdict.renew}` : secret ? verdict.kind : "create" },
+          "Webhook certificate Secret written",
+        );
       } catch (err) {
         // Another replica wrote first: read back what it made and judge that instead.
         if (err instanceof ConflictError) continue;
@@ -295,7 +338,10 @@ export function createSecretCertSource(o: SecretCertSourceOptions): CertSource {
       if (o.registration.webhookUrl) {
         await o.store.createWebhook(webhookConfiguration(o.registration, want));
         o.metrics?.caBundlePatches.inc();
-        o.log.info({ name: o.registration.webhookConfigName, url: o.registration.webhookUrl }, "MutatingWebhookConfiguration created");
+        o.log.info(
+          { name: o.registration.webhookConfigName, url: o.registration.webhookUrl },
+          "MutatingWebhookConfiguration created",
+        );
       }
       return;
     }
@@ -307,7 +353,11 @@ export function createSecretCertSource(o: SecretCertSourceOptions): CertSource {
       }
       if (o.registration.webhookUrl && (w.clientConfig.url !== o.registration.webhookUrl || w.clientConfig.service)) {
         ops.push({ op: "test", path: `/webhooks/${i}/name`, value: w.name });
-        ops.push({ op: "replace", path: `/webhooks/${i}/clientConfig`, value: { url: o.registration.webhookUrl, caBundle: want } });
+        ops.push({
+          op: "replace",
+          path: `/webhooks/${i}/clientConfig`,
+          value: { url: o.registration.webhookUrl, caBundle: want },
+        });
       }
     });
     if (ops.length === 0) return;
@@ -345,7 +395,10 @@ export function createSecretCertSource(o: SecretCertSourceOptions): CertSource {
           await sync();
           if (current) break;
         } catch (err) {
-          o.log.warn({ err: (err as Error).message, retryInMs: delay }, "Could not set up the webhook certificate; retrying");
+          o.log.warn(
+            { err: (err as Error).message, retryInMs: delay },
+            "Could not set up the webhook certificate; retrying",
+          );
         }
         await new Promise((r) => setTimeout(r, delay));
       }
@@ -364,19 +417,29 @@ export function createSecretCertSource(o: SecretCertSourceOptions): CertSource {
 }
 
 export function fingerprint(pem: string): string {
-  return createHash("sha256").update(new X509Certificate(firstPem(pem)).raw).digest("hex").slice(0, 16);
+  return createHash("sha256")
+    .update(new X509Certificate(firstPem(pem)).raw)
+    .digest("hex")
+    .slice(0, 16);
 }
 
 export function kubeCertStore(kc: KubeConfig, namespace: string, secretName: string, webhookName: string): CertStore {
   const core = kc.makeApiClient(CoreV1Api);
   const adm = kc.makeApiClient(AdmissionregistrationV1Api);
-  const decode = (d: Record<string, string> | undefined) => Object.fromEntries(Object.entries(d ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
-  const encode = (d: Record<string, string>) => Object.fromEntries(Object.entries(d).map(([k, v]) => [k, Buffer.from(v).toString("base64")]));
+  const decode = (d: Record<string, string> | undefined) =>
+    Object.fromEntries(Object.entries(d ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
+  const encode = (d: Record<string, string>) =>
+    Object.fromEntries(Object.entries(d).map(([k, v]) => [k, Buffer.from(v).toString("base64")]));
   const body = (data: Record<string, string>, resourceVersion?: string) => ({
     apiVersion: "v1",
     kind: "Secret",
     type: "kubernetes.io/tls",
-    metadata: { name: secretName, namespace, ...(resourceVersion ? { resourceVersion } : {}), labels: { "app.kubernetes.io/name": "metrics-pusher-operator" } },
+    metadata: {
+      name: secretName,
+      namespace,
+      ...(resourceVersion ? { resourceVersion } : {}),
+      labels: { "app.kubernetes.io/name": "metrics-pusher-operator" },
+    },
     data: encode(data),
   });
   const status = (err: unknown) => (err instanceof ApiException ? err.code : undefined);
@@ -423,21 +486,32 @@ export function kubeCertStore(kc: KubeConfig, namespace: string, secretName: str
       }
     },
     async patchWebhook(ops) {
-      await adm.patchMutatingWebhookConfiguration({ name: webhookName, body: ops }, setHeaderOptions("Content-Type", PatchStrategy.JsonPatch));
+      await adm.patchMutatingWebhookConfiguration(
+        { name: webhookName, body: ops },
+        setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
+      );
     },
   };
 }
 
 // ---- directory mode (cert-manager) ----
 
-export function createDirCertSource(o: { dir: string; log: Logger; metrics?: OperatorMetrics; checkIntervalMs: number }): CertSource {
+export function createDirCertSource(o: {
+  dir: string;
+  log: Logger;
+  metrics?: OperatorMetrics;
+  checkIntervalMs: number;
+}): CertSource {
   const listeners: Array<(m: TlsMaterial) => void> = [];
   let current: TlsMaterial | undefined;
   let timer: NodeJS.Timeout | undefined;
   const abort = new AbortController();
 
   const sync = async () => {
-    const [cert, key] = await Promise.all([readFile(join(o.dir, "tls.crt"), "utf8"), readFile(join(o.dir, "tls.key"), "utf8")]);
+    const [cert, key] = await Promise.all([
+      readFile(join(o.dir, "tls.crt"), "utf8"),
+      readFile(join(o.dir, "tls.key"), "utf8"),
+    ]);
     if (current && current.cert === cert && current.key === key) return;
     // A half-written pair (cert-manager swaps a symlink, but a hand-made dir may not) is skipped until both match.
     if (!keyMatches(firstPem(cert), key)) throw new Error(`${o.dir}: tls.key does not match tls.crt`);
@@ -445,10 +519,16 @@ export function createDirCertSource(o: { dir: string; log: Logger; metrics?: Ope
     current = { cert, key, notAfter };
     o.metrics?.certificateExpiry.set(notAfter.getTime() / 1000);
     o.metrics?.certificateRotations.inc({ kind: "loaded" });
-    o.log.info({ dir: o.dir, notAfter: notAfter.toISOString(), fingerprint: fingerprint(cert) }, "Serving certificate loaded from directory");
+    o.log.info(
+      { dir: o.dir, notAfter: notAfter.toISOString(), fingerprint: fingerprint(cert) },
+      "Serving certificate loaded from directory",
+    );
     for (const fn of listeners) fn(current);
   };
-  const safeSync = () => sync().catch((err: unknown) => o.log.warn({ err: (err as Error).message }, "Could not load certificates from directory"));
+  const safeSync = () =>
+    sync().catch((err: unknown) =>
+      o.log.warn({ err: (err as Error).message }, "Could not load certificates from directory"),
+    );
 
   return {
     async start() {

@@ -21,7 +21,9 @@ function fakeSink(opts: { failCreate?: boolean } = {}) {
       bumps.push({ name, count });
     },
     async replicaSetOwner(_ns, name) {
-      return name === "builder-7d9f" ? { apiVersion: "apps/v1", kind: "Deployment", name: "builder", uid: "d1", controller: true } : undefined;
+      return name === "builder-7d9f"
+        ? { apiVersion: "apps/v1", kind: "Deployment", name: "builder", uid: "d1", controller: true }
+        : undefined;
     },
   };
   return { sink, created, bumps };
@@ -38,7 +40,13 @@ describe("event recorder", () => {
     await r.flush();
     assert.equal(f.created.length, 1);
     const e = f.created[0]!;
-    assert.deepEqual(e.involvedObject, { apiVersion: "metricspusher.dev/v1alpha1", kind: "MetricsPusher", namespace: "builds", name: "mp", uid: "uid-mp" });
+    assert.deepEqual(e.involvedObject, {
+      apiVersion: "metricspusher.dev/v1alpha1",
+      kind: "MetricsPusher",
+      namespace: "builds",
+      name: "mp",
+      uid: "uid-mp",
+    });
     assert.equal(e.metadata.namespace, "builds");
     assert.equal(e.reportingInstance, "op-0");
   });
@@ -60,14 +68,32 @@ describe("event recorder", () => {
     emit(); // a new Event after the dedup window
     await r.flush();
     assert.equal(f.created.length, 2);
-    assert.deepEqual(f.bumps.map((b) => b.count), [2, 5]);
+    assert.deepEqual(
+      f.bumps.map((b) => b.count),
+      [2, 5],
+    );
     assert.equal(f.bumps[0]!.name, f.created[0]!.metadata.name);
   });
 
   const owners = [
-    { name: "ReplicaSet → its Deployment", owner: { apiVersion: "apps/v1", kind: "ReplicaSet", name: "builder-7d9f", uid: "r", controller: true }, kind: "Deployment", target: "builder" },
-    { name: "ReplicaSet without a Deployment", owner: { apiVersion: "apps/v1", kind: "ReplicaSet", name: "lonely", uid: "r", controller: true }, kind: "ReplicaSet", target: "lonely" },
-    { name: "Job", owner: { apiVersion: "batch/v1", kind: "Job", name: "build-1", uid: "j", controller: true }, kind: "Job", target: "build-1" },
+    {
+      name: "ReplicaSet → its Deployment",
+      owner: { apiVersion: "apps/v1", kind: "ReplicaSet", name: "builder-7d9f", uid: "r", controller: true },
+      kind: "Deployment",
+      target: "builder",
+    },
+    {
+      name: "ReplicaSet without a Deployment",
+      owner: { apiVersion: "apps/v1", kind: "ReplicaSet", name: "lonely", uid: "r", controller: true },
+      kind: "ReplicaSet",
+      target: "lonely",
+    },
+    {
+      name: "Job",
+      owner: { apiVersion: "batch/v1", kind: "Job", name: "build-1", uid: "j", controller: true },
+      kind: "Job",
+      target: "build-1",
+    },
   ];
   for (const c of owners) {
     it(`pod events go to the owning workload: ${c.name}`, async () => {
@@ -88,7 +114,10 @@ describe("event recorder", () => {
     r.emitForPod(pod({ generateName: true }), "builds", EventType.Normal, EventReason.Injected, "x");
     r.emitForPod(pod(), "builds", EventType.Normal, EventReason.Injected, "x");
     await r.flush();
-    assert.deepEqual(f.created.map((e) => `${e.involvedObject.kind}/${e.involvedObject.name}`), ["Pod/builder"]);
+    assert.deepEqual(
+      f.created.map((e) => `${e.involvedObject.kind}/${e.involvedObject.name}`),
+      ["Pod/builder"],
+    );
   });
 
   it("counts failures and never throws", async () => {

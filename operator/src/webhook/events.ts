@@ -41,7 +41,13 @@ export const DEDUP_WINDOW_MS = 10 * 60_000;
 export const BUMP_INTERVAL_MS = 10_000;
 
 export function pusherRef(p: MetricsPusher): ObjectRef {
-  return { apiVersion: API_VERSION, kind: KIND, namespace: p.metadata.namespace ?? "", name: p.metadata.name ?? "", uid: p.metadata.uid };
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    namespace: p.metadata.namespace ?? "",
+    name: p.metadata.name ?? "",
+    uid: p.metadata.uid,
+  };
 }
 
 export function createEventRecorder(opts: {
@@ -101,7 +107,13 @@ export function createEventRecorder(opts: {
     const name = `${target.name}.${randomBytes(8).toString("hex")}`;
     await sink.create(target.namespace, {
       metadata: { name, namespace: target.namespace },
-      involvedObject: { apiVersion: target.apiVersion, kind: target.kind, namespace: target.namespace, name: target.name, ...(target.uid ? { uid: target.uid } : {}) },
+      involvedObject: {
+        apiVersion: target.apiVersion,
+        kind: target.kind,
+        namespace: target.namespace,
+        name: target.name,
+        ...(target.uid ? { uid: target.uid } : {}),
+      },
       type,
       reason,
       message: message.length > 1024 ? `${message.slice(0, 1021)}...` : message,
@@ -153,7 +165,8 @@ async function podTarget(sink: EventSink, pod: V1Pod, namespace: string): Promis
     return { apiVersion: owner.apiVersion, kind: owner.kind, namespace, name: owner.name, uid: owner.uid };
   }
   // A bare pod made from generateName has no name yet: nothing to attach the Event to.
-  if (pod.metadata?.name) return { apiVersion: "v1", kind: "Pod", namespace, name: pod.metadata.name, uid: pod.metadata.uid };
+  if (pod.metadata?.name)
+    return { apiVersion: "v1", kind: "Pod", namespace, name: pod.metadata.name, uid: pod.metadata.uid };
   return undefined;
 }
 

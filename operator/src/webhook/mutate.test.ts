@@ -30,15 +30,51 @@ type Case = {
 
 const cases: Case[] = [
   { name: "kube-system namespace", in: input({ namespace: "kube-system" }), skip: SkipReason.SystemNamespace },
-  { name: "the operator's own namespace", in: input({ namespace: "metrics-pusher-system" }), skip: SkipReason.SystemNamespace },
-  { name: "namespace labelled injection=disabled", in: input({ namespaceLabels: { "metricspusher.dev/injection": "disabled" } }), skip: SkipReason.NamespaceDisabled },
-  { name: "namespace not watched", in: input({ settings: { ...settings, watchNamespaces: ["other"] } }), skip: SkipReason.NamespaceNotWatched },
-  { name: "opt-out annotation", in: input({ pod: pod({ annotations: { [Annotations.inject]: "false" } }) }), skip: SkipReason.OptedOut },
-  { name: "opt-out annotation, any case", in: input({ pod: pod({ annotations: { [Annotations.inject]: " False" } }) }), skip: SkipReason.OptedOut },
-  { name: "no matching MetricsPusher", in: input({ pod: pod({ labels: { app: "web" } }) }), skip: SkipReason.NoMatchingPusher },
-  { name: "pod without labels", in: input({ pod: { metadata: {}, spec: { containers: [{ name: "c" }] } } }), skip: SkipReason.NoMatchingPusher },
-  { name: "MetricsPusher in another namespace never applies", in: input({ pushers: [pusher("mp", {}, { namespace: "other" })] }), skip: SkipReason.NoMatchingPusher },
-  { name: "MetricsPusher being deleted", in: input({ pushers: [pusher("mp", {}, { deletionTimestamp: new Date() })] }), skip: SkipReason.NoMatchingPusher },
+  {
+    name: "the operator's own namespace",
+    in: input({ namespace: "metrics-pusher-system" }),
+    skip: SkipReason.SystemNamespace,
+  },
+  {
+    name: "namespace labelled injection=disabled",
+    in: input({ namespaceLabels: { "metricspusher.dev/injection": "disabled" } }),
+    skip: SkipReason.NamespaceDisabled,
+  },
+  {
+    name: "namespace not watched",
+    in: input({ settings: { ...settings, watchNamespaces: ["other"] } }),
+    skip: SkipReason.NamespaceNotWatched,
+  },
+  {
+    name: "opt-out annotation",
+    in: input({ pod: pod({ annotations: { [Annotations.inject]: "false" } }) }),
+    skip: SkipReason.OptedOut,
+  },
+  {
+    name: "opt-out annotation, any case",
+    in: input({ pod: pod({ annotations: { [Annotations.inject]: " False" } }) }),
+    skip: SkipReason.OptedOut,
+  },
+  {
+    name: "no matching MetricsPusher",
+    in: input({ pod: pod({ labels: { app: "web" } }) }),
+    skip: SkipReason.NoMatchingPusher,
+  },
+  {
+    name: "pod without labels",
+    in: input({ pod: { metadata: {}, spec: { containers: [{ name: "c" }] } } }),
+    skip: SkipReason.NoMatchingPusher,
+  },
+  {
+    name: "MetricsPusher in another namespace never applies",
+    in: input({ pushers: [pusher("mp", {}, { namespace: "other" })] }),
+    skip: SkipReason.NoMatchingPusher,
+  },
+  {
+    name: "MetricsPusher being deleted",
+    in: input({ pushers: [pusher("mp", {}, { deletionTimestamp: new Date() })] }),
+    skip: SkipReason.NoMatchingPusher,
+  },
   {
     name: "explicit pick of a missing MetricsPusher",
     in: input({ pod: pod({ annotations: { [Annotations.inject]: "nope" } }) }),
@@ -46,7 +82,10 @@ const cases: Case[] = [
   },
   {
     name: "explicit pick across namespaces is refused",
-    in: input({ pod: pod({ annotations: { [Annotations.inject]: "mp" } }), pushers: [pusher("mp", {}, { namespace: "other" })] }),
+    in: input({
+      pod: pod({ annotations: { [Annotations.inject]: "mp" } }),
+      pushers: [pusher("mp", {}, { namespace: "other" })],
+    }),
     skip: SkipReason.ExplicitPusherNotFound,
   },
   {
@@ -132,7 +171,11 @@ const cases: Case[] = [
   },
   {
     name: "Secrets add volumes",
-    in: input({ pushers: [pusher("mp", { remoteWrite: { url: "https://rw/api/v1/write", bearerTokenSecret: { name: "s", key: "t" } } })] }),
+    in: input({
+      pushers: [
+        pusher("mp", { remoteWrite: { url: "https://rw/api/v1/write", bearerTokenSecret: { name: "s", key: "t" } } }),
+      ],
+    }),
     pusher: "mp",
     ops: [
       { op: "add", path: "/spec/volumes" },
@@ -161,10 +204,13 @@ describe("mutate", () => {
         (c.ops ?? []).slice().sort((a, b) => a.path.localeCompare(b.path)),
       );
       const out = apply(c.in.pod, r.patch);
-      const sidecars = [...(out.spec?.initContainers ?? []), ...(out.spec?.containers ?? [])].filter((x) => x.name === SIDECAR_CONTAINER_NAME);
+      const sidecars = [...(out.spec?.initContainers ?? []), ...(out.spec?.containers ?? [])].filter(
+        (x) => x.name === SIDECAR_CONTAINER_NAME,
+      );
       assert.equal(sidecars.length, 1);
       assert.equal(out.metadata?.annotations?.[Annotations.injected], `${r.pusher}@${r.hash}`);
-      for (const [k, v] of Object.entries(c.in.pod.metadata?.annotations ?? {})) assert.equal(out.metadata?.annotations?.[k], v, "keeps existing annotations");
+      for (const [k, v] of Object.entries(c.in.pod.metadata?.annotations ?? {}))
+        assert.equal(out.metadata?.annotations?.[k], v, "keeps existing annotations");
     });
   }
 
@@ -194,15 +240,19 @@ describe("mutate", () => {
 
   it("chooses the same MetricsPusher whatever the informer's order", () => {
     const ps: MetricsPusher[] = ["c", "a", "b"].map((n) => pusher(n));
-    const picks = new Set([ps, [...ps].reverse(), [ps[1]!, ps[2]!, ps[0]!]].map((l) => {
-      const r = mutate(input({ pushers: l }));
-      return r.kind === "patch" ? r.pusher : "skip";
-    }));
+    const picks = new Set(
+      [ps, [...ps].reverse(), [ps[1]!, ps[2]!, ps[0]!]].map((l) => {
+        const r = mutate(input({ pushers: l }));
+        return r.kind === "patch" ? r.pusher : "skip";
+      }),
+    );
     assert.deepEqual([...picks], ["a"]);
   });
 
   it("renames its volumes when the pod already uses their names, keeping mounts and hash consistent", () => {
-    const mp = pusher("mp", { remoteWrite: { url: "http://rw:9090/api/v1/write", bearerTokenSecret: { name: "tok", key: "token" } } });
+    const mp = pusher("mp", {
+      remoteWrite: { url: "http://rw:9090/api/v1/write", bearerTokenSecret: { name: "tok", key: "token" } },
+    });
     const rendered = renderSidecar(mp, defaults);
     const ours = rendered.volumes.map((v) => v.name);
     assert.ok(ours.length > 0, "the MetricsPusher renders a Secret volume");
@@ -215,7 +265,9 @@ describe("mutate", () => {
     const out = apply(p, r.patch);
     const names = (out.spec?.volumes ?? []).map((v) => v.name);
     assert.equal(new Set(names).size, names.length, `duplicate volume names: ${names.join(", ")}`);
-    const sidecar = [...(out.spec?.initContainers ?? []), ...(out.spec?.containers ?? [])].find((c) => c.name === SIDECAR_CONTAINER_NAME)!;
+    const sidecar = [...(out.spec?.initContainers ?? []), ...(out.spec?.containers ?? [])].find(
+      (c) => c.name === SIDECAR_CONTAINER_NAME,
+    )!;
     const added = names.slice(p.spec!.volumes.length);
     assert.deepEqual(added, [`${ours[0]}-3`, ...ours.slice(1).map((n) => `${n}-2`)]);
     assert.deepEqual((sidecar.volumeMounts ?? []).map((m) => m.name).sort(), [...added].sort());

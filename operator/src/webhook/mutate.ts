@@ -56,7 +56,9 @@ export type MutateResult =
       readonly warnings: readonly string[];
     };
 
-type Choice = { pusher: MetricsPusher; matched: string[]; warnings: string[] } | { skip: SkipReason; message: string; pusher?: string };
+type Choice =
+  | { pusher: MetricsPusher; matched: string[]; warnings: string[] }
+  | { skip: SkipReason; message: string; pusher?: string };
 
 export function mutate(input: MutateInput): MutateResult {
   const gate = shouldInject(input);
@@ -64,7 +66,13 @@ export function mutate(input: MutateInput): MutateResult {
 
   const choice = choosePusher(input);
   if ("skip" in choice) {
-    return { kind: "skip", reason: choice.skip, message: choice.message, ...(choice.pusher ? { pusher: choice.pusher } : {}), warnings: [] };
+    return {
+      kind: "skip",
+      reason: choice.skip,
+      message: choice.message,
+      ...(choice.pusher ? { pusher: choice.pusher } : {}),
+      warnings: [],
+    };
   }
   const { pusher, matched, warnings } = choice;
   const name = pusher.metadata.name ?? "";
@@ -103,21 +111,32 @@ function shouldInject(input: MutateInput): { reason: SkipReason; message: string
     return { reason: SkipReason.SystemNamespace, message: `namespace ${namespace} is a system namespace` };
   }
   if (settings.watchNamespaces.length > 0 && !settings.watchNamespaces.includes(namespace)) {
-    return { reason: SkipReason.NamespaceNotWatched, message: `namespace ${namespace} is not in the operator's WATCH_NAMESPACES` };
+    return {
+      reason: SkipReason.NamespaceNotWatched,
+      message: `namespace ${namespace} is not in the operator's WATCH_NAMESPACES`,
+    };
   }
   if (input.namespaceLabels?.[Labels.injection] === InjectionLabelValues.disabled) {
-    return { reason: SkipReason.NamespaceDisabled, message: `namespace ${namespace} is labelled ${Labels.injection}=${InjectionLabelValues.disabled}` };
+    return {
+      reason: SkipReason.NamespaceDisabled,
+      message: `namespace ${namespace} is labelled ${Labels.injection}=${InjectionLabelValues.disabled}`,
+    };
   }
   const annotations = pod.metadata?.annotations ?? {};
   if (annotations[Annotations.inject]?.trim().toLowerCase() === InjectValues.optOut) {
     return { reason: SkipReason.OptedOut, message: `pod is annotated ${Annotations.inject}=false` };
   }
-  const existing = [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].some((c) => c.name === SIDECAR_CONTAINER_NAME);
+  const existing = [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].some(
+    (c) => c.name === SIDECAR_CONTAINER_NAME,
+  );
   if (existing) {
     // A reinvocation (reinvocationPolicy IfNeeded) finds our own container and marker: nothing to do.
     return parseInjected(annotations[Annotations.injected])
       ? { reason: SkipReason.AlreadyInjected, message: `pod already carries ${annotations[Annotations.injected]}` }
-      : { reason: SkipReason.ContainerNameTaken, message: `pod already has a container named ${SIDECAR_CONTAINER_NAME} that the operator did not inject` };
+      : {
+          reason: SkipReason.ContainerNameTaken,
+          message: `pod already has a container named ${SIDECAR_CONTAINER_NAME} that the operator did not inject`,
+        };
   }
   return undefined;
 }
@@ -130,10 +149,17 @@ function choosePusher(input: MutateInput): Choice {
   if (explicit && explicit.toLowerCase() !== "true") {
     const found = candidates.find((p) => p.metadata.name === explicit);
     if (!found) {
-      return { skip: SkipReason.ExplicitPusherNotFound, message: `pod asks for MetricsPusher ${explicit} (${Annotations.inject}), which does not exist in namespace ${namespace}` };
+      return {
+        skip: SkipReason.ExplicitPusherNotFound,
+        message: `pod asks for MetricsPusher ${explicit} (${Annotations.inject}), which does not exist in namespace ${namespace}`,
+      };
     }
     if (found.metadata.deletionTimestamp) {
-      return { skip: SkipReason.PusherBeingDeleted, message: `MetricsPusher ${explicit} is being deleted`, pusher: explicit };
+      return {
+        skip: SkipReason.PusherBeingDeleted,
+        message: `MetricsPusher ${explicit} is being deleted`,
+        pusher: explicit,
+      };
     }
     return { pusher: found, matched: [explicit], warnings: [] };
   }
@@ -144,12 +170,17 @@ function choosePusher(input: MutateInput): Choice {
     .sort(byAgeThenName);
   const first = matching[0];
   if (!first) {
-    return { skip: SkipReason.NoMatchingPusher, message: `no MetricsPusher in namespace ${namespace} selects this pod's labels` };
+    return {
+      skip: SkipReason.NoMatchingPusher,
+      message: `no MetricsPusher in namespace ${namespace} selects this pod's labels`,
+    };
   }
   const matched = matching.map((p) => p.metadata.name ?? "");
   const warnings =
     matching.length > 1
-      ? [`metrics-pusher: ${matching.length} MetricsPushers select this pod (${matched.join(", ")}); using ${matched[0]}, the oldest. Set annotation ${Annotations.inject}: <name> to choose.`]
+      ? [
+          `metrics-pusher: ${matching.length} MetricsPushers select this pod (${matched.join(", ")}); using ${matched[0]}, the oldest. Set annotation ${Annotations.inject}: <name> to choose.`,
+        ]
       : [];
   return { pusher: first, matched, warnings };
 }
@@ -160,10 +191,14 @@ function inject(pod: V1Pod, rendered: RenderedSidecar, pusherName: string): V1Po
   const out = structuredClone(pod);
   out.metadata ??= {};
   out.spec ??= { containers: [] };
-  if (sidecar.native) out.spec.initContainers = [...(out.spec.initContainers ?? []), structuredClone(sidecar.container)];
+  if (sidecar.native)
+    out.spec.initContainers = [...(out.spec.initContainers ?? []), structuredClone(sidecar.container)];
   else out.spec.containers = [...(out.spec.containers ?? []), structuredClone(sidecar.container)];
   if (sidecar.volumes.length > 0) out.spec.volumes = [...(out.spec.volumes ?? []), ...structuredClone(sidecar.volumes)];
-  out.metadata.annotations = { ...(out.metadata.annotations ?? {}), [Annotations.injected]: formatInjected(pusherName, sidecar.hash) };
+  out.metadata.annotations = {
+    ...(out.metadata.annotations ?? {}),
+    [Annotations.injected]: formatInjected(pusherName, sidecar.hash),
+  };
   return out;
 }
 
@@ -190,7 +225,9 @@ function withFreeVolumeNames(sidecar: RenderedSidecar, podVolumes: readonly { na
     volumes: sidecar.volumes.map((v) => ({ ...v, name: rename(v.name) })),
     container: {
       ...sidecar.container,
-      ...(sidecar.container.volumeMounts ? { volumeMounts: sidecar.container.volumeMounts.map((m) => ({ ...m, name: rename(m.name) })) } : {}),
+      ...(sidecar.container.volumeMounts
+        ? { volumeMounts: sidecar.container.volumeMounts.map((m) => ({ ...m, name: rename(m.name) })) }
+        : {}),
     },
   };
 }
@@ -216,7 +253,10 @@ export interface LabelSelectorLike {
 }
 
 /** metav1.LabelSelector semantics. An empty selector matches everything; an unknown operator matches nothing. */
-export function selectorMatches(selector: LabelSelectorLike | undefined, labels: Readonly<Record<string, string>>): boolean {
+export function selectorMatches(
+  selector: LabelSelectorLike | undefined,
+  labels: Readonly<Record<string, string>>,
+): boolean {
   if (!selector) return false;
   for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
   for (const e of selector.matchExpressions ?? []) {

@@ -5,7 +5,9 @@ import { parse } from "yaml";
 import { parseOperatorConfig } from "../config.ts";
 import { webhookConfiguration } from "./registration.ts";
 
-const manifest = parse(readFileSync(new URL("../../../config/webhook/manifests.yaml", import.meta.url), "utf8")) as unknown;
+const manifest = parse(
+  readFileSync(new URL("../../../config/webhook/manifests.yaml", import.meta.url), "utf8"),
+) as unknown;
 
 it("config/webhook/manifests.yaml is what the operator registers, with the default settings", () => {
   assert.deepEqual(manifest, webhookConfiguration(parseOperatorConfig({})));

@@ -25,7 +25,9 @@ export function webhookConfiguration(s: RegistrationSettings, caBundle?: string)
         name: WEBHOOK_ENTRY_NAME,
         admissionReviewVersions: ["v1"],
         clientConfig: caBundle ? { ...clientConfig, caBundle } : clientConfig,
-        rules: [{ apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"], scope: "Namespaced" }],
+        rules: [
+          { apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"], scope: "Namespaced" },
+        ],
         // Fail open: a down webhook must never block pods; the controller's drift repair catches up afterwards.
         failurePolicy: "Ignore",
         sideEffects: "NoneOnDryRun",
@@ -35,7 +37,11 @@ export function webhookConfiguration(s: RegistrationSettings, caBundle?: string)
         matchPolicy: "Equivalent",
         namespaceSelector: {
           matchExpressions: [
-            { key: "kubernetes.io/metadata.name", operator: "NotIn", values: ["kube-system", "kube-node-lease", s.podNamespace] },
+            {
+              key: "kubernetes.io/metadata.name",
+              operator: "NotIn",
+              values: ["kube-system", "kube-node-lease", s.podNamespace],
+            },
             { key: Labels.injection, operator: "NotIn", values: [InjectionLabelValues.disabled] },
           ],
         },

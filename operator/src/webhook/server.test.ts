@@ -20,7 +20,8 @@ function recorder() {
   const calls: string[] = [];
   const r: EventRecorder = {
     emit: (t, _type, reason) => void calls.push(`${t.kind}/${t.name}:${reason}`),
-    emitForPod: (p, _ns, _type, reason) => void calls.push(`pod/${p.metadata?.name ?? p.metadata?.generateName}:${reason}`),
+    emitForPod: (p, _ns, _type, reason) =>
+      void calls.push(`pod/${p.metadata?.name ?? p.metadata?.generateName}:${reason}`),
     flush: async () => {},
     stop: async () => {},
   };
@@ -51,18 +52,37 @@ function review(request: Record<string, unknown>) {
   return JSON.stringify({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request });
 }
 function podCreate(p: V1Pod, extra: Record<string, unknown> = {}) {
-  return review({ uid: "u-1", kind: { group: "", version: "v1", kind: "Pod" }, resource: { group: "", version: "v1", resource: "pods" }, operation: "CREATE", namespace: "builds", object: p, ...extra });
+  return review({
+    uid: "u-1",
+    kind: { group: "", version: "v1", kind: "Pod" },
+    resource: { group: "", version: "v1", resource: "pods" },
+    operation: "CREATE",
+    namespace: "builds",
+    object: p,
+    ...extra,
+  });
 }
 
 async function post(url: string, body: string, path = "/mutate-v1-pod") {
   const res = await fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body });
   const text = await res.text();
-  return { status: res.status, json: text ? (JSON.parse(text) as { response?: { uid: string; allowed: boolean; patch?: string; patchType?: string; warnings?: string[] } }) : undefined };
+  return {
+    status: res.status,
+    json: text
+      ? (JSON.parse(text) as {
+          response?: { uid: string; allowed: boolean; patch?: string; patchType?: string; warnings?: string[] };
+        })
+      : undefined,
+  };
 }
 
 async function counter(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const values = (await registry.getMetricsAsJSON()).flatMap((m) => m.values.map((v) => ({ ...v, metricName: (v as { metricName?: string }).metricName ?? m.name })));
-  const v = values.find((x) => x.metricName === name && Object.entries(labels).every(([k, val]) => x.labels[k] === val));
+  const values = (await registry.getMetricsAsJSON()).flatMap((m) =>
+    m.values.map((v) => ({ ...v, metricName: (v as { metricName?: string }).metricName ?? m.name })),
+  );
+  const v = values.find(
+    (x) => x.metricName === name && Object.entries(labels).every(([k, val]) => x.labels[k] === val),
+  );
   return v?.value ?? 0;
 }
 
@@ -76,7 +96,10 @@ describe("admission server", () => {
     { name: "not JSON", body: "{nope" },
     { name: "a JSON array", body: "[]" },
     { name: "a JSON string", body: '"AdmissionReview"' },
-    { name: "wrong apiVersion", body: JSON.stringify({ apiVersion: "admission.k8s.io/v1beta1", kind: "AdmissionReview", request: { uid: "x" } }) },
+    {
+      name: "wrong apiVersion",
+      body: JSON.stringify({ apiVersion: "admission.k8s.io/v1beta1", kind: "AdmissionReview", request: { uid: "x" } }),
+    },
     { name: "no request", body: JSON.stringify({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview" }) },
     { name: "request is null", body: review(null as unknown as Record<string, unknown>) },
     { name: "no uid", body: review({ kind: { kind: "Pod" } }) },
@@ -115,13 +138,27 @@ describe("admission server", () => {
   });
 
   const allowedUnchanged = [
-    { name: "a non-Pod kind", body: review({ uid: "u-1", kind: { group: "apps", version: "v1", kind: "Deployment" }, operation: "CREATE", object: {} }) },
-    { name: "a Pod UPDATE", body: review({ uid: "u-1", kind: { group: "", version: "v1", kind: "Pod" }, operation: "UPDATE", object: pod() }) },
+    {
+      name: "a non-Pod kind",
+      body: review({
+        uid: "u-1",
+        kind: { group: "apps", version: "v1", kind: "Deployment" },
+        operation: "CREATE",
+        object: {},
+      }),
+    },
+    {
+      name: "a Pod UPDATE",
+      body: review({ uid: "u-1", kind: { group: "", version: "v1", kind: "Pod" }, operation: "UPDATE", object: pod() }),
+    },
     { name: "a non-matching Pod", body: podCreate(pod({ labels: { app: "web" } })) },
     { name: "an opted-out Pod", body: podCreate(pod({ annotations: { [Annotations.inject]: "false" } })) },
     { name: "a Pod whose object is null (internal error)", body: podCreate(null as unknown as V1Pod) },
     { name: "a Pod whose object is a string (internal error)", body: podCreate("pod" as unknown as V1Pod) },
-    { name: "a Pod with containers: 42 (internal error)", body: podCreate({ metadata: { labels: { app: "builder" } }, spec: { containers: 42 } } as unknown as V1Pod) },
+    {
+      name: "a Pod with containers: 42 (internal error)",
+      body: podCreate({ metadata: { labels: { app: "builder" } }, spec: { containers: 42 } } as unknown as V1Pod),
+    },
   ];
   for (const c of allowedUnchanged) {
     it(`allows ${c.name} unchanged`, async () => {
@@ -141,8 +178,13 @@ describe("admission server", () => {
   });
 
   it("counts requests by result and skips by reason, and observes latency", async () => {
-    assert.ok((await counter(s.registry, "metrics_pusher_operator_webhook_requests_total", { result: "malformed" })) >= malformed.length);
-    assert.ok((await counter(s.registry, "metrics_pusher_operator_webhook_requests_total", { result: "injected" })) >= 1);
+    assert.ok(
+      (await counter(s.registry, "metrics_pusher_operator_webhook_requests_total", { result: "malformed" })) >=
+        malformed.length,
+    );
+    assert.ok(
+      (await counter(s.registry, "metrics_pusher_operator_webhook_requests_total", { result: "injected" })) >= 1,
+    );
     assert.ok((await counter(s.registry, "metrics_pusher_operator_webhook_skips_total", { reason: "OptedOut" })) >= 1);
     assert.ok((await counter(s.registry, "metrics_pusher_operator_webhook_request_duration_seconds_count")) >= 1);
   });
@@ -150,9 +192,30 @@ describe("admission server", () => {
 
 describe("admission server internal errors", () => {
   const failures = [
-    { name: "mutate throws", over: { mutate: () => { throw new Error("boom"); } } },
-    { name: "the informer store throws", over: { pushers: () => { throw new Error("store gone"); } } },
-    { name: "namespace lookup throws", over: { namespaceLabels: () => { throw new Error("ns"); } } },
+    {
+      name: "mutate throws",
+      over: {
+        mutate: () => {
+          throw new Error("boom");
+        },
+      },
+    },
+    {
+      name: "the informer store throws",
+      over: {
+        pushers: () => {
+          throw new Error("store gone");
+        },
+      },
+    },
+    {
+      name: "namespace lookup throws",
+      over: {
+        namespaceLabels: () => {
+          throw new Error("ns");
+        },
+      },
+    },
   ] satisfies Array<{ name: string; over: Partial<AdmissionDeps> }>;
   for (const c of failures) {
     it(`${c.name}: admits unchanged, logs, counts`, async () => {
@@ -162,7 +225,10 @@ describe("admission server internal errors", () => {
         assert.equal(r.status, 200);
         assert.deepEqual(r.json?.response, { uid: "u-1", allowed: true });
         assert.equal(await counter(s.registry, "metrics_pusher_operator_webhook_errors_total"), 1);
-        assert.equal(await counter(s.registry, "metrics_pusher_operator_webhook_requests_total", { result: "error" }), 1);
+        assert.equal(
+          await counter(s.registry, "metrics_pusher_operator_webhook_requests_total", { result: "error" }),
+          1,
+        );
       } finally {
         s.server.close();
       }
@@ -175,7 +241,9 @@ describe("admission server internal errors", () => {
       const r = await post(s.url, podCreate(pod()));
       assert.equal(r.json?.response?.warnings?.length, 1);
       assert.match(r.json!.response!.warnings![0]!, /2 MetricsPushers select this pod \(a, b\); using a/);
-      assert.ok(s.events.includes("MetricsPusher/a:MultipleMatches") && s.events.includes("MetricsPusher/b:MultipleMatches"));
+      assert.ok(
+        s.events.includes("MetricsPusher/a:MultipleMatches") && s.events.includes("MetricsPusher/b:MultipleMatches"),
+      );
     } finally {
       s.server.close();
     }

@@ -115,26 +115,60 @@ function admit(request: AdmissionRequest, deps: AdmissionDeps, mutate: (input: M
       deps.metrics.webhookSkips.inc({ reason: result.reason });
       deps.log.debug({ ...who, reason: result.reason, pusher: result.pusher }, result.message);
       if (events && EVENT_WORTHY_SKIPS.has(result.reason)) {
-        events.emitForPod(pod, namespace, EventType.Warning, EventReason.InjectionSkipped, `${result.reason}: ${result.message}`);
-        const p = result.pusher ? deps.pushers().find((x) => x.metadata.namespace === namespace && x.metadata.name === result.pusher) : undefined;
-        if (p) events.emit(pusherRef(p), EventType.Warning, EventReason.InjectionSkipped, `${result.reason}: ${result.message}`);
+        events.emitForPod(
+          pod,
+          namespace,
+          EventType.Warning,
+          EventReason.InjectionSkipped,
+          `${result.reason}: ${result.message}`,
+        );
+        const p = result.pusher
+          ? deps.pushers().find((x) => x.metadata.namespace === namespace && x.metadata.name === result.pusher)
+          : undefined;
+        if (p)
+          events.emit(
+            pusherRef(p),
+            EventType.Warning,
+            EventReason.InjectionSkipped,
+            `${result.reason}: ${result.message}`,
+          );
       }
       return warnings.length > 0 ? { ...base, warnings } : base;
     }
     deps.metrics.webhookRequests.inc({ result: "injected" });
     deps.metrics.webhookInjections.inc({ mode: result.native ? "native" : "container" });
-    deps.log.info({ ...who, pusher: result.pusher, hash: result.hash, native: result.native, dryRun: request.dryRun === true }, "Injected sidecar into Pod");
+    deps.log.info(
+      { ...who, pusher: result.pusher, hash: result.hash, native: result.native, dryRun: request.dryRun === true },
+      "Injected sidecar into Pod",
+    );
     if (events) {
       const owner = pod.metadata?.ownerReferences?.find((o) => o.controller);
       const what = owner ? `a Pod of ${owner.kind} ${owner.name}` : `Pod ${who.pod}`;
-      events.emitForPod(pod, namespace, EventType.Normal, EventReason.Injected, `Injected metrics-pusher from MetricsPusher ${result.pusher} (config ${result.hash})`);
+      events.emitForPod(
+        pod,
+        namespace,
+        EventType.Normal,
+        EventReason.Injected,
+        `Injected metrics-pusher from MetricsPusher ${result.pusher} (config ${result.hash})`,
+      );
       const p = deps.pushers().find((x) => x.metadata.namespace === namespace && x.metadata.name === result.pusher);
       if (p) {
-        events.emit(pusherRef(p), EventType.Normal, EventReason.Injected, `Injected config ${result.hash} into ${what}`);
+        events.emit(
+          pusherRef(p),
+          EventType.Normal,
+          EventReason.Injected,
+          `Injected config ${result.hash} into ${what}`,
+        );
         if (result.matched.length > 1) {
           for (const name of result.matched) {
             const q = deps.pushers().find((x) => x.metadata.namespace === namespace && x.metadata.name === name);
-            if (q) events.emit(pusherRef(q), EventType.Warning, EventReason.MultipleMatches, `${result.matched.length} MetricsPushers (${result.matched.join(", ")}) select ${what}; ${result.pusher} was used`);
+            if (q)
+              events.emit(
+                pusherRef(q),
+                EventType.Warning,
+                EventReason.MultipleMatches,
+                `${result.matched.length} MetricsPushers (${result.matched.join(", ")}) select ${what}; ${result.pusher} was used`,
+              );
           }
         }
       }
@@ -149,7 +183,10 @@ function admit(request: AdmissionRequest, deps: AdmissionDeps, mutate: (input: M
     deps.metrics.webhookRequests.inc({ result: "error" });
     deps.metrics.webhookErrors.inc();
     deps.metrics.webhookSkips.inc({ reason: SkipReason.InternalError });
-    deps.log.error({ err, uid: request.uid, namespace: request.namespace }, "Internal error in the webhook; admitting the Pod unchanged");
+    deps.log.error(
+      { err, uid: request.uid, namespace: request.namespace },
+      "Internal error in the webhook; admitting the Pod unchanged",
+    );
     return base;
   }
 }
@@ -161,11 +198,14 @@ function decode(body: Buffer): AdmissionRequest {
   } catch {
     throw new Error("body is not JSON");
   }
-  if (typeof review !== "object" || review === null || Array.isArray(review)) throw new Error("body is not a JSON object");
+  if (typeof review !== "object" || review === null || Array.isArray(review))
+    throw new Error("body is not a JSON object");
   const r = review as { apiVersion?: unknown; kind?: unknown; request?: unknown };
-  if (r.apiVersion !== "admission.k8s.io/v1" || r.kind !== "AdmissionReview") throw new Error("not an admission.k8s.io/v1 AdmissionReview");
+  if (r.apiVersion !== "admission.k8s.io/v1" || r.kind !== "AdmissionReview")
+    throw new Error("not an admission.k8s.io/v1 AdmissionReview");
   const request = r.request as { uid?: unknown } | null | undefined;
-  if (typeof request !== "object" || request === null || Array.isArray(request)) throw new Error("AdmissionReview has no request");
+  if (typeof request !== "object" || request === null || Array.isArray(request))
+    throw new Error("AdmissionReview has no request");
   if (typeof request.uid !== "string" || request.uid === "") throw new Error("request.uid is missing");
   return request as AdmissionRequest;
 }

@@ -2,7 +2,14 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { V1Container } from "@kubernetes/client-node";
 import { parse } from "@metrics-pusher/pusher/config";
-import { BUFFER_MOUNT_PATH, configHash, isImageAllowed, quantityBytes, renderSidecar, resolveNative } from "./sidecar.ts";
+import {
+  BUFFER_MOUNT_PATH,
+  configHash,
+  isImageAllowed,
+  quantityBytes,
+  renderSidecar,
+  resolveNative,
+} from "./sidecar.ts";
 import { defaults, pusher } from "./testdata.ts";
 
 function envOf(c: V1Container): Record<string, string> {
@@ -16,7 +23,12 @@ describe("renderSidecar", () => {
         pushInterval: "90s",
         logLevel: "debug",
         externalLabels: { team: "a", cluster: "c,1" },
-        remoteWrite: { url: "https://vm:8428/api/v1/write", timeout: "10s", headers: { "X-Scope-OrgID": "t1" }, insecureSkipVerify: true },
+        remoteWrite: {
+          url: "https://vm:8428/api/v1/write",
+          timeout: "10s",
+          headers: { "X-Scope-OrgID": "t1" },
+          insecureSkipVerify: true,
+        },
         scrape: { targets: [{ port: 8080 }, { port: 9090, path: "stats" }], job: "kaniko", timeout: "5s" },
         buffer: { maxSamples: 5000 },
       }),
@@ -33,8 +45,14 @@ describe("renderSidecar", () => {
     assert.equal(cfg.pushIntervalMs, 90_000);
     assert.equal(cfg.timeoutMs, 10_000);
     assert.equal(cfg.logLevel, "debug");
-    const fieldRefs = Object.fromEntries((r.container.env ?? []).filter((e) => e.valueFrom).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]));
-    assert.deepEqual(fieldRefs, { NAMESPACE: "metadata.namespace", POD_NAME: "metadata.name", NODE_NAME: "spec.nodeName" });
+    const fieldRefs = Object.fromEntries(
+      (r.container.env ?? []).filter((e) => e.valueFrom).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]),
+    );
+    assert.deepEqual(fieldRefs, {
+      NAMESPACE: "metadata.namespace",
+      POD_NAME: "metadata.name",
+      NODE_NAME: "spec.nodeName",
+    });
   });
 
   it("mounts Secrets as optional volumes exposing only the referenced keys", () => {
@@ -43,15 +61,32 @@ describe("renderSidecar", () => {
         remoteWrite: {
           url: "https://rw/api/v1/write",
           bearerTokenSecret: { name: "rw-auth", key: "token" },
-          basicAuth: { usernameSecret: { name: "rw-auth", key: "user" }, passwordSecret: { name: "rw-auth", key: "pass" } },
+          basicAuth: {
+            usernameSecret: { name: "rw-auth", key: "user" },
+            passwordSecret: { name: "rw-auth", key: "pass" },
+          },
           tlsCASecret: { name: "rw-ca", key: "ca.crt" },
         },
       }),
       defaults,
     );
     assert.deepEqual(r.volumes, [
-      { name: "metrics-pusher-secret-0", secret: { secretName: "rw-auth", optional: true, items: [{ key: "pass", path: "pass" }, { key: "token", path: "token" }, { key: "user", path: "user" }] } },
-      { name: "metrics-pusher-secret-1", secret: { secretName: "rw-ca", optional: true, items: [{ key: "ca.crt", path: "ca.crt" }] } },
+      {
+        name: "metrics-pusher-secret-0",
+        secret: {
+          secretName: "rw-auth",
+          optional: true,
+          items: [
+            { key: "pass", path: "pass" },
+            { key: "token", path: "token" },
+            { key: "user", path: "user" },
+          ],
+        },
+      },
+      {
+        name: "metrics-pusher-secret-1",
+        secret: { secretName: "rw-ca", optional: true, items: [{ key: "ca.crt", path: "ca.crt" }] },
+      },
     ]);
     const env = envOf(r.container);
     assert.equal(env.BEARER_TOKEN_FILE, "/etc/metrics-pusher/secrets/metrics-pusher-secret-0/token");
@@ -59,7 +94,8 @@ describe("renderSidecar", () => {
     assert.equal(env.BASIC_AUTH_PASSWORD_FILE, "/etc/metrics-pusher/secrets/metrics-pusher-secret-0/pass");
     assert.equal(env.TLS_CA_FILE, "/etc/metrics-pusher/secrets/metrics-pusher-secret-1/ca.crt");
     assert.ok(r.container.volumeMounts?.every((m) => m.readOnly));
-    for (const e of r.container.env ?? []) assert.ok(!e.valueFrom?.secretKeyRef, "no Secret through env: a missing one would block the pod");
+    for (const e of r.container.env ?? [])
+      assert.ok(!e.valueFrom?.secretKeyRef, "no Secret through env: a missing one would block the pod");
   });
 
   it("has a security context that passes Pod Security restricted", () => {
@@ -100,7 +136,10 @@ describe("renderSidecar", () => {
   ] as const;
   for (const c of modes) {
     it(`sidecarMode: ${c.name}`, () => {
-      const r = renderSidecar(pusher("mp", c.mode ? { sidecarMode: c.mode } : {}), { ...defaults, nativeSidecarsSupported: c.supported });
+      const r = renderSidecar(pusher("mp", c.mode ? { sidecarMode: c.mode } : {}), {
+        ...defaults,
+        nativeSidecarsSupported: c.supported,
+      });
       assert.equal(r.native, c.native);
       assert.equal(r.container.restartPolicy, c.native ? "Always" : undefined);
       assert.equal(resolveNative(c.mode, c.supported), c.native);
@@ -119,17 +158,33 @@ describe("config hash", () => {
 
   it("does not depend on the MetricsPusher's name, metadata or status", () => {
     const a = renderSidecar(pusher("one"), defaults);
-    const b = renderSidecar({ ...pusher("two", {}, { generation: 7, resourceVersion: "99" }), status: { observedGeneration: 3 } }, defaults);
+    const b = renderSidecar(
+      { ...pusher("two", {}, { generation: 7, resourceVersion: "99" }), status: { observedGeneration: 3 } },
+      defaults,
+    );
     assert.equal(a.hash, b.hash);
   });
 
   const changes = [
-    { name: "the default image (operator upgrade)", d: { ...defaults, image: "ghcr.io/metrics-pusher/pusher:0.2.0" }, spec: {} },
+    {
+      name: "the default image (operator upgrade)",
+      d: { ...defaults, image: "ghcr.io/metrics-pusher/pusher:0.2.0" },
+      spec: {},
+    },
     { name: "spec.image", d: defaults, spec: { image: "ghcr.io/metrics-pusher/pusher:dev" } },
     { name: "the URL", d: defaults, spec: { remoteWrite: { url: "http://other/api/v1/write" } } },
     { name: "the interval", d: defaults, spec: { pushInterval: "10s" } },
     { name: "the placement", d: defaults, spec: { sidecarMode: "Container" as const } },
-    { name: "a Secret reference", d: defaults, spec: { remoteWrite: { url: "http://prometheus.monitoring:9090/api/v1/write", bearerTokenSecret: { name: "s", key: "k" } } } },
+    {
+      name: "a Secret reference",
+      d: defaults,
+      spec: {
+        remoteWrite: {
+          url: "http://prometheus.monitoring:9090/api/v1/write",
+          bearerTokenSecret: { name: "s", key: "k" },
+        },
+      },
+    },
   ];
   const base = renderSidecar(pusher("mp"), defaults).hash;
   for (const c of changes) {
@@ -139,16 +194,34 @@ describe("config hash", () => {
   }
 
   it("ignores an equivalent duration spelling", () => {
-    assert.equal(renderSidecar(pusher("mp", { pushInterval: "60s" }), defaults).hash, renderSidecar(pusher("mp", { pushInterval: "1m" }), defaults).hash);
+    assert.equal(
+      renderSidecar(pusher("mp", { pushInterval: "60s" }), defaults).hash,
+      renderSidecar(pusher("mp", { pushInterval: "1m" }), defaults).hash,
+    );
   });
 });
 
 describe("isImageAllowed", () => {
   const cases = [
     { image: "ghcr.io/metrics-pusher/pusher:0.1.0", list: [], ok: true, why: "the default image" },
-    { image: "ghcr.io/metrics-pusher/pusher:dev", list: ["ghcr.io/metrics-pusher/pusher"], ok: true, why: "a tag of an allowed repository" },
-    { image: `ghcr.io/metrics-pusher/pusher@sha256:${"a".repeat(64)}`, list: ["ghcr.io/metrics-pusher/pusher"], ok: true, why: "a digest" },
-    { image: "ghcr.io/metrics-pusher/pusher-evil:1", list: ["ghcr.io/metrics-pusher/pusher"], ok: false, why: "a repository sharing the prefix" },
+    {
+      image: "ghcr.io/metrics-pusher/pusher:dev",
+      list: ["ghcr.io/metrics-pusher/pusher"],
+      ok: true,
+      why: "a tag of an allowed repository",
+    },
+    {
+      image: `ghcr.io/metrics-pusher/pusher@sha256:${"a".repeat(64)}`,
+      list: ["ghcr.io/metrics-pusher/pusher"],
+      ok: true,
+      why: "a digest",
+    },
+    {
+      image: "ghcr.io/metrics-pusher/pusher-evil:1",
+      list: ["ghcr.io/metrics-pusher/pusher"],
+      ok: false,
+      why: "a repository sharing the prefix",
+    },
     { image: "registry.local/mp/pusher:1", list: ["registry.local/*"], ok: true, why: "a prefix pattern" },
     { image: "docker.io/evil:1", list: ["registry.local/*"], ok: false, why: "outside the prefix" },
     { image: "anything:1", list: ["*"], ok: true, why: "*" },

@@ -67,7 +67,8 @@ export function renderSidecar(pusher: MetricsPusher, defaults: SidecarDefaults):
   fromField("NAMESPACE", "metadata.namespace");
   fromField("POD_NAME", "metadata.name");
   fromField("NODE_NAME", "spec.nodeName");
-  if (spec.externalLabels && Object.keys(spec.externalLabels).length > 0) set("EXTERNAL_LABELS", formatLabels(sorted(spec.externalLabels)));
+  if (spec.externalLabels && Object.keys(spec.externalLabels).length > 0)
+    set("EXTERNAL_LABELS", formatLabels(sorted(spec.externalLabels)));
   if (rw.headers && Object.keys(rw.headers).length > 0) set("REMOTE_WRITE_HEADERS", formatHeaders(sorted(rw.headers)));
   if (rw.bearerTokenSecret) set("BEARER_TOKEN_FILE", secretFile(rw.bearerTokenSecret));
   if (rw.basicAuth) {
@@ -165,7 +166,15 @@ function sorted(r: Readonly<Record<string, string>>): Record<string, string> {
 }
 
 const QUANTITY_SUFFIX: Readonly<Record<string, number>> = {
-  "": 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4,
+  "": 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  Ki: 1024,
+  Mi: 1024 ** 2,
+  Gi: 1024 ** 3,
+  Ti: 1024 ** 4,
 };
 
 /** A Kubernetes memory/storage quantity in bytes; undefined for forms the sidecar need not understand. */

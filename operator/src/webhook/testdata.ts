@@ -18,11 +18,22 @@ export const settings: MutateSettings = {
   imageAllowList: ["ghcr.io/metrics-pusher/pusher"],
 };
 
-export function pusher(name: string, spec: Partial<MetricsPusherSpec> = {}, meta: Partial<MetricsPusher["metadata"]> = {}): MetricsPusher {
+export function pusher(
+  name: string,
+  spec: Partial<MetricsPusherSpec> = {},
+  meta: Partial<MetricsPusher["metadata"]> = {},
+): MetricsPusher {
   return {
     apiVersion: API_VERSION,
     kind: KIND,
-    metadata: { name, namespace: "builds", creationTimestamp: new Date("2026-01-01T00:00:00Z"), uid: `uid-${name}`, generation: 1, ...meta },
+    metadata: {
+      name,
+      namespace: "builds",
+      creationTimestamp: new Date("2026-01-01T00:00:00Z"),
+      uid: `uid-${name}`,
+      generation: 1,
+      ...meta,
+    },
     spec: {
       selector: { matchLabels: { app: "builder" } },
       remoteWrite: { url: "http://prometheus.monitoring:9090/api/v1/write" },
@@ -31,7 +42,15 @@ export function pusher(name: string, spec: Partial<MetricsPusherSpec> = {}, meta
   };
 }
 
-export function pod(opts: { labels?: Record<string, string>; annotations?: Record<string, string>; generateName?: boolean; restartPolicy?: string; namespace?: string } = {}): V1Pod {
+export function pod(
+  opts: {
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    generateName?: boolean;
+    restartPolicy?: string;
+    namespace?: string;
+  } = {},
+): V1Pod {
   return {
     apiVersion: "v1",
     kind: "Pod",

@@ -13,16 +13,34 @@ const rows = (text: string): Row[] =>
 describe("parseExposition: valid input", () => {
   const cases: { name: string; text: string; want: Row[] }[] = [
     { name: "bare sample", text: "up 1\n", want: [["up", [], 1]] },
-    { name: "missing final line feed", text: "a 1\nb 2", want: [["a", [], 1], ["b", [], 2]] },
+    {
+      name: "missing final line feed",
+      text: "a 1\nb 2",
+      want: [
+        ["a", [], 1],
+        ["b", [], 2],
+      ],
+    },
     { name: "empty input", text: "", want: [] },
     { name: "only blank lines and comments", text: "\n\n# a comment\n#\n   \n", want: [] },
     { name: "labels", text: 'm{a="1",b="two"} 3\n', want: [["m", ["a", "1", "b", "two"], 3]] },
     { name: "labels kept in exposition order", text: 'm{z="1",a="2"} 3\n', want: [["m", ["z", "1", "a", "2"], 3]] },
     { name: "empty braces", text: "m{} 3\n", want: [["m", [], 3]] },
     { name: "trailing comma", text: 'm{a="1",} 3\n', want: [["m", ["a", "1"], 3]] },
-    { name: "blanks everywhere Prometheus allows", text: 'm { a = "1" , b="2" , }\t3  \n', want: [["m", ["a", "1", "b", "2"], 3]] },
+    {
+      name: "blanks everywhere Prometheus allows",
+      text: 'm { a = "1" , b="2" , }\t3  \n',
+      want: [["m", ["a", "1", "b", "2"], 3]],
+    },
     { name: "blank-only lines and blanks before #", text: "  \n\t# c\n # TYPE m gauge\nm 1\n", want: [["m", [], 1]] },
-    { name: "raw line feed inside a label value (Prometheus keeps it)", text: 'm{q="a\nb"} 1\nn 2\n', want: [["m", ["q", "a\nb"], 1], ["n", [], 2]] },
+    {
+      name: "raw line feed inside a label value (Prometheus keeps it)",
+      text: 'm{q="a\nb"} 1\nn 2\n',
+      want: [
+        ["m", ["q", "a\nb"], 1],
+        ["n", [], 2],
+      ],
+    },
     { name: "no blank after }", text: 'm{a="1"}3\n', want: [["m", ["a", "1"], 3]] },
     { name: "empty label value kept by the parser", text: 'm{a=""} 1\n', want: [["m", ["a", ""], 1]] },
     { name: "escaped backslash", text: 'm{p="C:\\\\dir"} 1\n', want: [["m", ["p", "C:\\dir"], 1]] },
@@ -34,9 +52,33 @@ describe("parseExposition: valid input", () => {
     { name: "colon in metric name", text: "ns:rule:rate5m 0.5\n", want: [["ns:rule:rate5m", [], 0.5]] },
     { name: "timestamp", text: "m 1 1700000000123\n", want: [["m", [], 1, 1700000000123]] },
     { name: "timestamp and trailing blanks", text: "m 1 17 \t\n", want: [["m", [], 1, 17]] },
-    { name: "+Inf and -Inf", text: "a +Inf\nb -Inf\nc Inf\n", want: [["a", [], Infinity], ["b", [], -Infinity], ["c", [], Infinity]] },
-    { name: "NaN", text: "a NaN\nb nan\n", want: [["a", [], NaN], ["b", [], NaN]] },
-    { name: "exponents and signs", text: "a 1e3\nb -2.5E-3\nc +.5\nd 7.\n", want: [["a", [], 1000], ["b", [], -0.0025], ["c", [], 0.5], ["d", [], 7]] },
+    {
+      name: "+Inf and -Inf",
+      text: "a +Inf\nb -Inf\nc Inf\n",
+      want: [
+        ["a", [], Infinity],
+        ["b", [], -Infinity],
+        ["c", [], Infinity],
+      ],
+    },
+    {
+      name: "NaN",
+      text: "a NaN\nb nan\n",
+      want: [
+        ["a", [], NaN],
+        ["b", [], NaN],
+      ],
+    },
+    {
+      name: "exponents and signs",
+      text: "a 1e3\nb -2.5E-3\nc +.5\nd 7.\n",
+      want: [
+        ["a", [], 1000],
+        ["b", [], -0.0025],
+        ["c", [], 0.5],
+        ["d", [], 7],
+      ],
+    },
     { name: "large integer value", text: "a 18446744073709551615\n", want: [["a", [], 18446744073709551615]] },
     {
       name: "classic histogram intact",
@@ -53,7 +95,12 @@ describe("parseExposition: valid input", () => {
     {
       name: "summary intact",
       text: '# TYPE s summary\ns{quantile="0.5"} 2\ns{quantile="0.99"} NaN\ns_sum 9\ns_count 4\n',
-      want: [["s", ["quantile", "0.5"], 2], ["s", ["quantile", "0.99"], NaN], ["s_sum", [], 9], ["s_count", [], 4]],
+      want: [
+        ["s", ["quantile", "0.5"], 2],
+        ["s", ["quantile", "0.99"], NaN],
+        ["s_sum", [], 9],
+        ["s_count", [], 4],
+      ],
     },
     { name: "HELP and TYPE without samples", text: "# HELP x Doc.\n# TYPE x counter\n", want: [] },
     { name: "comment that looks like HELP without a blank", text: "# HELPER text\nm 1\n", want: [["m", [], 1]] },
@@ -63,7 +110,9 @@ describe("parseExposition: valid input", () => {
   }
 
   it("reads HELP (unescaped) and TYPE", () => {
-    const e = parseExposition('# HELP a Line one\\nline \\\\two \\"q\\"\n# TYPE a gauge\n# HELP b\n# TYPE c summary\na 1\n');
+    const e = parseExposition(
+      '# HELP a Line one\\nline \\\\two \\"q\\"\n# TYPE a gauge\n# HELP b\n# TYPE c summary\na 1\n',
+    );
     assert.equal(e.help.get("a"), 'Line one\nline \\two \\"q\\"');
     assert.equal(e.help.get("b"), "");
     assert.equal(e.types.get("a"), "gauge");
@@ -81,7 +130,12 @@ describe("parseExposition: valid input", () => {
   it("parses prom-client's output", async () => {
     const { Registry, Counter, Histogram, Gauge } = await import("prom-client");
     const r = new Registry();
-    new Counter({ name: "c_total", help: 'Help with "quotes" and \\ and\nnewline', registers: [r], labelNames: ["l"] }).inc({ l: 'v"\\\n' }, 2);
+    new Counter({
+      name: "c_total",
+      help: 'Help with "quotes" and \\ and\nnewline',
+      registers: [r],
+      labelNames: ["l"],
+    }).inc({ l: 'v"\\\n' }, 2);
     new Histogram({ name: "h", help: "h", registers: [r], buckets: [1, 2] }).observe(1.5);
     new Gauge({ name: "g", help: "g", registers: [r] }).set(-Infinity);
     const e = parseExposition(await r.metrics());
@@ -122,7 +176,12 @@ describe("parseExposition: invalid input fails with the line", () => {
     { name: "signed timestamp", text: "m 1 +5\n", line: 1, match: /invalid timestamp/ },
     { name: "timestamp beyond 2^53", text: "m 1 99999999999999999999\n", line: 1, match: /invalid timestamp/ },
     { name: "lone comma in braces", text: "m{,} 1\n", line: 1, match: /label name/ },
-    { name: "line count includes line feeds inside label values", text: 'm{q="a\nb"} 1\nbad\n', line: 3, match: /metric name|blank|value/ },
+    {
+      name: "line count includes line feeds inside label values",
+      text: 'm{q="a\nb"} 1\nbad\n',
+      line: 3,
+      match: /metric name|blank|value/,
+    },
     { name: "unterminated label value at end", text: 'm{a="1', line: 1, match: /unterminated/ },
     { name: "unterminated braces", text: 'm{a="1"', line: 1, match: /unterminated/ },
     { name: "unquoted label value", text: "m{a=1} 1\n", line: 1, match: /quoted/ },
@@ -133,7 +192,12 @@ describe("parseExposition: invalid input fails with the line", () => {
     { name: "invalid TYPE", text: "# TYPE m info\nm 1\n", line: 1, match: /metric type/ },
     { name: "TYPE with extra word", text: "# TYPE m gauge x\n", line: 1, match: /unexpected/ },
     { name: "TYPE without name", text: "# TYPE \n", line: 1, match: /metric name/ },
-    { name: "error line counted past comments and blanks", text: "# c\n\n# HELP a b\na 1\nb{\n", line: 5, match: /label/ },
+    {
+      name: "error line counted past comments and blanks",
+      text: "# c\n\n# HELP a b\na 1\nb{\n",
+      line: 5,
+      match: /label/,
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {

@@ -210,7 +210,8 @@ export function parseExposition(text: string): Exposition {
         if (isHelp) {
           let docEnd = text.indexOf("\n", i);
           if (docEnd < 0) docEnd = n;
-          if (i < docEnd && !isBlank(text.charCodeAt(i))) fail(`unexpected ${describe(i)} after the metric name in HELP`);
+          if (i < docEnd && !isBlank(text.charCodeAt(i)))
+            fail(`unexpected ${describe(i)} after the metric name in HELP`);
           skipBlanks();
           help.set(name, unescapeHelp(text.slice(Math.min(i, docEnd), docEnd)));
           i = docEnd;

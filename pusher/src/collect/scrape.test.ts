@@ -103,7 +103,10 @@ describe("Scraper", () => {
       const names = sample.labels.map((l) => l.name);
       assert.deepEqual(names, [...names].sort(), "sorted");
       assert.equal(new Set(names).size, names.length, "unique");
-      assert.ok(sample.labels.every((l) => l.value !== ""), "no empty values");
+      assert.ok(
+        sample.labels.every((l) => l.value !== ""),
+        "no empty values",
+      );
     }
   });
 
@@ -136,7 +139,13 @@ describe("Scraper", () => {
         's{quantile="0.9"} 0.4\ns_sum 3\ns_count 7\n',
     );
     const { s } = scraper([p], { extraLabels: {} });
-    const got = data(await s.scrape(5)).map((x) => `${x.labels.filter((l) => !["instance", "job"].includes(l.name)).map((l) => `${l.name}=${l.value}`).join(",")} ${x.value}`);
+    const got = data(await s.scrape(5)).map(
+      (x) =>
+        `${x.labels
+          .filter((l) => !["instance", "job"].includes(l.name))
+          .map((l) => `${l.name}=${l.value}`)
+          .join(",")} ${x.value}`,
+    );
     assert.deepEqual(got, [
       "__name__=h_bucket,le=0.5 1",
       "__name__=h_bucket,le=+Inf 2",
@@ -171,7 +180,11 @@ describe("Scraper", () => {
     body = 'a{x="1"} 3\n';
     const second = data(await s.scrape(2000));
     assert.deepEqual(
-      second.map((x) => [x.labels.find((l) => l.name === "x")?.value ?? x.labels[0]!.value, x.stale ?? false, x.timestampMs]),
+      second.map((x) => [
+        x.labels.find((l) => l.name === "x")?.value ?? x.labels[0]!.value,
+        x.stale ?? false,
+        x.timestampMs,
+      ]),
       [
         ["1", false, 2000],
         ["2", true, 2000],
@@ -210,10 +223,19 @@ describe("Scraper", () => {
   const failing: { name: string; handler: Handler; reason: string; over?: Partial<ScraperOptions> }[] = [
     { name: "unparsable exposition", handler: "a 1\nb{ 2\n", reason: "parse_error" },
     { name: "repeated label names", handler: 'a{x="1",x="2"} 1\n', reason: "parse_error" },
-    { name: "invalid UTF-8", handler: (_q, r) => r.end(Buffer.from([0x61, 0x7b, 0x78, 0x3d, 0x22, 0xff, 0x22, 0x7d, 0x20, 0x31, 0x0a])), reason: "invalid_utf8" },
+    {
+      name: "invalid UTF-8",
+      handler: (_q, r) => r.end(Buffer.from([0x61, 0x7b, 0x78, 0x3d, 0x22, 0xff, 0x22, 0x7d, 0x20, 0x31, 0x0a])),
+      reason: "invalid_utf8",
+    },
     { name: "sample limit exceeded", handler: "a 1\nb 2\nc 3\n", reason: "sample_limit", over: { sampleLimit: 2 } },
     { name: "HTTP 404", handler: (_q, r) => r.writeHead(404).end(), reason: "http_status" },
-    { name: "body over maxBytes (declared length)", handler: "a 1\n".repeat(100), reason: "body_too_large", over: { maxBytes: 399 } },
+    {
+      name: "body over maxBytes (declared length)",
+      handler: "a 1\n".repeat(100),
+      reason: "body_too_large",
+      over: { maxBytes: 399 },
+    },
     {
       name: "body over maxBytes (streamed, never ending)",
       handler: (_q, r) => {
@@ -266,11 +288,23 @@ describe("Scraper", () => {
 
   it("an unreachable target fails with reason network", async () => {
     const registry = new Registry();
-    const s = new Scraper({ targets: ["http://127.0.0.1:1/metrics"], job: "j", timeoutMs: 1000, sampleLimit: 0, maxBytes: 1000, extraLabels: {}, log, registry });
+    const s = new Scraper({
+      targets: ["http://127.0.0.1:1/metrics"],
+      job: "j",
+      timeoutMs: 1000,
+      sampleLimit: 0,
+      maxBytes: 1000,
+      extraLabels: {},
+      log,
+      registry,
+    });
     const got = await s.scrape(1);
     assert.equal(value(got, "up"), 0);
     assert.equal(named(got, "up")[0]!.labels.find((l) => l.name === "instance")!.value, "127.0.0.1:1");
-    assert.match(await registry.getSingleMetricAsString("knative_lambda_metric_pusher_scrape_failures_total"), /reason="network"} 1/);
+    assert.match(
+      await registry.getSingleMetricAsString("knative_lambda_metric_pusher_scrape_failures_total"),
+      /reason="network"} 1/,
+    );
   });
 
   it("accepts a body of exactly maxBytes, and gzip bodies", async () => {
@@ -279,15 +313,24 @@ describe("Scraper", () => {
     const p2 = target((_q, r) => r.writeHead(200, { "content-encoding": "gzip" }).end(gzipSync(body)));
     const { s } = scraper([p1, p2], { maxBytes: body.length });
     const got = await s.scrape(1);
-    assert.deepEqual(named(got, "up").map((x) => x.value), [1, 1]);
+    assert.deepEqual(
+      named(got, "up").map((x) => x.value),
+      [1, 1],
+    );
   });
 
   it("drops samples whose exposed timestamp is over an hour old (Prometheus would refuse them)", async () => {
     const now = 10_000_000;
     const p = target(`fresh 1 ${now - 3_599_000}\nold 2 ${now - 3_601_000}\nfuture 3 ${now + 60_000}\n`);
     const { s, registry } = scraper([p]);
-    assert.deepEqual(data(await s.scrape(now)).map((x) => x.labels[0]!.value), ["fresh", "future"]);
-    assert.match(await registry.getSingleMetricAsString("knative_lambda_metric_pusher_scrape_samples_dropped_total"), /reason="too_old"} 1/);
+    assert.deepEqual(
+      data(await s.scrape(now)).map((x) => x.labels[0]!.value),
+      ["fresh", "future"],
+    );
+    assert.match(
+      await registry.getSingleMetricAsString("knative_lambda_metric_pusher_scrape_samples_dropped_total"),
+      /reason="too_old"} 1/,
+    );
   });
 
   it("drop regex removes whole names only and does not count toward the sample limit", async () => {
@@ -295,14 +338,23 @@ describe("Scraper", () => {
     const { s, registry } = scraper([p], { drop: /go_gc/g, sampleLimit: 2 });
     const got = await s.scrape(1);
     assert.equal(value(got, "up"), 1);
-    assert.deepEqual(data(got).map((x) => x.labels[0]!.value), ["go_gc_total", "keep"]);
-    assert.match(await registry.getSingleMetricAsString("knative_lambda_metric_pusher_scrape_samples_dropped_total"), /reason="drop_regex"} 1/);
+    assert.deepEqual(
+      data(got).map((x) => x.labels[0]!.value),
+      ["go_gc_total", "keep"],
+    );
+    assert.match(
+      await registry.getSingleMetricAsString("knative_lambda_metric_pusher_scrape_samples_dropped_total"),
+      /reason="drop_regex"} 1/,
+    );
   });
 
   it("keeps the first of a series repeated in one scrape", async () => {
     const p = target('a{x="1"} 1\na{x="1",y=""} 2\na{x="1"} 3 5\n');
     const { s } = scraper([p]);
-    assert.deepEqual(data(await s.scrape(10)).map((x) => x.value), [1]);
+    assert.deepEqual(
+      data(await s.scrape(10)).map((x) => x.value),
+      [1],
+    );
   });
 
   it("scrapes targets concurrently and sends Prometheus' Accept header", async () => {
@@ -313,7 +365,10 @@ describe("Scraper", () => {
     const t0 = performance.now();
     const got = await s.scrape(1);
     const ms = performance.now() - t0;
-    assert.deepEqual(named(got, "up").map((x) => x.value), [1, 1, 1]);
+    assert.deepEqual(
+      named(got, "up").map((x) => x.value),
+      [1, 1, 1],
+    );
     assert.ok(ms < 1000, `three 400 ms targets took ${ms} ms`);
     const seen = requests.slice(before);
     assert.equal(seen.length, 3);
@@ -332,7 +387,13 @@ describe("Scraper", () => {
     const second = s.scrape(2000);
     await first;
     const got = data(await second);
-    assert.deepEqual(got.map((x) => [x.labels[0]!.value, x.stale ?? false]), [["b", false], ["a", true]]);
+    assert.deepEqual(
+      got.map((x) => [x.labels[0]!.value, x.stale ?? false]),
+      [
+        ["b", false],
+        ["a", true],
+      ],
+    );
   });
 
   it("staleAll marks every live series and the report series once", async () => {
@@ -343,7 +404,14 @@ describe("Scraper", () => {
     assert.ok(stale.every((x) => x.stale && x.timestampMs === 2000));
     assert.deepEqual(
       stale.map((x) => x.labels[0]!.value),
-      ["a", "up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling", "scrape_series_added"],
+      [
+        "a",
+        "up",
+        "scrape_duration_seconds",
+        "scrape_samples_scraped",
+        "scrape_samples_post_metric_relabeling",
+        "scrape_series_added",
+      ],
     );
     assert.deepEqual(s.staleAll(3000), []);
   });
@@ -370,7 +438,16 @@ describe("Scraper", () => {
 
   it("instance carries the scheme's default port", async () => {
     const registry = new Registry();
-    const s = new Scraper({ targets: ["http://localhost/metrics", "https://[::1]/m"], job: "j", timeoutMs: 50, sampleLimit: 0, maxBytes: 1, extraLabels: {}, log, registry });
+    const s = new Scraper({
+      targets: ["http://localhost/metrics", "https://[::1]/m"],
+      job: "j",
+      timeoutMs: 50,
+      sampleLimit: 0,
+      maxBytes: 1,
+      extraLabels: {},
+      log,
+      registry,
+    });
     const got = await s.scrape(1);
     assert.deepEqual(
       named(got, "up").map((x) => x.labels.find((l) => l.name === "instance")!.value),

@@ -133,7 +133,10 @@ export class Scraper {
     const instances = new Set<string>();
     for (const t of this.#targets) {
       if (instances.has(t.instance)) {
-        this.#log.warn({ instance: t.instance }, "Two scrape targets share host:port: their up and report series collide");
+        this.#log.warn(
+          { instance: t.instance },
+          "Two scrape targets share host:port: their up and report series collide",
+        );
       }
       instances.add(t.instance);
     }
@@ -241,14 +244,20 @@ export class Scraper {
       if (dropped > 0) this.#dropped.inc({ target: t.instance, reason: "drop_regex" }, dropped);
       if (tooOld > 0) {
         this.#dropped.inc({ target: t.instance, reason: "too_old" }, tooOld);
-        this.#log.debug({ target: t.instance, samples: tooOld }, "Dropped samples whose exposed timestamp is over an hour old");
+        this.#log.debug(
+          { target: t.instance, samples: tooOld },
+          "Dropped samples whose exposed timestamp is over an hour old",
+        );
       }
       if (duplicates > 0) {
         this.#dropped.inc({ target: t.instance, reason: "duplicate" }, duplicates);
         this.#log.debug({ target: t.instance, duplicates }, "Dropped repeated series from a scrape");
       }
       if (this.#opts.sampleLimit > 0 && out.length > this.#opts.sampleLimit) {
-        throw new ScrapeError(ScrapeFailure.SampleLimit, `${out.length} samples exceed the sample limit of ${this.#opts.sampleLimit}`);
+        throw new ScrapeError(
+          ScrapeFailure.SampleLimit,
+          `${out.length} samples exceed the sample limit of ${this.#opts.sampleLimit}`,
+        );
       }
       const kept = out.length;
       for (const [key, labels] of t.live) {
@@ -269,7 +278,10 @@ export class Scraper {
       // Warn when a target goes down (or a different failure starts); repeats every interval are debug only.
       const level = t.lastFailure === err.reason ? "debug" : "warn";
       t.lastFailure = err.reason;
-      this.#log[level]({ target: t.instance, url: redact(t.url), reason: err.reason, err: err.message }, "Scrape failed");
+      this.#log[level](
+        { target: t.instance, url: redact(t.url), reason: err.reason, err: err.message },
+        "Scrape failed",
+      );
       const out: Sample[] = [];
       for (const labels of t.live.values()) out.push({ labels, value: NaN, timestampMs: nowMs, stale: true });
       t.live = new Map();
@@ -279,7 +291,15 @@ export class Scraper {
     }
   }
 
-  #report(t: Target, nowMs: number, up: number, seconds: number, scraped: number, kept: number, added: number): Sample[] {
+  #report(
+    t: Target,
+    nowMs: number,
+    up: number,
+    seconds: number,
+    scraped: number,
+    kept: number,
+    added: number,
+  ): Sample[] {
     t.reported = true;
     const values: Record<ReportName, number> = {
       up,
@@ -354,7 +374,10 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
  * GETs one exposition within the deadline and the size limit (counted on the decompressed bytes as they arrive) and
  * decodes it as strict UTF-8. Only status 200 is accepted, as in Prometheus.
  */
-export function fetchExposition(url: URL, opts: { timeoutMs: number; maxBytes: number; agent?: http.Agent }): Promise<string> {
+export function fetchExposition(
+  url: URL,
+  opts: { timeoutMs: number; maxBytes: number; agent?: http.Agent },
+): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     let settled = false;
     const finish = (err: ScrapeError | undefined, text?: string): void => {
@@ -385,13 +408,23 @@ export function fetchExposition(url: URL, opts: { timeoutMs: number; maxBytes: n
     req.on("response", (res) => {
       if (res.statusCode !== 200) {
         res.resume();
-        finish(new ScrapeError(ScrapeFailure.HttpStatus, `server returned HTTP status ${res.statusCode} ${res.statusMessage ?? ""}`.trim()));
+        finish(
+          new ScrapeError(
+            ScrapeFailure.HttpStatus,
+            `server returned HTTP status ${res.statusCode} ${res.statusMessage ?? ""}`.trim(),
+          ),
+        );
         return;
       }
       const declared = Number(res.headers["content-length"]);
       const gzip = /\bgzip\b/i.test(res.headers["content-encoding"] ?? "");
       if (!gzip && declared > opts.maxBytes) {
-        finish(new ScrapeError(ScrapeFailure.BodyTooLarge, `body of ${declared} bytes exceeds the limit of ${opts.maxBytes}`));
+        finish(
+          new ScrapeError(
+            ScrapeFailure.BodyTooLarge,
+            `body of ${declared} bytes exceeds the limit of ${opts.maxBytes}`,
+          ),
+        );
         return;
       }
       const stream = gzip ? res.pipe(createGunzip()) : res;

@@ -13,19 +13,29 @@ function asMap(samples: Sample[]): Map<string, Sample> {
 }
 function find(samples: Sample[], name: string, labels: Record<string, string> = {}): Sample[] {
   return samples.filter(
-    (s) => s.labels.some((l) => l.name === "__name__" && l.value === name) && Object.entries(labels).every(([k, v]) => s.labels.some((l) => l.name === k && l.value === v)),
+    (s) =>
+      s.labels.some((l) => l.name === "__name__" && l.value === name) &&
+      Object.entries(labels).every(([k, v]) => s.labels.some((l) => l.name === k && l.value === v)),
   );
 }
 
 describe("selfTargetLabels", () => {
   it("job, instance = POD_NAME, namespace, pod; external labels never override them", () => {
     assert.deepEqual(
-      selfTargetLabels({ namespace: "ns", podName: "p-1", externalLabels: { cluster: "c", job: "x", instance: "y", namespace: "z", pod: "w" } }),
+      selfTargetLabels({
+        namespace: "ns",
+        podName: "p-1",
+        externalLabels: { cluster: "c", job: "x", instance: "y", namespace: "z", pod: "w" },
+      }),
       { cluster: "c", job: "metrics-pusher", instance: "p-1", namespace: "ns", pod: "p-1" },
     );
   });
   it("instance falls back to the host name; no pod label without POD_NAME", () => {
-    assert.deepEqual(selfTargetLabels({ namespace: "ns", host: "box" }), { job: "metrics-pusher", instance: "box", namespace: "ns" });
+    assert.deepEqual(selfTargetLabels({ namespace: "ns", host: "box" }), {
+      job: "metrics-pusher",
+      instance: "box",
+      namespace: "ns",
+    });
   });
 });
 
@@ -39,10 +49,16 @@ describe("registerSelfMetrics + RegistryCollector", () => {
       self.observer.retried("network");
       self.observer.attempt(0.02);
       self.observer.lastSuccess(1_700_000_000_000);
-      const c = new RegistryCollector(registry, selfTargetLabels({ namespace: "ns", podName: "pod-1", externalLabels: { cluster: "c1" } }));
+      const c = new RegistryCollector(
+        registry,
+        selfTargetLabels({ namespace: "ns", podName: "pod-1", externalLabels: { cluster: "c1" } }),
+      );
       const now = 1_764_000_000_000;
       const samples = await c.collect(now);
-      assert.ok(samples.every((s) => s.timestampMs === now), "one timestamp per collection");
+      assert.ok(
+        samples.every((s) => s.timestampMs === now),
+        "one timestamp per collection",
+      );
       for (const name of [
         `${P}_heartbeat`,
         `${P}_uptime_seconds`,
@@ -65,7 +81,11 @@ describe("registerSelfMetrics + RegistryCollector", () => {
       assert.equal(find(samples, `${P}_buffered_samples`)[0]!.value, 42);
       assert.equal(find(samples, `${P}_last_success_timestamp_seconds`)[0]!.value, 1_700_000_000);
       assert.equal(find(samples, `${P}_samples_dropped_total`, { reason: "buffer_full" })[0]!.value, 3);
-      assert.equal(find(samples, `${P}_samples_dropped_total`, { reason: "rejected" })[0]!.value, 0, "every reason exists from the start");
+      assert.equal(
+        find(samples, `${P}_samples_dropped_total`, { reason: "rejected" })[0]!.value,
+        0,
+        "every reason exists from the start",
+      );
       assert.equal(find(samples, `${P}_retries_total`, { reason: "network" })[0]!.value, 1);
       assert.equal(find(samples, `${P}_push_duration_seconds_bucket`, { le: "+Inf" })[0]!.value, 1);
       assert.equal(find(samples, `${P}_push_duration_seconds_bucket`, { le: "0.025" })[0]!.value, 1);
@@ -79,7 +99,10 @@ describe("registerSelfMetrics + RegistryCollector", () => {
         const names = s.labels.map((l) => l.name);
         assert.deepEqual(names, [...names].sort(), "labels sorted");
         assert.equal(new Set(names).size, names.length, "labels unique");
-        assert.ok(s.labels.every((l) => l.value !== ""), "no empty values");
+        assert.ok(
+          s.labels.every((l) => l.value !== ""),
+          "no empty values",
+        );
         const lab = Object.fromEntries(s.labels.map((l) => [l.name, l.value]));
         assert.equal(lab.job, "metrics-pusher");
         assert.equal(lab.instance, "pod-1");
@@ -93,7 +116,10 @@ describe("registerSelfMetrics + RegistryCollector", () => {
       junk = [];
       void junk;
       const later = await c.collect(now + 1000);
-      assert.ok(find(later, `${P}_system_memory_total_alloc_bytes`)[0]!.value > totalAlloc + 5_000_000, "total_alloc grows with allocation");
+      assert.ok(
+        find(later, `${P}_system_memory_total_alloc_bytes`)[0]!.value > totalAlloc + 5_000_000,
+        "total_alloc grows with allocation",
+      );
     } finally {
       self.close();
     }
@@ -113,7 +139,12 @@ describe("registerSelfMetrics + RegistryCollector", () => {
     const second = await col.collect(2000);
     const stale = second.filter((s) => s.stale);
     assert.equal(stale.length, 1);
-    assert.deepEqual(Object.fromEntries(stale[0]!.labels.map((l) => [l.name, l.value])), { __name__: "g", instance: "i", job: "metrics-pusher", k: "b" });
+    assert.deepEqual(Object.fromEntries(stale[0]!.labels.map((l) => [l.name, l.value])), {
+      __name__: "g",
+      instance: "i",
+      job: "metrics-pusher",
+      k: "b",
+    });
     assert.equal(stale[0]!.timestampMs, 2000);
     const secondMap = asMap(second.filter((s) => !s.stale));
     for (const [key, s] of secondMap) assert.equal(s.labels, first.get(key)?.labels, `labels of ${key} reused`);
@@ -129,6 +160,11 @@ describe("registerSelfMetrics + RegistryCollector", () => {
     const registry = new Registry();
     new Gauge({ name: "g", help: "h", labelNames: ["job"], registers: [registry] }).set({ job: "mine" }, 1);
     const [s] = await new RegistryCollector(registry, { job: "metrics-pusher", instance: "i" }).collect(1);
-    assert.deepEqual(Object.fromEntries(s!.labels.map((l) => [l.name, l.value])), { __name__: "g", exported_job: "mine", instance: "i", job: "metrics-pusher" });
+    assert.deepEqual(Object.fromEntries(s!.labels.map((l) => [l.name, l.value])), {
+      __name__: "g",
+      exported_job: "mine",
+      instance: "i",
+      job: "metrics-pusher",
+    });
   });
 });

@@ -40,7 +40,10 @@ class TotalAllocated {
   }
   read(): number {
     const data = this.#profiler.stop() as unknown as {
-      statistics: { beforeGC: { heapStatistics: { usedHeapSize: number } }; afterGC: { heapStatistics: { usedHeapSize: number } } }[];
+      statistics: {
+        beforeGC: { heapStatistics: { usedHeapSize: number } };
+        afterGC: { heapStatistics: { usedHeapSize: number } };
+      }[];
     };
     for (const gc of data.statistics ?? []) {
       this.#freed += Math.max(0, gc.beforeGC.heapStatistics.usedHeapSize - gc.afterGC.heapStatistics.usedHeapSize);
@@ -148,7 +151,8 @@ export function registerSelfMetrics(registry: Registry, prefix: string, buffered
     labelNames: ["reason"],
     registers: [registry],
   });
-  for (const reason of ["buffer_full", "out_of_order", "rejected", "shutdown", "too_old"] satisfies DropReason[]) dropped.inc({ reason }, 0);
+  for (const reason of ["buffer_full", "out_of_order", "rejected", "shutdown", "too_old"] satisfies DropReason[])
+    dropped.inc({ reason }, 0);
   const retries = new Counter({
     name: `${p}_retries_total`,
     help: "Remote-Write requests retried, by reason: server_error (5xx), rate_limited (429), network, timeout, credentials (a credential or CA file unreadable).",

@@ -45,7 +45,7 @@ const servers: (http.Server | https.Server)[] = [];
 const clients: RemoteWriteClient[] = [];
 after(() => {
   for (const c of clients) c.close();
-  for (const s of servers) s.closeAllConnections?.(), s.close();
+  for (const s of servers) (s.closeAllConnections?.(), s.close());
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -54,7 +54,14 @@ const seen: Seen[] = [];
 let base = "";
 
 function client(opts: Partial<ClientOptions> = {}): RemoteWriteClient {
-  const c = new RemoteWriteClient({ url: `${base}/api/v1/write`, timeoutMs: 2000, userAgent: "metrics-pusher/test", log, proxyEnv: {}, ...opts });
+  const c = new RemoteWriteClient({
+    url: `${base}/api/v1/write`,
+    timeoutMs: 2000,
+    userAgent: "metrics-pusher/test",
+    log,
+    proxyEnv: {},
+    ...opts,
+  });
   clients.push(c);
   return c;
 }
@@ -70,7 +77,12 @@ describe("RemoteWriteClient", () => {
     seen.length = 0;
     handler = (_req, res) => res.writeHead(204).end();
     const c = client({
-      headers: { "X-Scope-OrgID": "team-a", "User-Agent": "evil", "content-type": "text/plain", Authorization: "Bearer no" },
+      headers: {
+        "X-Scope-OrgID": "team-a",
+        "User-Agent": "evil",
+        "content-type": "text/plain",
+        Authorization: "Bearer no",
+      },
     });
     const r = await c.send(Uint8Array.from([1, 2, 3]));
     assert.deepEqual(r, { kind: "response", status: 204, retryAfter: undefined, body: "" });
@@ -130,7 +142,9 @@ describe("RemoteWriteClient", () => {
     handler = (_req, res) => res.writeHead(200).end();
     writeFileSync(join(dir, "user"), "bob\n");
     writeFileSync(join(dir, "pw"), "s3cret\n");
-    await client({ basicAuthUsernameFile: join(dir, "user"), basicAuthPasswordFile: join(dir, "pw") }).send(new Uint8Array(1));
+    await client({ basicAuthUsernameFile: join(dir, "user"), basicAuthPasswordFile: join(dir, "pw") }).send(
+      new Uint8Array(1),
+    );
     assert.equal(seen[0]!.headers.authorization, `Basic ${Buffer.from("bob:s3cret").toString("base64")}`);
     await client({ basicAuthUsername: "carol", basicAuthPasswordFile: join(dir, "pw") }).send(new Uint8Array(1));
     assert.equal(seen[1]!.headers.authorization, `Basic ${Buffer.from("carol:s3cret").toString("base64")}`);
@@ -170,11 +184,15 @@ describe("RemoteWriteClient", () => {
     });
     servers.push(proxy);
     const proxyPort = await listen(proxy);
-    const viaProxy = await client({ proxyEnv: { HTTP_PROXY: `http://127.0.0.1:${proxyPort}` } }).send(new Uint8Array(1));
+    const viaProxy = await client({ proxyEnv: { HTTP_PROXY: `http://127.0.0.1:${proxyPort}` } }).send(
+      new Uint8Array(1),
+    );
     assert.equal(viaProxy.kind === "response" && viaProxy.status, 202);
     assert.deepEqual(proxied, [`${base}/api/v1/write`]);
     handler = (_req, res) => res.writeHead(200).end();
-    const direct = await client({ proxyEnv: { HTTP_PROXY: `http://127.0.0.1:${proxyPort}`, NO_PROXY: "127.0.0.1" } }).send(new Uint8Array(1));
+    const direct = await client({
+      proxyEnv: { HTTP_PROXY: `http://127.0.0.1:${proxyPort}`, NO_PROXY: "127.0.0.1" },
+    }).send(new Uint8Array(1));
     assert.equal(direct.kind === "response" && direct.status, 200);
     assert.equal(proxied.length, 1);
   });
@@ -183,7 +201,9 @@ describe("RemoteWriteClient", () => {
     const s = http.createServer();
     const port = await listen(s);
     await new Promise((r) => s.close(r));
-    const r = await client({ proxyEnv: { HTTP_PROXY: `http://user:hunter2@127.0.0.1:${port}` } }).send(new Uint8Array(1));
+    const r = await client({ proxyEnv: { HTTP_PROXY: `http://user:hunter2@127.0.0.1:${port}` } }).send(
+      new Uint8Array(1),
+    );
     assert.equal(r.kind, "error");
     assert.ok(!JSON.stringify(r).includes("hunter2"), JSON.stringify(r));
   });
@@ -192,10 +212,29 @@ describe("RemoteWriteClient", () => {
     const key = join(dir, "key.pem");
     const cert = join(dir, "cert.pem");
     try {
-      execFileSync("openssl", [
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert,
-      ], { stdio: "pipe" });
+      execFileSync(
+        "openssl",
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:P-256",
+          "-nodes",
+          "-days",
+          "1",
+          "-subj",
+          "/CN=127.0.0.1",
+          "-addext",
+          "subjectAltName=IP:127.0.0.1",
+          "-keyout",
+          key,
+          "-out",
+          cert,
+        ],
+        { stdio: "pipe" },
+      );
     } catch (e) {
       assert.fail(`openssl is needed to make a test certificate: ${(e as Error).message}`);
     }

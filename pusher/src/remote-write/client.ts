@@ -59,7 +59,8 @@ export class RemoteWriteClient {
     }
     this.#url = url;
     const user: Record<string, string> = {};
-    for (const [k, v] of Object.entries(opts.headers ?? {})) if (!RESERVED_HEADERS.includes(k.toLowerCase())) user[k] = v;
+    for (const [k, v] of Object.entries(opts.headers ?? {}))
+      if (!RESERVED_HEADERS.includes(k.toLowerCase())) user[k] = v;
     this.#fixedHeaders = {
       ...user,
       "Content-Encoding": "snappy",
@@ -68,8 +69,10 @@ export class RemoteWriteClient {
       "User-Agent": opts.userAgent,
     };
     if (opts.bearerTokenFile) this.#bearer = new WatchedFile(opts.bearerTokenFile, "bearer token", opts.log);
-    if (opts.basicAuthUsernameFile) this.#user = new WatchedFile(opts.basicAuthUsernameFile, "basic-auth user name", opts.log);
-    if (opts.basicAuthPasswordFile) this.#password = new WatchedFile(opts.basicAuthPasswordFile, "basic-auth password", opts.log);
+    if (opts.basicAuthUsernameFile)
+      this.#user = new WatchedFile(opts.basicAuthUsernameFile, "basic-auth user name", opts.log);
+    if (opts.basicAuthPasswordFile)
+      this.#password = new WatchedFile(opts.basicAuthPasswordFile, "basic-auth password", opts.log);
     if (opts.tlsCaFile) this.#ca = new WatchedFile(opts.tlsCaFile, "TLS CA", opts.log);
   }
 
@@ -130,7 +133,8 @@ export class RemoteWriteClient {
         }
       };
       const fail = (err: Error): void => {
-        if (timeout.aborted) finish({ kind: "error", reason: "timeout", message: `no answer within ${this.#opts.timeoutMs} ms` });
+        if (timeout.aborted)
+          finish({ kind: "error", reason: "timeout", message: `no answer within ${this.#opts.timeoutMs} ms` });
         else finish({ kind: "error", reason: "network", message: describe(err) });
       };
       const req = mod.request(this.#url, { method: "POST", headers, agent, signal: combined }, (res) => {

@@ -7,7 +7,14 @@ import type { Sample } from "../series.ts";
 import { openDiskBuffer, type DiskBufferLog } from "./disk.ts";
 
 function sample(name: string, ts: number, value = ts): Sample {
-  return { labels: [{ name: "__name__", value: name }, { name: "job", value: "t" }], value, timestampMs: ts };
+  return {
+    labels: [
+      { name: "__name__", value: name },
+      { name: "job", value: "t" },
+    ],
+    value,
+    timestampMs: ts,
+  };
 }
 
 function recorder(): DiskBufferLog & { lines: { level: string; obj: object; msg: string }[] } {
@@ -19,7 +26,10 @@ function recorder(): DiskBufferLog & { lines: { level: string; obj: object; msg:
   };
 }
 
-const segmentFiles = (dir: string): string[] => readdirSync(dir).filter((f) => f.startsWith("seg-")).sort();
+const segmentFiles = (dir: string): string[] =>
+  readdirSync(dir)
+    .filter((f) => f.startsWith("seg-"))
+    .sort();
 
 describe("disk buffer", () => {
   let dir = "";
@@ -40,7 +50,16 @@ describe("disk buffer", () => {
     const b = openDiskBuffer({ dir, maxBytes: 1 << 20, log: recorder() });
     const got = b.readAll().samples;
     assert.equal(got.length, 5);
-    assert.deepEqual(got.map((s) => [s.labels[0]!.value, s.timestampMs]), [["a", 1000], ["b", 1000], ["c", 1000], ["a", 2000], ["b", 2000]]);
+    assert.deepEqual(
+      got.map((s) => [s.labels[0]!.value, s.timestampMs]),
+      [
+        ["a", 1000],
+        ["b", 1000],
+        ["c", 1000],
+        ["a", 2000],
+        ["b", 2000],
+      ],
+    );
     assert.ok(Number.isNaN(got[1]!.value) && got[1]!.stale !== true);
     assert.equal(got[2]!.value, Infinity);
     assert.equal(got[3]!.value, -Infinity);
@@ -58,11 +77,17 @@ describe("disk buffer", () => {
     assert.equal(a.pending(), 1);
 
     const b = openDiskBuffer({ dir, maxBytes: 1 << 20, log: recorder() });
-    assert.deepEqual(b.readAll().samples.map((s) => s.timestampMs), [5]);
+    assert.deepEqual(
+      b.readAll().samples.map((s) => s.timestampMs),
+      [5],
+    );
     b.append([sample("x", 6)]);
     b.ack(1); // sample 5
     const c = openDiskBuffer({ dir, maxBytes: 1 << 20, log: recorder() });
-    assert.deepEqual(c.readAll().samples.map((s) => s.timestampMs), [6]);
+    assert.deepEqual(
+      c.readAll().samples.map((s) => s.timestampMs),
+      [6],
+    );
     c.ack(1);
     assert.equal(c.pending(), 0);
     assert.equal(segmentFiles(dir).length, 0);
@@ -110,16 +135,25 @@ describe("disk buffer", () => {
     const log = recorder();
     const b = openDiskBuffer({ dir, maxBytes: 1 << 20, log });
     const r = b.readAll();
-    assert.deepEqual(r.samples.map((s) => s.timestampMs), [1, 4]);
+    assert.deepEqual(
+      r.samples.map((s) => s.timestampMs),
+      [1, 4],
+    );
     assert.equal(r.corruptSegments, 3);
     const warnings = log.lines.filter((l) => l.level === "warn" && l.msg === "Skipped corrupt disk buffer segment");
     assert.equal(warnings.length, 3);
-    assert.ok(readdirSync(dir).every((f) => !f.endsWith(".tmp")), "leftover temporary file not removed");
+    assert.ok(
+      readdirSync(dir).every((f) => !f.endsWith(".tmp")),
+      "leftover temporary file not removed",
+    );
     // The stream goes on after the gap: new samples and acknowledgements still line up.
     b.append([sample("a", 5)]);
     b.ack(2);
     const c = openDiskBuffer({ dir, maxBytes: 1 << 20, log: recorder() });
-    assert.deepEqual(c.readAll().samples.map((s) => s.timestampMs), [5]);
+    assert.deepEqual(
+      c.readAll().samples.map((s) => s.timestampMs),
+      [5],
+    );
   });
 
   it("leaves out samples older than the receiver accepts, counts them and never returns them again", () => {
@@ -131,7 +165,10 @@ describe("disk buffer", () => {
     const b = openDiskBuffer({ dir, maxBytes: 1 << 20, log: recorder() });
     const r = b.readAll({ nowMs: 100_000, maxAgeMs: 60_000 });
     assert.equal(r.tooOld, 2);
-    assert.deepEqual(r.samples.map((s) => s.timestampMs), [50_000, 50_000, 90_000]);
+    assert.deepEqual(
+      r.samples.map((s) => s.timestampMs),
+      [50_000, 50_000, 90_000],
+    );
     const c = openDiskBuffer({ dir, maxBytes: 1 << 20, log: recorder() });
     assert.equal(c.readAll({ nowMs: 100_000, maxAgeMs: 60_000 }).samples.length, 3);
   });
@@ -143,10 +180,16 @@ describe("disk buffer", () => {
     const b = openDiskBuffer({ dir, maxBytes: 1 << 20, log: recorder() });
     const r = b.readAll({ nowMs: 100_000, maxAgeMs: 60_000 });
     assert.equal(r.tooOld, 1);
-    assert.deepEqual(r.samples.map((s) => s.labels[0]!.value), ["a", "c"]);
+    assert.deepEqual(
+      r.samples.map((s) => s.labels[0]!.value),
+      ["a", "c"],
+    );
     b.ack(1); // "a" delivered
     const c = openDiskBuffer({ dir, maxBytes: 1 << 20, log: recorder() });
-    assert.deepEqual(c.readAll().samples.map((s) => s.labels[0]!.value), ["c"]);
+    assert.deepEqual(
+      c.readAll().samples.map((s) => s.labels[0]!.value),
+      ["c"],
+    );
   });
 
   it("ignores an unreadable cursor with a log line and resends from the oldest segment", () => {
@@ -157,7 +200,10 @@ describe("disk buffer", () => {
     writeFileSync(join(dir, "cursor.json"), "{garbage");
     const log = recorder();
     const b = openDiskBuffer({ dir, maxBytes: 1 << 20, log });
-    assert.deepEqual(b.readAll().samples.map((s) => s.timestampMs), [1, 2]);
+    assert.deepEqual(
+      b.readAll().samples.map((s) => s.timestampMs),
+      [1, 2],
+    );
     assert.ok(log.lines.some((l) => l.level === "warn" && /cursor/.test(l.msg)));
   });
 });

@@ -8,7 +8,17 @@
 // Files are written to a temporary name and renamed, so a crash never leaves half a segment under a real name; a
 // segment that is damaged anyway (disk, hand edits) fails its length or CRC check and is skipped with a log line.
 // No fsync: the buffer protects against a restart of the process, not of the machine (an emptyDir dies with the pod).
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import type { Label, Sample } from "../series.ts";
@@ -125,20 +135,25 @@ function encodeSegment(first: number, samples: readonly Sample[]): Buffer {
 function decodeSegment(buf: Buffer, expectedFirst: number): Sample[] {
   if (buf.length < HEADER_BYTES || !buf.subarray(0, 4).equals(MAGIC)) throw new Error("bad magic");
   const length = buf.readUInt32LE(4);
-  if (buf.length !== HEADER_BYTES + length) throw new Error(`length ${buf.length - HEADER_BYTES}, header says ${length}`);
+  if (buf.length !== HEADER_BYTES + length)
+    throw new Error(`length ${buf.length - HEADER_BYTES}, header says ${length}`);
   const payload = buf.subarray(HEADER_BYTES);
   if (crc32(payload) !== buf.readUInt32LE(8)) throw new Error("checksum mismatch");
   const p = JSON.parse(payload.toString("utf8")) as Payload;
-  if (p.first !== expectedFirst || !Array.isArray(p.series) || !Array.isArray(p.samples)) throw new Error("bad payload");
+  if (p.first !== expectedFirst || !Array.isArray(p.series) || !Array.isArray(p.samples))
+    throw new Error("bad payload");
   const labelSets = p.series.map((flat) => {
     const labels: Label[] = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) labels.push(Object.freeze({ name: String(flat[i]), value: String(flat[i + 1]) }));
+    for (let i = 0; i + 1 < flat.length; i += 2)
+      labels.push(Object.freeze({ name: String(flat[i]), value: String(flat[i + 1]) }));
     return Object.freeze(labels);
   });
   return p.samples.map(([si, v, ts, stale]) => {
     const labels = labelSets[si];
     if (labels === undefined || typeof ts !== "number") throw new Error("bad sample");
-    return stale === 1 ? { labels, value: NaN, timestampMs: ts, stale: true } : { labels, value: decodeValue(v), timestampMs: ts };
+    return stale === 1
+      ? { labels, value: NaN, timestampMs: ts, stale: true }
+      : { labels, value: decodeValue(v), timestampMs: ts };
   });
 }
 
@@ -184,7 +199,10 @@ export function openDiskBuffer(options: DiskBufferOptions): DiskBuffer {
     else log.warn({ dir, file: CURSOR }, "Ignored unreadable disk buffer cursor; resending from the oldest segment");
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ENOENT") {
-      log.warn({ dir, file: CURSOR, err: (e as Error).message }, "Ignored unreadable disk buffer cursor; resending from the oldest segment");
+      log.warn(
+        { dir, file: CURSOR, err: (e as Error).message },
+        "Ignored unreadable disk buffer cursor; resending from the oldest segment",
+      );
     }
   }
 
@@ -294,7 +312,8 @@ export function openDiskBuffer(options: DiskBufferOptions): DiskBuffer {
       evicted += Math.max(0, s.first + s.count - Math.max(acked, s.first));
       removeSegment(s);
     }
-    if (evicted > 0) log.warn({ dir, evicted, maxBytes }, "Disk buffer full: oldest samples no longer survive a restart");
+    if (evicted > 0)
+      log.warn({ dir, evicted, maxBytes }, "Disk buffer full: oldest samples no longer survive a restart");
     return { evicted };
   }
 

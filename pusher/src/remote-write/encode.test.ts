@@ -51,7 +51,7 @@ describe("encodeWriteRequest", () => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
       return seed / 2 ** 31;
     };
-    const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
     for (let round = 0; round < 50; round++) {
       const series: { labels: Labels; samples: { value: number; timestampMs: number }[] }[] = [];
       const flat: Sample[] = [];
@@ -78,7 +78,10 @@ describe("encodeWriteRequest", () => {
     const decoded = decodeWriteRequest(toWriteRequest(s));
     assert.equal(decoded.length, 300);
     decoded.forEach((ts, i) => {
-      assert.deepEqual(ts.labels, s[i]!.labels.map((l) => ({ ...l })));
+      assert.deepEqual(
+        ts.labels,
+        s[i]!.labels.map((l) => ({ ...l })),
+      );
       assert.deepEqual(ts.samples, [{ value: i * 1.5, timestampMs: 1_700_000_000_000 + i, stale: false }]);
     });
   });
@@ -96,7 +99,14 @@ describe("encodeWriteRequest", () => {
 
   it("keeps NaN, ±Inf and -0 as values, distinct from stale markers", () => {
     const l = labels({ __name__: "odd" });
-    const values = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, Number.MAX_VALUE, Number.MIN_VALUE];
+    const values = [
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      Number.NEGATIVE_INFINITY,
+      -0,
+      Number.MAX_VALUE,
+      Number.MIN_VALUE,
+    ];
     const samples = values.map((value, i) => ({ labels: l, value, timestampMs: 1000 + i }));
     const bytes = encodeWriteRequest(samples);
     assert.equal(indexOfBytes(bytes, STALE_NAN_BYTES), -1, "an ordinary NaN must not look like a stale marker");
@@ -112,12 +122,27 @@ describe("encodeWriteRequest", () => {
 
   it("encodes large and negative timestamps as int64", () => {
     const l = labels({ __name__: "t" });
-    const stamps = [0, 1, 127, 128, 2 ** 31, 2 ** 32 + 5, 1_764_000_000_123, 9_999_999_999_999, Number.MAX_SAFE_INTEGER, -1, -1_000];
+    const stamps = [
+      0,
+      1,
+      127,
+      128,
+      2 ** 31,
+      2 ** 32 + 5,
+      1_764_000_000_123,
+      9_999_999_999_999,
+      Number.MAX_SAFE_INTEGER,
+      -1,
+      -1_000,
+    ];
     const samples = stamps.map((timestampMs, i) => ({ labels: l, value: i, timestampMs }));
     const ours = encodeWriteRequest(samples);
     assert.deepEqual(Buffer.from(ours), Buffer.from(reference([{ labels: l, samples }])));
     const [ts] = decodeWriteRequest(snappy.compress(ours));
-    assert.deepEqual(ts!.samples.map((s) => s.timestampMs), stamps);
+    assert.deepEqual(
+      ts!.samples.map((s) => s.timestampMs),
+      stamps,
+    );
   });
 
   it("sorts labels by name in byte order, drops empty values and repeated names", () => {
@@ -131,7 +156,10 @@ describe("encodeWriteRequest", () => {
       { name: "_x", value: "4" },
     ];
     const [ts] = decodeWriteRequest(toWriteRequest([{ labels: messy, value: 1, timestampMs: 5 }]));
-    assert.deepEqual(ts!.labels.map((l) => `${l.name}=${l.value}`), ["Alpha=2", "__name__=m", "_x=4", "alpha=3", "zeta=1"]);
+    assert.deepEqual(
+      ts!.labels.map((l) => `${l.name}=${l.value}`),
+      ["Alpha=2", "__name__=m", "_x=4", "alpha=3", "zeta=1"],
+    );
   });
 
   it("normalizeLabels returns sorted input unchanged (no copy)", () => {
@@ -151,7 +179,10 @@ describe("encodeWriteRequest", () => {
     ];
     const decoded = decodeWriteRequest(toWriteRequest(samples));
     assert.deepEqual(
-      decoded.map((ts) => [ts.labels.map((l) => l.value).join(","), ts.samples.map((s) => `${s.timestampMs}${s.stale ? "S" : ""}`).join(",")]),
+      decoded.map((ts) => [
+        ts.labels.map((l) => l.value).join(","),
+        ts.samples.map((s) => `${s.timestampMs}${s.stale ? "S" : ""}`).join(","),
+      ]),
       [
         ["a,v", "1,2"],
         ["b", "1"],
@@ -168,7 +199,10 @@ describe("encodeWriteRequest", () => {
 
   it("encodes the same bytes from its label cache as on first sight", () => {
     const l = labels({ __name__: "m", a: "1" });
-    const messy: Labels = [{ name: "z", value: "2" }, { name: "__name__", value: "n" }];
+    const messy: Labels = [
+      { name: "z", value: "2" },
+      { name: "__name__", value: "n" },
+    ];
     const batch: Sample[] = [
       { labels: l, value: 1, timestampMs: 10 },
       { labels: messy, value: 2, timestampMs: 10 },
@@ -177,7 +211,10 @@ describe("encodeWriteRequest", () => {
     for (let i = 0; i < 3; i++) assert.deepEqual(Buffer.from(encodeWriteRequest(batch)), first);
     assert.deepEqual(
       decodeWriteRequest(snappy.compress(first)).map((s) => s.labels.map((x) => x.name)),
-      [["__name__", "a"], ["__name__", "z"]],
+      [
+        ["__name__", "a"],
+        ["__name__", "z"],
+      ],
     );
   });
 

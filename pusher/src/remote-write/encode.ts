@@ -165,20 +165,20 @@ export function encodeWriteRequest(samples: readonly Sample[]): Uint8Array {
     let labels: Labels = original;
     if (cached !== undefined) size = cached.length;
     else {
-    labels = normalizeLabels(original);
-    if (nLengths + 2 * labels.length > lengths.length) {
-      const grown = new Int32Array(Math.max(lengths.length * 2, nLengths + 2 * labels.length));
-      grown.set(lengths);
-      lengths = grown;
-    }
-    for (const l of labels) {
-      const nb = utf8Length(l.name);
-      const vb = utf8Length(l.value);
-      lengths[nLengths++] = nb;
-      lengths[nLengths++] = vb;
-      const inner = 1 + varintSize(nb) + nb + 1 + varintSize(vb) + vb;
-      size += 1 + varintSize(inner) + inner;
-    }
+      labels = normalizeLabels(original);
+      if (nLengths + 2 * labels.length > lengths.length) {
+        const grown = new Int32Array(Math.max(lengths.length * 2, nLengths + 2 * labels.length));
+        grown.set(lengths);
+        lengths = grown;
+      }
+      for (const l of labels) {
+        const nb = utf8Length(l.name);
+        const vb = utf8Length(l.value);
+        lengths[nLengths++] = nb;
+        lengths[nLengths++] = vb;
+        const inner = 1 + varintSize(nb) + nb + 1 + varintSize(vb) + vb;
+        size += 1 + varintSize(inner) + inner;
+      }
     }
     let j = i;
     do {
@@ -210,20 +210,20 @@ export function encodeWriteRequest(samples: readonly Sample[]): Uint8Array {
       out.set(cached, p);
       p += cached.length;
     } else {
-    const blockStart = p;
-    for (const l of runLabels[r]!) {
-      const nb = lengths[li++]!;
-      const vb = lengths[li++]!;
-      out[p++] = 0x0a; // TimeSeries.labels = 1, LEN
-      p = writeVarint32(out, p, 1 + varintSize(nb) + nb + 1 + varintSize(vb) + vb);
-      out[p++] = 0x0a; // Label.name = 1, LEN
-      p = writeVarint32(out, p, nb);
-      p = writeString(out, p, l.name, nb);
-      out[p++] = 0x12; // Label.value = 2, LEN
-      p = writeVarint32(out, p, vb);
-      p = writeString(out, p, l.value, vb);
-    }
-    rememberBlock(runOriginal[r]!, out.slice(blockStart, p));
+      const blockStart = p;
+      for (const l of runLabels[r]!) {
+        const nb = lengths[li++]!;
+        const vb = lengths[li++]!;
+        out[p++] = 0x0a; // TimeSeries.labels = 1, LEN
+        p = writeVarint32(out, p, 1 + varintSize(nb) + nb + 1 + varintSize(vb) + vb);
+        out[p++] = 0x0a; // Label.name = 1, LEN
+        p = writeVarint32(out, p, nb);
+        p = writeString(out, p, l.name, nb);
+        out[p++] = 0x12; // Label.value = 2, LEN
+        p = writeVarint32(out, p, vb);
+        p = writeString(out, p, l.value, vb);
+      }
+      rememberBlock(runOriginal[r]!, out.slice(blockStart, p));
     }
     for (let k = runStart[r]!; k < runStart[r + 1]!; k++) {
       const s = samples[k]!;

@@ -66,14 +66,22 @@ export interface DecodedSeries {
 
 /** Decodes a protobuf WriteRequest (not compressed) with protobufjs; stale markers are recognised by their bytes. */
 export function decodeWriteRequestBytes(bytes: Uint8Array): DecodedSeries[] {
-  const msg = WriteRequestType.toObject(WriteRequestType.decode(bytes), { longs: String, defaults: true, arrays: true }) as {
+  const msg = WriteRequestType.toObject(WriteRequestType.decode(bytes), {
+    longs: String,
+    defaults: true,
+    arrays: true,
+  }) as {
     timeseries: { labels: { name: string; value: string }[]; samples: { value: number; timestamp: string }[] }[];
   };
   const staleFlags = staleFlagsOf(bytes);
   let k = 0;
   return msg.timeseries.map((ts) => ({
     labels: ts.labels.map((l) => ({ name: l.name, value: l.value })),
-    samples: ts.samples.map((s) => ({ value: s.value, timestampMs: Number(s.timestamp), stale: staleFlags[k++] ?? false })),
+    samples: ts.samples.map((s) => ({
+      value: s.value,
+      timestampMs: Number(s.timestamp),
+      stale: staleFlags[k++] ?? false,
+    })),
   }));
 }
 

@@ -10,7 +10,11 @@ const seriesA: Labels = [{ name: "__name__", value: "a" }];
 const seriesB: Labels = [{ name: "__name__", value: "b" }];
 
 function tick(from: number, count: number, labels: Labels = seriesA): Sample[] {
-  return Array.from({ length: count }, (_, i) => ({ labels, value: from + i, timestampMs: 1_000_000 + (from + i) * 1000 }));
+  return Array.from({ length: count }, (_, i) => ({
+    labels,
+    value: from + i,
+    timestampMs: 1_000_000 + (from + i) * 1000,
+  }));
 }
 
 class Counts implements QueueObserver {
@@ -115,7 +119,10 @@ describe("SendQueue", () => {
     q.push(tick(0, 20));
     q.push(tick(20, 10));
     await until(() => counts.sentN === 30);
-    assert.deepEqual(r.received.flatMap((x) => x.values), Array.from({ length: 30 }, (_, i) => i));
+    assert.deepEqual(
+      r.received.flatMap((x) => x.values),
+      Array.from({ length: 30 }, (_, i) => i),
+    );
     assert.ok(r.received.every((x) => x.values.length <= 7));
     assert.equal(r.maxInFlight(), 1);
     assert.equal(q.buffered, 0);
@@ -142,7 +149,10 @@ describe("SendQueue", () => {
     await until(() => counts.sentN === 3);
     assert.deepEqual(counts.retriesBy, { server_error: 2, network: 1 });
     assert.equal(counts.failedN, 9);
-    assert.deepEqual(r.received.map((x) => x.values), [[0, 1, 2]]);
+    assert.deepEqual(
+      r.received.map((x) => x.values),
+      [[0, 1, 2]],
+    );
     assert.equal(logs.filter((l) => l.level === "warn").length, 1, "one warning per outage, not per attempt");
     assert.ok(logs.some((l) => l.level === "info" && l.msg === "Remote write recovered"));
     await q.close(100);
@@ -166,7 +176,10 @@ describe("SendQueue", () => {
     q.push(tick(0, 4));
     await until(() => counts.sentN === 2);
     assert.deepEqual(counts.droppedBy, { rejected: 2 });
-    assert.deepEqual(r.received.map((x) => x.values), [[2, 3]]);
+    assert.deepEqual(
+      r.received.map((x) => x.values),
+      [[2, 3]],
+    );
     const e = logs.find((l) => l.level === "error");
     assert.deepEqual(e?.obj, { status: 400, body: "out of order sample", samples: 2 });
     await q.close(100);
@@ -194,8 +207,14 @@ describe("SendQueue", () => {
     await until(() => counts.sentN === 20);
     // Batches of 4 keep pairs (a, b) together: a's values are every other value, in order.
     const all = r.received.flatMap((x) => x.values);
-    assert.deepEqual(all.filter((_, i) => i % 2 === 0), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-    assert.deepEqual(all.filter((_, i) => i % 2 === 1), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.deepEqual(
+      all.filter((_, i) => i % 2 === 0),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    );
+    assert.deepEqual(
+      all.filter((_, i) => i % 2 === 1),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    );
     assert.equal(counts.droppedBy.buffer_full ?? 0, 0);
     await q.close(100);
   });
@@ -215,7 +234,10 @@ describe("SendQueue", () => {
     // Receiver back: the newest ten arrive, in order.
     r.state.fallback = ok();
     await until(() => counts.sentN === 10);
-    assert.deepEqual(r.received.flatMap((x) => x.values), [15, 16, 17, 18, 19, 20, 21, 22, 23, 24]);
+    assert.deepEqual(
+      r.received.flatMap((x) => x.values),
+      [15, 16, 17, 18, 19, 20, 21, 22, 23, 24],
+    );
     await q.close(100);
   });
 
@@ -280,10 +302,23 @@ describe("SendQueue", () => {
 
   it("with a journal, close() keeps what is left there instead of counting it lost; restore() refills the buffer", async () => {
     const r = receiver([], down);
-    const journal = { appended: 0, acked: 0, append: (s: readonly Sample[]) => (journal.appended += s.length), ack: (n: number) => void (journal.acked += n) };
+    const journal = {
+      appended: 0,
+      acked: 0,
+      append: (s: readonly Sample[]) => (journal.appended += s.length),
+      ack: (n: number) => void (journal.acked += n),
+    };
     const counts = new Counts();
     const mk = () =>
-      new SendQueue({ maxSamples: 100, maxPerSend: 10, send: r.send, observer: counts, log: { debug() {}, info() {}, warn() {}, error() {} }, random: () => 0, journal });
+      new SendQueue({
+        maxSamples: 100,
+        maxPerSend: 10,
+        send: r.send,
+        observer: counts,
+        log: { debug() {}, info() {}, warn() {}, error() {} },
+        random: () => 0,
+        journal,
+      });
     const q = mk();
     q.push(tick(0, 5));
     const { lost, kept } = await q.close(50);
@@ -296,7 +331,10 @@ describe("SendQueue", () => {
     assert.equal(journal.appended, 5, "restored samples are not journaled twice");
     q2.push(tick(5, 1));
     await until(() => counts.sentN === 6);
-    assert.deepEqual(r.received.flatMap((x) => x.values), [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(
+      r.received.flatMap((x) => x.values),
+      [0, 1, 2, 3, 4, 5],
+    );
     assert.equal(journal.acked, 6);
     await q2.close(100);
   });

@@ -75,7 +75,6 @@ export interface QueueOptions {
   readonly journal?: Journal;
 }
 
-
 interface Batch {
   /** Oldest first; the oldest are cut when room is needed while the batch waits for its retry. */
   readonly samples: Sample[];
@@ -115,7 +114,11 @@ export class SendQueue {
 
   /** Samples waiting for delivery (the batch on the wire included). */
   get buffered(): number {
-    return this.#buf.length - this.#head + (this.#batch !== undefined && !this.#batch.evicted ? this.#batch.samples.length : 0);
+    return (
+      this.#buf.length -
+      this.#head +
+      (this.#batch !== undefined && !this.#batch.evicted ? this.#batch.samples.length : 0)
+    );
   }
 
   /** Adds samples in order; returns at once. */
@@ -285,7 +288,10 @@ export class SendQueue {
       this.#o.observer.failed(n);
       if (decision.action === "drop") {
         const body = result.kind === "response" ? result.body : "";
-        this.#o.log.error({ status: decision.status, body, samples: n }, "Receiver refused the batch; dropped it (not retried)");
+        this.#o.log.error(
+          { status: decision.status, body, samples: n },
+          "Receiver refused the batch; dropped it (not retried)",
+        );
         this.#o.observer.dropped(n, b.evicted ? DropReason.BufferFull : DropReason.Rejected);
         if (!b.evicted) this.#journal((j) => j.ack(n));
         this.#batch = undefined;
@@ -300,7 +306,9 @@ export class SendQueue {
       // Shutting down, the backoff would outlast a short SHUTDOWN_TIMEOUT: a receiver back within it must still get
       // the last flush. A receiver's own Retry-After is still honoured (the deadline bounds it).
       const delayMs =
-        this.#closing && decision.reason !== RetryReason.RateLimited ? Math.min(decision.delayMs, SHUTDOWN_RETRY_MS) : decision.delayMs;
+        this.#closing && decision.reason !== RetryReason.RateLimited
+          ? Math.min(decision.delayMs, SHUTDOWN_RETRY_MS)
+          : decision.delayMs;
       this.#failing(result, decision.reason, delayMs);
       this.#o.observer.retried(decision.reason);
       b.retries++;
@@ -325,7 +333,10 @@ export class SendQueue {
       this.#failingSince = this.#now();
       this.#o.log.warn({ ...detail, retryInMs: delayMs, buffered: this.buffered }, "Remote write failed; retrying");
     } else {
-      this.#o.log.debug({ ...detail, retryInMs: delayMs, buffered: this.buffered }, "Remote write failed again; retrying");
+      this.#o.log.debug(
+        { ...detail, retryInMs: delayMs, buffered: this.buffered },
+        "Remote write failed again; retrying",
+      );
     }
   }
 

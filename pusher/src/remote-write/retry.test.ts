@@ -67,7 +67,10 @@ describe("decide, per status code", () => {
   });
 
   it("503 with Retry-After honours it; a huge Retry-After is capped", () => {
-    assert.equal((decide({ kind: "response", status: 503, retryAfter: "2" }, 0, NOW) as { delayMs: number }).delayMs, 2000);
+    assert.equal(
+      (decide({ kind: "response", status: 503, retryAfter: "2" }, 0, NOW) as { delayMs: number }).delayMs,
+      2000,
+    );
     assert.equal(
       (decide({ kind: "response", status: 429, retryAfter: "86400" }, 0, NOW) as { delayMs: number }).delayMs,
       RETRY_AFTER_MAX_MS,
@@ -81,15 +84,36 @@ describe("decide, per status code", () => {
 
 describe("backoffMs", () => {
   it("starts at 30 ms and doubles, with jitter within [base/2, base]", () => {
-    assert.equal(backoffMs(0, () => 1), 30);
-    assert.equal(backoffMs(0, () => 0), 15);
-    assert.equal(backoffMs(1, () => 1), 60);
-    assert.equal(backoffMs(4, () => 1), 480);
+    assert.equal(
+      backoffMs(0, () => 1),
+      30,
+    );
+    assert.equal(
+      backoffMs(0, () => 0),
+      15,
+    );
+    assert.equal(
+      backoffMs(1, () => 1),
+      60,
+    );
+    assert.equal(
+      backoffMs(4, () => 1),
+      480,
+    );
   });
   it("is capped at 5 s", () => {
-    assert.equal(backoffMs(8, () => 1), BACKOFF_MAX_MS);
-    assert.equal(backoffMs(1000, () => 1), BACKOFF_MAX_MS);
-    assert.equal(backoffMs(1000, () => 0), BACKOFF_MAX_MS / 2);
+    assert.equal(
+      backoffMs(8, () => 1),
+      BACKOFF_MAX_MS,
+    );
+    assert.equal(
+      backoffMs(1000, () => 1),
+      BACKOFF_MAX_MS,
+    );
+    assert.equal(
+      backoffMs(1000, () => 0),
+      BACKOFF_MAX_MS / 2,
+    );
   });
   it("is random between retries", () => {
     const seen = new Set(Array.from({ length: 50 }, () => backoffMs(6)));
@@ -106,6 +130,7 @@ describe("parseRetryAfter", () => {
     assert.equal(parseRetryAfter("Fri, 27 Nov 2026 03:59:00 GMT", NOW), 0, "a date in the past means now");
   });
   it("ignores what it cannot read", () => {
-    for (const v of [undefined, "", "soon", "1.5", "-3", "12 34"]) assert.equal(parseRetryAfter(v, NOW), undefined, String(v));
+    for (const v of [undefined, "", "soon", "1.5", "-3", "12 34"])
+      assert.equal(parseRetryAfter(v, NOW), undefined, String(v));
   });
 });

@@ -53,7 +53,12 @@ export function parseRetryAfter(value: string | undefined, nowMs: number): numbe
   return Math.max(0, at - nowMs);
 }
 
-export function decide(attempt: Attempt, retryNumber: number, nowMs: number, random: () => number = Math.random): Decision {
+export function decide(
+  attempt: Attempt,
+  retryNumber: number,
+  nowMs: number,
+  random: () => number = Math.random,
+): Decision {
   if (attempt.kind === "error") {
     return { action: "retry", delayMs: backoffMs(retryNumber, random), reason: attempt.reason };
   }

@@ -51,7 +51,10 @@ export class WatchedFile {
       // Log once per distinct problem: a missing Secret would otherwise log on every retry.
       if (err.message !== this.#lastError) {
         this.#lastError = err.message;
-        this.#log.warn({ file: this.path, what: this.#what, err: err.message }, "Cannot read file; requests wait until it can be read");
+        this.#log.warn(
+          { file: this.path, what: this.#what, err: err.message },
+          "Cannot read file; requests wait until it can be read",
+        );
       }
       throw err;
     }

@@ -29,7 +29,10 @@ export function benchPushers(count: number): MetricsPusher[] {
         selector:
           k % 2 === 0
             ? { matchLabels: { app: `builder-${k}` } }
-            : { matchLabels: { app: `builder-${k}` }, matchExpressions: [{ key: "tier", operator: "In", values: ["build", "batch"] }] },
+            : {
+                matchLabels: { app: `builder-${k}` },
+                matchExpressions: [{ key: "tier", operator: "In", values: ["build", "batch"] }],
+              },
         remoteWrite: {
           url: "https://prometheus.monitoring.svc:9090/api/v1/write",
           timeout: "10s",
@@ -47,7 +50,12 @@ export function benchPushers(count: number): MetricsPusher[] {
 }
 
 /** A pod as the ReplicaSet controller creates it for a Deployment `app` in `namespace`. */
-export function builderPod(namespace: string, app: string, i: number, extra: { annotations?: Record<string, string> } = {}): V1Pod {
+export function builderPod(
+  namespace: string,
+  app: string,
+  i: number,
+  extra: { annotations?: Record<string, string> } = {},
+): V1Pod {
   const hash = (0x5f3a9c + i * 7919).toString(16).slice(0, 9);
   return {
     apiVersion: "v1",
@@ -55,10 +63,23 @@ export function builderPod(namespace: string, app: string, i: number, extra: { a
     metadata: {
       generateName: `${app}-${hash}-`,
       namespace,
-      labels: { app, tier: "build", "pod-template-hash": hash, "app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "knative-lambda" },
+      labels: {
+        app,
+        tier: "build",
+        "pod-template-hash": hash,
+        "app.kubernetes.io/name": app,
+        "app.kubernetes.io/part-of": "knative-lambda",
+      },
       annotations: { "kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z", ...extra.annotations },
       ownerReferences: [
-        { apiVersion: "apps/v1", kind: "ReplicaSet", name: `${app}-${hash}`, uid: `11111111-2222-4333-8444-${String(i).padStart(12, "0")}`, controller: true, blockOwnerDeletion: true },
+        {
+          apiVersion: "apps/v1",
+          kind: "ReplicaSet",
+          name: `${app}-${hash}`,
+          uid: `11111111-2222-4333-8444-${String(i).padStart(12, "0")}`,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
       ],
     },
     spec: {
@@ -101,7 +122,9 @@ export function builderPod(namespace: string, app: string, i: number, extra: { a
           },
         },
       ],
-      tolerations: [{ key: "node.kubernetes.io/not-ready", operator: "Exists", effect: "NoExecute", tolerationSeconds: 300 }],
+      tolerations: [
+        { key: "node.kubernetes.io/not-ready", operator: "Exists", effect: "NoExecute", tolerationSeconds: 300 },
+      ],
     },
   };
 }
@@ -128,7 +151,9 @@ export function admissionReviews(count: number, pusherCount: number): { bodies: 
       pod = builderPod(namespace, "web-frontend", i);
       mix.skipped++;
     } else if (kind === 9) {
-      pod = builderPod(namespace, `builder-${i % PUSHERS_PER_NAMESPACE}`, i, { annotations: { [Annotations.inject]: "false" } });
+      pod = builderPod(namespace, `builder-${i % PUSHERS_PER_NAMESPACE}`, i, {
+        annotations: { [Annotations.inject]: "false" },
+      });
       mix.skipped++;
     } else {
       pod = builderPod(namespace, `builder-${i % PUSHERS_PER_NAMESPACE}`, i);
@@ -145,7 +170,10 @@ export function admissionReviews(count: number, pusherCount: number): { bodies: 
         requestResource: { group: "", version: "v1", resource: "pods" },
         namespace,
         operation: "CREATE",
-        userInfo: { username: "system:serviceaccount:kube-system:replicaset-controller", groups: ["system:serviceaccounts", "system:authenticated"] },
+        userInfo: {
+          username: "system:serviceaccount:kube-system:replicaset-controller",
+          groups: ["system:serviceaccounts", "system:authenticated"],
+        },
         object: pod,
         oldObject: null,
         dryRun: false,

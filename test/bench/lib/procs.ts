@@ -107,7 +107,10 @@ export function startProcess(name: string, command: string, args: readonly strin
       return;
     }
     // An unref'd timer: a process that exits in time must not leave the caller waiting for the grace period.
-    const done = await Promise.race([exited.then(() => true), sleep(graceMs, undefined, { ref: false }).then(() => false)]);
+    const done = await Promise.race([
+      exited.then(() => true),
+      sleep(graceMs, undefined, { ref: false }).then(() => false),
+    ]);
     if (!done) {
       try {
         process.kill(pid, "SIGKILL");

@@ -27,7 +27,9 @@ export function hotSpots(path: string, top = 12): HotSpot[] {
     const { functionName, url, lineNumber } = node.callFrame;
     // Idle time is waiting, not work: percentages are of the time the process was busy.
     if (n === 0 || functionName === "(idle)") continue;
-    const where = url ? `${url.replace(/^file:\/\/.*?\/(node_modules|pusher|operator|test)\//, "$1/")}:${lineNumber + 1}` : "";
+    const where = url
+      ? `${url.replace(/^file:\/\/.*?\/(node_modules|pusher|operator|test)\//, "$1/")}:${lineNumber + 1}`
+      : "";
     const key = `${functionName}@${where}`;
     const entry = hits.get(key) ?? { fn: functionName || "(anonymous)", where, n: 0 };
     entry.n += n;

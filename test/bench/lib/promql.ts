@@ -10,9 +10,12 @@ interface VectorResult {
 export async function scalarQuery(baseUrl: string, promql: string, atMs?: number): Promise<number> {
   const params = new URLSearchParams({ query: promql });
   if (atMs !== undefined) params.set("time", (atMs / 1000).toFixed(3));
-  const res = await fetch(`${baseUrl.replace(/\/$/, "")}/api/v1/query?${params}`, { signal: AbortSignal.timeout(30_000) });
+  const res = await fetch(`${baseUrl.replace(/\/$/, "")}/api/v1/query?${params}`, {
+    signal: AbortSignal.timeout(30_000),
+  });
   const body = (await res.json()) as VectorResult;
-  if (body.status !== "success" || !body.data) throw new Error(`query ${promql} failed: ${res.status} ${body.error ?? ""}`);
+  if (body.status !== "success" || !body.data)
+    throw new Error(`query ${promql} failed: ${res.status} ${body.error ?? ""}`);
   const first = body.data.result[0];
   return first ? Number(first.value[1]) : 0;
 }
@@ -27,9 +30,12 @@ export function selector(matchers: Record<string, string>): string {
 /** Metric names present for `sel`. */
 export async function metricNames(baseUrl: string, sel: string): Promise<string[]> {
   const params = new URLSearchParams({ "match[]": sel });
-  const res = await fetch(`${baseUrl.replace(/\/$/, "")}/api/v1/label/__name__/values?${params}`, { signal: AbortSignal.timeout(30_000) });
+  const res = await fetch(`${baseUrl.replace(/\/$/, "")}/api/v1/label/__name__/values?${params}`, {
+    signal: AbortSignal.timeout(30_000),
+  });
   const body = (await res.json()) as { status: string; data?: string[]; error?: string };
-  if (body.status !== "success" || !body.data) throw new Error(`label values for ${sel} failed: ${res.status} ${body.error ?? ""}`);
+  if (body.status !== "success" || !body.data)
+    throw new Error(`label values for ${sel} failed: ${res.status} ${body.error ?? ""}`);
   return body.data;
 }
 

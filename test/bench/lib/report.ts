@@ -44,7 +44,15 @@ export function fmt(n: number, unit = ""): string {
   if (!Number.isFinite(n)) return String(n);
   const abs = Math.abs(n);
   const s =
-    abs >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : abs >= 100 ? n.toFixed(0) : abs >= 10 ? n.toFixed(1) : abs >= 1 ? n.toFixed(2) : n.toPrecision(3);
+    abs >= 1e6
+      ? `${(n / 1e6).toFixed(2)}M`
+      : abs >= 100
+        ? n.toFixed(0)
+        : abs >= 10
+          ? n.toFixed(1)
+          : abs >= 1
+            ? n.toFixed(2)
+            : n.toPrecision(3);
   return unit ? `${s} ${unit}` : s;
 }
 

@@ -41,7 +41,10 @@ let peersRoot: string | undefined;
 export function peersBin(): string {
   if (!peersRoot) {
     try {
-      peersRoot = execFileSync(join(REPO, "test/peers/fetch.sh"), { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
+      peersRoot = execFileSync(join(REPO, "test/peers/fetch.sh"), {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "inherit"],
+      }).trim();
     } catch (err) {
       throw new Error(`test/peers/fetch.sh failed, vmagent and prometheus are unavailable: ${(err as Error).message}`);
     }
@@ -58,7 +61,9 @@ export function peerVersions(): Record<string, string> {
     if (m) versions[m[1]!] = m[2]!;
   }
   const first = (cmd: string, arg: string): string =>
-    execFileSync(join(peersBin(), cmd), [arg], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).split("\n")[0]!.trim();
+    execFileSync(join(peersBin(), cmd), [arg], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+      .split("\n")[0]!
+      .trim();
   versions["prometheus --version"] = first("prometheus", "--version");
   return versions;
 }
@@ -66,7 +71,8 @@ export function peerVersions(): Record<string, string> {
 function newestMtime(dir: string): number {
   let newest = 0;
   for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile() && entry.name.endsWith(".ts") && !entry.name.endsWith(".test.ts")) newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
+    if (entry.isFile() && entry.name.endsWith(".ts") && !entry.name.endsWith(".test.ts"))
+      newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
   }
   return newest;
 }
@@ -78,12 +84,18 @@ export type Workspace = "pusher" | "operator";
  * source file (the operator's also newer than the pusher's, whose config it imports), else the TypeScript source
  * through Node's type stripping, which starts slower and holds more memory.
  */
-export function entry(workspace: Workspace, prefer: "dist" | "source" = "dist"): { args: string[]; form: "dist" | "source" } {
+export function entry(
+  workspace: Workspace,
+  prefer: "dist" | "source" = "dist",
+): { args: string[]; form: "dist" | "source" } {
   const dist = join(REPO, workspace, "dist/main.js");
   const sources = workspace === "operator" ? ["operator/src", "pusher/src"] : ["pusher/src"];
   // tsc leaves unchanged outputs untouched, so freshness is read from the build info it rewrites on every build.
   const info = join(REPO, workspace, "dist/.tsbuildinfo");
-  const fresh = existsSync(dist) && existsSync(info) && sources.every((dir) => statSync(info).mtimeMs >= newestMtime(join(REPO, dir)));
+  const fresh =
+    existsSync(dist) &&
+    existsSync(info) &&
+    sources.every((dir) => statSync(info).mtimeMs >= newestMtime(join(REPO, dir)));
   if (prefer === "dist" && fresh) return { args: [dist], form: "dist" };
   return { args: ["--conditions=source", join(REPO, workspace, "src/main.ts")], form: "source" };
 }
@@ -137,7 +149,10 @@ export async function startSender(spec: SenderSpec, job: SendJob, prefer: "dist"
         env.SCRAPE_JOB = "builder";
       }
       const prof = spec.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${spec.cpuProfileDir}`] : [];
-      const proc = startProcess(spec.name, process.execPath, [...(spec.nodeFlags ?? []), ...prof, ...entry.args], { env, cwd: REPO });
+      const proc = startProcess(spec.name, process.execPath, [...(spec.nodeFlags ?? []), ...prof, ...entry.args], {
+        env,
+        cwd: REPO,
+      });
       // Without a target, what ours sends is its own series; their job label is the pusher's choice, so count by
       // the sender label alone.
       return { spec, proc, job: job.target ? "builder" : "" };
@@ -163,8 +178,12 @@ export async function startSender(spec: SenderSpec, job: SendJob, prefer: "dist"
       const config = join(dir, "prometheus.yml");
       writeFileSync(
         config,
-        yamlScrapeConfig(scrapeJob, job.target ?? self, job.intervalS, `  external_labels:\n    sender: "${job.senderLabel}"`) +
-          `\nremote_write:\n  - url: "${job.remoteWriteUrl}"\n`,
+        yamlScrapeConfig(
+          scrapeJob,
+          job.target ?? self,
+          job.intervalS,
+          `  external_labels:\n    sender: "${job.senderLabel}"`,
+        ) + `\nremote_write:\n  - url: "${job.remoteWriteUrl}"\n`,
       );
       const proc = startProcess(spec.name, join(peersBin(), "prometheus"), [
         "--enable-feature=agent",

@@ -124,7 +124,8 @@ export function exposition(sets: readonly LabelSet[]): { render(tick: number): s
   const typeOf = (base: string): string =>
     sets.some((s) => s.__name__ === `${base}_bucket`) ? "histogram" : base.endsWith("_total") ? "counter" : "gauge";
   const headers = new Map<string, string>();
-  for (const base of families.keys()) headers.set(base, `# HELP ${base} ${base.replaceAll("_", " ")}.\n# TYPE ${base} ${typeOf(base)}\n`);
+  for (const base of families.keys())
+    headers.set(base, `# HELP ${base} ${base.replaceAll("_", " ")}.\n# TYPE ${base} ${typeOf(base)}\n`);
   return {
     render(tick: number): string {
       const parts: string[] = [];

@@ -2,7 +2,12 @@
 // request by request, forwards, answers with a chosen status and headers, resets the connection, hangs, or refuses
 // connections altogether (listener closed). Every request is recorded with the samples it carried, decoded with the
 // pusher's own prompb schema, so a test can check what was offered, what the receiver got and in which order.
-import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import {
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { Server } from "node:net";
 import type { Socket } from "node:net";
@@ -13,7 +18,12 @@ export type FaultAction =
   /** Pass the request to the upstream receiver and its answer back. */
   | { readonly kind: "forward" }
   /** Answer without asking upstream. */
-  | { readonly kind: "respond"; readonly status: number; readonly headers?: Readonly<Record<string, string>>; readonly body?: string }
+  | {
+      readonly kind: "respond";
+      readonly status: number;
+      readonly headers?: Readonly<Record<string, string>>;
+      readonly body?: string;
+    }
   /** Destroy the connection once the request has been read (the client sees ECONNRESET / socket hang up). */
   | { readonly kind: "reset" }
   /** Read the request and never answer (the client's timeout must fire). */
@@ -23,7 +33,9 @@ export type FaultAction =
 
 export const forward: FaultAction = { kind: "forward" };
 export const respond = (status: number, headers?: Record<string, string>, body?: string): FaultAction =>
-  headers === undefined ? { kind: "respond", status, ...(body === undefined ? {} : { body }) } : { kind: "respond", status, headers, ...(body === undefined ? {} : { body }) };
+  headers === undefined
+    ? { kind: "respond", status, ...(body === undefined ? {} : { body }) }
+    : { kind: "respond", status, headers, ...(body === undefined ? {} : { body }) };
 export const reset: FaultAction = { kind: "reset" };
 export const hang: FaultAction = { kind: "hang" };
 
@@ -115,7 +127,13 @@ export async function startFaultProxy(options: FaultProxyOptions = {}): Promise<
     });
   };
 
-  const perform = async (action: FaultAction, rec: RecordedRequest, req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> => {
+  const perform = async (
+    action: FaultAction,
+    rec: RecordedRequest,
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer,
+  ): Promise<void> => {
     switch (action.kind) {
       case "delay":
         await new Promise((r) => setTimeout(r, action.ms));
@@ -214,7 +232,8 @@ export async function startFaultProxy(options: FaultProxyOptions = {}): Promise<
         if (r.status < 200 || r.status > 299 || !r.series) continue;
         for (const s of r.series) {
           const key = labelKey(s.labels);
-          for (const x of s.samples) out.push({ labels: key, timestampMs: x.timestampMs, value: x.value, stale: x.stale });
+          for (const x of s.samples)
+            out.push({ labels: key, timestampMs: x.timestampMs, value: x.value, stale: x.stale });
         }
       }
       return out;

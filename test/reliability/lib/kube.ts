@@ -11,7 +11,11 @@ import { waitFor } from "./wait.ts";
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 const run = promisify(execFile);
 
-export async function kubectl(cp: ControlPlane, args: string[], input?: string): Promise<{ stdout: string; stderr: string }> {
+export async function kubectl(
+  cp: ControlPlane,
+  args: string[],
+  input?: string,
+): Promise<{ stdout: string; stderr: string }> {
   const child = run(join(cp.binDir, "kubectl"), ["--kubeconfig", cp.kubeconfigPath, ...args], {
     cwd: ROOT,
     maxBuffer: 32 * 1024 * 1024,
@@ -35,7 +39,8 @@ export async function applyCrds(cp: ControlPlane): Promise<string[]> {
     .split("\n")
     .filter((l) => l.startsWith("customresourcedefinition"))
     .map((l) => l.split("/")[1]!);
-  if (names.length === 0) throw new Error(`kubectl apply -k crds/ created no CustomResourceDefinition:\n${out.stdout}${out.stderr}`);
+  if (names.length === 0)
+    throw new Error(`kubectl apply -k crds/ created no CustomResourceDefinition:\n${out.stdout}${out.stderr}`);
   const ext = cp.kubeConfig.makeApiClient(ApiextensionsV1Api);
   for (const name of names) {
     await waitFor(
@@ -49,7 +54,11 @@ export async function applyCrds(cp: ControlPlane): Promise<string[]> {
   return names;
 }
 
-export async function createNamespace(kc: KubeConfig, name: string, labels: Record<string, string> = {}): Promise<void> {
+export async function createNamespace(
+  kc: KubeConfig,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<void> {
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name, labels } } });
 }
 

@@ -38,7 +38,13 @@ export async function startOperator(opts: StartOperatorOptions): Promise<Operato
   if (!installed) {
     installed = true;
     process.on("exit", () => {
-      for (const c of live) if (c.pid !== undefined && c.exitCode === null) try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
+      for (const c of live)
+        if (c.pid !== undefined && c.exitCode === null)
+          try {
+            process.kill(c.pid, "SIGKILL");
+          } catch {
+            /* gone */
+          }
     });
   }
   const ports = new Set<number>();
@@ -60,7 +66,11 @@ export async function startOperator(opts: StartOperatorOptions): Promise<Operato
     LOG_LEVEL: "info",
     ...(opts.env ?? {}),
   };
-  const child = spawn(process.execPath, ["--conditions=source", join(ROOT, "operator/src/main.ts")], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--conditions=source", join(ROOT, "operator/src/main.ts")], {
+    env,
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   live.add(child);
   if (child.pid === undefined) throw new Error("the operator did not start");
   const pid = child.pid;
@@ -92,7 +102,8 @@ export async function startOperator(opts: StartOperatorOptions): Promise<Operato
     metrics,
     async metric(name, labels = {}) {
       let sum = 0;
-      for (const s of await metrics()) if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) sum += s.value;
+      for (const s of await metrics())
+        if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) sum += s.value;
       return sum;
     },
     async probe(path) {

@@ -10,7 +10,10 @@ export interface ChildOutput<L> {
 
 export function collectOutput<L>(child: ChildProcess, maxRaw = 2000): ChildOutput<L> {
   const out: ChildOutput<L> = { logs: [], raw: [] };
-  for (const [stream, json] of [[child.stdout, true], [child.stderr, false]] as const) {
+  for (const [stream, json] of [
+    [child.stdout, true],
+    [child.stderr, false],
+  ] as const) {
     if (!stream) continue;
     createInterface({ input: stream, crlfDelay: Infinity }).on("line", (line) => {
       if (json) {

@@ -18,7 +18,13 @@ function installExitHandler(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
   process.on("exit", () => {
-    for (const c of live) if (c.pid !== undefined && c.exitCode === null) try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
+    for (const c of live)
+      if (c.pid !== undefined && c.exitCode === null)
+        try {
+          process.kill(c.pid, "SIGKILL");
+        } catch {
+          /* gone */
+        }
   });
 }
 
@@ -68,7 +74,9 @@ export function parseExposition(text: string): ExpoSample[] {
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/.exec(line);
     if (!m) continue;
     const labels: Record<string, string> = {};
-    if (m[3]) for (const l of m[3].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = JSON.parse(`"${l[2]!}"`) as string;
+    if (m[3])
+      for (const l of m[3].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+        labels[l[1]!] = JSON.parse(`"${l[2]!}"`) as string;
     const v = m[4]!;
     out.push({ name: m[1]!, labels, value: v === "+Inf" ? Infinity : v === "-Inf" ? -Infinity : Number(v) });
   }
@@ -113,8 +121,7 @@ export async function startPusher(options: StartPusherOptions): Promise<PusherPr
   if (child.pid === undefined) throw new Error("the pusher did not start (no pid)");
   const pid = child.pid;
 
-  const tail = (n = 30): string =>
-    [...logs.slice(-n).map((l) => JSON.stringify(l)), ...rawOutput.slice(-n)].join("\n");
+  const tail = (n = 30): string => [...logs.slice(-n).map((l) => JSON.stringify(l)), ...rawOutput.slice(-n)].join("\n");
 
   const metricsText = async (): Promise<string> => {
     const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(5000) });

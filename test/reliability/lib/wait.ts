@@ -12,7 +12,10 @@ export interface WaitOptions {
  * Polls `check` until it returns a value other than undefined/false, or throws after timeoutMs with the message and
  * the last value or error seen (so a failure says what the state was, not only that time ran out).
  */
-export async function waitFor<T>(check: () => T | undefined | false | Promise<T | undefined | false>, opts: WaitOptions): Promise<T> {
+export async function waitFor<T>(
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  opts: WaitOptions,
+): Promise<T> {
   const deadline = performance.now() + opts.timeoutMs;
   let last: unknown = undefined;
   for (;;) {
