@@ -137,9 +137,11 @@ async function main(): Promise<void> {
     const b = build("pusher");
     if (!b.ok)
       log(`pusher build failed; measuring the TypeScript source if dist/ is stale:\n${b.output.slice(0, 2000)}`);
-    info.pusherEntry = pusherEntry().form;
-    info.peers = peerVersions();
-    log(`pusher from ${info.pusherEntry}; peers ${JSON.stringify(info.peers)}`);
+    const pusherForm = pusherEntry().form;
+    const peers = peerVersions();
+    info.pusherEntry = pusherForm;
+    info.peers = peers;
+    log(`pusher from ${pusherForm}; peers ${JSON.stringify(peers)}`);
   }
 
   if (only.has("encode")) {
@@ -201,8 +203,9 @@ async function main(): Promise<void> {
     const b = build("operator");
     if (!b.ok)
       log(`operator build failed; measuring the TypeScript source if dist/ is stale:\n${b.output.slice(0, 2000)}`);
-    info.operatorEntry = entry("operator").form;
-    log(`operator from ${info.operatorEntry}`);
+    const operatorForm = entry("operator").form;
+    info.operatorEntry = operatorForm;
+    log(`operator from ${operatorForm}`);
     log(`5/5 scale: ${settings.scale.deployments} Deployments, ${runs} image changes`);
     const dir = args.profile ? mkdtempSync(join(tmpdir(), "bench-prof-operator-")) : undefined;
     const operatorNodeFlags = (args["operator-flags"] ?? "").split(" ").filter(Boolean);

@@ -4,6 +4,7 @@
 // the new stamp is measured from outside, by a watch on Deployments, with the operator's RSS from /proc.
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
+import { inspect } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   ApiextensionsV1Api,
@@ -88,7 +89,8 @@ class StampTracker {
         this.notify();
       },
       (err: unknown) => {
-        if (err && this.abort) log(`scale: deployment watch ended: ${String(err)}`);
+        if (err && this.abort)
+          log(`scale: deployment watch ended: ${err instanceof Error ? String(err) : inspect(err)}`);
       },
     );
   }
@@ -324,8 +326,8 @@ export async function benchScale(opts: ScaleOptions): Promise<ScaleResult> {
   const cp = opts.controlPlane ?? (await startControlPlane({ controllers: false }));
   const tracker = new StampTracker(cp.kubeConfig);
   const runs: ScaleRun[] = [];
-  let initialStampS = Number.NaN;
-  let populateS = Number.NaN;
+  let initialStampS: number;
+  let populateS: number;
   const timeoutMs = Math.max(120_000, opts.deployments * 200);
   try {
     await installCrd(cp);

@@ -113,10 +113,10 @@ async function startServer(
   return { proc, port, caPem: ca.certPem };
 }
 
-function post(
-  server: Server,
-  body: string,
-): Promise<{ status: number; json: { response?: { allowed?: boolean; patch?: string } } }> {
+/** The part of an AdmissionReview answer the benchmark reads. */
+type Review = { response?: { allowed?: boolean; patch?: string } };
+
+function post(server: Server, body: string): Promise<{ status: number; json: Review }> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -133,9 +133,12 @@ function post(
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("end", () => {
           try {
-            resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString("utf8")) });
+            resolve({
+              status: res.statusCode ?? 0,
+              json: JSON.parse(Buffer.concat(chunks).toString("utf8")) as Review,
+            });
           } catch (err) {
-            reject(err as Error);
+            reject(err instanceof Error ? err : new Error(String(err)));
           }
         });
       },

@@ -1,8 +1,9 @@
 // Proves the test bed before the operator exists: the real apiserver stores CRDs, the controller-manager turns
 // Deployments into Pods, calls a webhook of ours over TLS, enforces Pod Security and RBAC, and nothing outlives stop().
 // CONTROLPLANE_LOG=1 prints every line the processes write.
-import { after, before, test } from "node:test";
+import { after, before, it } from "node:test";
 import assert from "node:assert/strict";
+import { inspect } from "node:util";
 import { existsSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { randomBytes } from "node:crypto";
@@ -62,7 +63,9 @@ async function eventually<T>(what: string, timeoutMs: number, check: () => Promi
       last = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+      throw new Error(
+        `timed out after ${timeoutMs / 1000}s waiting for ${what}${last ? `: ${last instanceof Error ? String(last) : inspect(last)}` : ""}`,
+      );
     }
     await sleep(250);
   }
@@ -86,14 +89,14 @@ function statusMessage(err: ApiException<unknown>): string {
 
 const PAUSE_IMAGE = "registry.k8s.io/pause:3.10"; // never pulled: there is no kubelet
 
-test("the apiserver reports the version it was stamped with", async () => {
+it("the apiserver reports the version it was stamped with", async () => {
   const expected = versions().KUBERNETES_VERSION!; // "1.34.4"
   const version = await cp.kubeConfig.makeApiClient(VersionApi).getCode();
   assert.equal(version.gitVersion, `v${expected}`);
   assert.equal(`${version.major}.${version.minor}`, expected.split(".").slice(0, 2).join("."));
 });
 
-test("a namespace and a CRD can be created; the CRD becomes Established and accepts a custom object", async () => {
+it("a namespace and a CRD can be created; the CRD becomes Established and accepts a custom object", async () => {
   const namespace = await createNamespace();
   const ns = await core.readNamespace({ name: namespace });
   assert.equal(ns.status?.phase, "Active");
@@ -155,7 +158,7 @@ test("a namespace and a CRD can be created; the CRD becomes Established and acce
 });
 
 const DEPLOYMENT_TEST = "a Deployment in a new namespace gets its ReplicaSet and Pending Pods within 60 s";
-test(DEPLOYMENT_TEST, { timeout: 90_000 }, async () => {
+it(DEPLOYMENT_TEST, { timeout: 90_000 }, async () => {
   const namespace = await createNamespace();
   const apps = cp.kubeConfig.makeApiClient(AppsV1Api);
   const labels = { app: "builder" };
@@ -244,7 +247,7 @@ async function startMutatingWebhook(): Promise<TestWebhook> {
 
 const WEBHOOK_TEST =
   "a webhook at https://127.0.0.1 mutates a Pod the ReplicaSet controller creates (generateName, no name)";
-test(WEBHOOK_TEST, { timeout: 120_000 }, async (t) => {
+it(WEBHOOK_TEST, { timeout: 120_000 }, async (t) => {
   const namespace = await createNamespace();
   const webhook = await startMutatingWebhook();
   t.after(() => webhook.server.close());
@@ -308,7 +311,7 @@ test(WEBHOOK_TEST, { timeout: 120_000 }, async (t) => {
 
 const POD_SECURITY_TEST =
   "a namespace enforcing the restricted Pod Security profile rejects a privileged Pod and admits a restricted one";
-test(POD_SECURITY_TEST, async () => {
+it(POD_SECURITY_TEST, async () => {
   const namespace = await createNamespace({
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
@@ -345,7 +348,7 @@ test(POD_SECURITY_TEST, async () => {
   assert.ok(admitted.metadata?.uid);
 });
 
-test("RBAC is enforced: a ServiceAccount without permissions is refused until a RoleBinding allows it", async () => {
+it("RBAC is enforced: a ServiceAccount without permissions is refused until a RoleBinding allows it", async () => {
   const namespace = await createNamespace();
   const account = "no-permissions";
   await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: account } } });
@@ -391,7 +394,7 @@ test("RBAC is enforced: a ServiceAccount without permissions is refused until a 
   assert.deepEqual(pods.items, []);
 });
 
-test("stop() leaves no process and no temp dir behind", async (t) => {
+it("stop() leaves no process and no temp dir behind", async (t) => {
   const pids = Object.entries(cp.pids);
   assert.deepEqual(
     pids.map(([name]) => name),

@@ -142,10 +142,10 @@ function startWatchdog(dir: string): Watchdog {
   });
   shell.unref();
   (shell.stdin as Socket).unref();
-  shell.stdin!.on("error", () => {});
+  shell.stdin.on("error", () => {});
   liveWatchdogs.add(shell);
   return {
-    watch: (pid) => void shell.stdin!.write(`${pid}\n`),
+    watch: (pid) => void shell.stdin.write(`${pid}\n`),
     disarm: () => {
       if (shell.pid !== undefined) signalPid(shell.pid, "SIGKILL");
       liveWatchdogs.delete(shell);
@@ -267,8 +267,8 @@ function startProcess(
     file.write(line + "\n");
     log?.(`[${name}] ${line}`);
   };
-  forEachLine(child.stdout!, onLine);
-  forEachLine(child.stderr!, onLine);
+  forEachLine(child.stdout, onLine);
+  forEachLine(child.stderr, onLine);
   // Neither the processes nor their pipes keep the test process alive: a forgotten stop() ends in the 'exit' cleanup.
   child.unref();
   (child.stdout as Socket).unref();
@@ -515,7 +515,7 @@ async function waitFor(
   deadline: number,
   ready: () => Promise<boolean>,
 ): Promise<void> {
-  let lastError = "";
+  let lastError: string;
   for (;;) {
     const dead = watched.find((m) => m.exitInfo !== undefined);
     if (dead) {

@@ -69,7 +69,7 @@ async function privateKeyPem(key: CryptoKey): Promise<string> {
 }
 
 async function generateKeys(): Promise<CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
+  return await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"]);
 }
 
 export async function createCA(

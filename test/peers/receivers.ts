@@ -6,6 +6,7 @@
 
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { inspect } from "node:util";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -134,8 +135,8 @@ async function spawnOnce(spec: PeerSpec): Promise<Peer> {
   });
   const entry = { child, dir };
   live.add(entry);
-  child.stdout!.on("data", onData);
-  child.stderr!.on("data", onData);
+  child.stdout.on("data", onData);
+  child.stderr.on("data", onData);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal })),
   );
@@ -230,7 +231,7 @@ async function apiGet(base: string, pathname: string, params: [string, string][]
   for (const [k, v] of params) u.searchParams.append(k, v);
   const res = await fetch(u, { signal: AbortSignal.timeout(10_000) });
   const text = await res.text();
-  if (res.status !== 200) throw new Error(`GET ${u}: HTTP ${res.status}: ${text.slice(0, 1000)}`);
+  if (res.status !== 200) throw new Error(`GET ${u.href}: HTTP ${res.status}: ${text.slice(0, 1000)}`);
   return pathname.endsWith("/export") ? text : JSON.parse(text);
 }
 
@@ -380,7 +381,7 @@ export async function eventually<T>(what: string, timeoutMs: number, check: () =
     }
     if (Date.now() > deadline) {
       throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message ?? String(last)}` : ""}`,
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last instanceof Error ? last.message : inspect(last)}` : ""}`,
       );
     }
     await sleep(250);

@@ -49,7 +49,7 @@ class Receiver {
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
         const answer = this.script.shift() ?? { kind: "status", status: 204 };
-        let series: DecodedSeries[] = [];
+        let series: DecodedSeries[];
         try {
           series = decodeWriteRequest(Buffer.concat(chunks));
         } catch (e) {
@@ -146,7 +146,7 @@ function startPusher(env: Record<string, string>): Pusher {
   const logs: Record<string, unknown>[] = [];
   const output: string[] = [];
   let buf = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
     buf += chunk;
     let i: number;
     while ((i = buf.indexOf("\n")) >= 0) {
@@ -160,7 +160,7 @@ function startPusher(env: Record<string, string>): Pusher {
       }
     }
   });
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk));
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on("exit", (code, signal) => {
       live.delete(child);
@@ -213,7 +213,7 @@ function listeningPorts(pid: number): number[] {
   return ports;
 }
 
-const cleanups: (() => Promise<void>)[] = [];
+const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
@@ -392,7 +392,7 @@ describe("pusher against a scripted receiver", () => {
 
   it("with BUFFER_DIR, samples taken during an outage survive a restart and arrive afterwards, in order", async () => {
     const dir = mkdtempSync(join(tmpdir(), "faults-buffer-"));
-    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const { rx, p } = await setup({ BUFFER_DIR: dir, SHUTDOWN_TIMEOUT: "300ms" });
     await waitFor("a first delivery", () => rx.delivered().length > 0, p);
     await rx.stop();

@@ -112,7 +112,9 @@ async function await_(
   } catch (e) {
     const last = await r.query(promql).catch((q: Error) => q.message);
     const logs = pushers.get(r)?.logs().split("\n").slice(-15).join("\n");
-    throw new Error(`${(e as Error).message}\nlast answer: ${JSON.stringify(last)}\npusher log tail:\n${logs}`);
+    throw new Error(`${(e as Error).message}\nlast answer: ${JSON.stringify(last)}\npusher log tail:\n${logs}`, {
+      cause: e,
+    });
   }
 }
 const targetLabels = (): Record<string, string> => ({

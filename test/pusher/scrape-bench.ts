@@ -2,6 +2,7 @@
 import { parseExposition } from "../../pusher/src/collect/exposition.ts";
 import { Scraper } from "../../pusher/src/collect/scrape.ts";
 import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 const N = Number(process.argv[2] ?? 10000);
@@ -19,7 +20,7 @@ console.log(
 );
 const server = http.createServer((_q, r) => r.end(text));
 await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
-const port = (server.address() as any).port;
+const port = (server.address() as AddressInfo).port;
 const s = new Scraper({
   targets: [`http://127.0.0.1:${port}/metrics`],
   job: "builder",

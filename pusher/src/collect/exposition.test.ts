@@ -79,7 +79,11 @@ describe("parseExposition: valid input", () => {
         ["d", [], 7],
       ],
     },
-    { name: "large integer value", text: "a 18446744073709551615\n", want: [["a", [], 18446744073709551615]] },
+    {
+      name: "large integer value",
+      text: "a 18446744073709551615\n", // 2^64 − 1 has no double: it parses to the nearest one, 2^64.
+      want: [["a", [], 2 ** 64]],
+    },
     {
       name: "classic histogram intact",
       text:

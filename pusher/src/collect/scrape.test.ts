@@ -420,7 +420,10 @@ describe("Scraper", () => {
     let fail = true;
     const p = target((_q, r) => (fail ? r.writeHead(503).end() : r.end("a 1\n")));
     const lines: { level: number; msg: string; reason?: string }[] = [];
-    const capture = pino({ level: "debug" }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+    const capture = pino(
+      { level: "debug" },
+      { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) },
+    );
     const { s } = scraper([p], { log: capture });
     await s.scrape(1);
     await s.scrape(2);

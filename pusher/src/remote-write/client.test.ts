@@ -45,7 +45,10 @@ const servers: (http.Server | https.Server)[] = [];
 const clients: RemoteWriteClient[] = [];
 after(() => {
   for (const c of clients) c.close();
-  for (const s of servers) (s.closeAllConnections?.(), s.close());
+  for (const s of servers) {
+    s.closeAllConnections?.();
+    s.close();
+  }
   rmSync(dir, { recursive: true, force: true });
 });
 

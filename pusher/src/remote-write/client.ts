@@ -148,11 +148,11 @@ export class RemoteWriteClient {
           }
         });
         res.on("end", () => {
-          const ra = res.headers["retry-after"];
           finish({
             kind: "response",
             status: res.statusCode ?? 0,
-            retryAfter: Array.isArray(ra) ? ra[0] : ra,
+            // Always one string: node keeps the first of duplicate Retry-After headers and discards the others.
+            retryAfter: res.headers["retry-after"],
             body: Buffer.concat(chunks).toString("utf8"),
           });
         });

@@ -11,7 +11,7 @@
 // - Answers are judged by retry.ts: success, retry after a delay, or drop (counted, logged with ≤1 KiB of body).
 // - close() flushes within a deadline; what is left is counted and returned.
 import { setTimeout as sleep } from "node:timers/promises";
-import { seriesKey, type Labels, type Sample } from "../series.ts";
+import { seriesKey, type Sample } from "../series.ts";
 import type { SendResult } from "./client.ts";
 import { toWriteRequest } from "./encode.ts";
 import { RetryReason, decide } from "./retry.ts";

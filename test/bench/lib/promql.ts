@@ -10,7 +10,7 @@ interface VectorResult {
 export async function scalarQuery(baseUrl: string, promql: string, atMs?: number): Promise<number> {
   const params = new URLSearchParams({ query: promql });
   if (atMs !== undefined) params.set("time", (atMs / 1000).toFixed(3));
-  const res = await fetch(`${baseUrl.replace(/\/$/, "")}/api/v1/query?${params}`, {
+  const res = await fetch(`${baseUrl.replace(/\/$/, "")}/api/v1/query?${params.toString()}`, {
     signal: AbortSignal.timeout(30_000),
   });
   const body = (await res.json()) as VectorResult;
@@ -30,7 +30,7 @@ export function selector(matchers: Record<string, string>): string {
 /** Metric names present for `sel`. */
 export async function metricNames(baseUrl: string, sel: string): Promise<string[]> {
   const params = new URLSearchParams({ "match[]": sel });
-  const res = await fetch(`${baseUrl.replace(/\/$/, "")}/api/v1/label/__name__/values?${params}`, {
+  const res = await fetch(`${baseUrl.replace(/\/$/, "")}/api/v1/label/__name__/values?${params.toString()}`, {
     signal: AbortSignal.timeout(30_000),
   });
   const body = (await res.json()) as { status: string; data?: string[]; error?: string };

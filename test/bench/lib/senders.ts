@@ -46,7 +46,9 @@ export function peersBin(): string {
         stdio: ["ignore", "pipe", "inherit"],
       }).trim();
     } catch (err) {
-      throw new Error(`test/peers/fetch.sh failed, vmagent and prometheus are unavailable: ${(err as Error).message}`);
+      throw new Error(`test/peers/fetch.sh failed, vmagent and prometheus are unavailable: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
   return join(peersRoot, "usr/bin");
