@@ -13,13 +13,13 @@ import { startControllers } from "./controller/index.ts";
 import type { Controllers } from "./controller/index.ts";
 import { PooledKubeConfig } from "./kube/kubeconfig.ts";
 import { createInformer } from "./kube/informer.ts";
-import { NativeSidecarSupport } from "./webhook/capabilities.ts";
+import { NativeSidecarSupport } from "./inject/capabilities.ts";
 import { createDirCertSource, createSecretCertSource, kubeCertStore } from "./webhook/certs.ts";
-import { createEventRecorder, kubeEventSink } from "./webhook/events.ts";
-import { createOperatorMetrics } from "./webhook/metrics.ts";
-import type { MutateSettings } from "./webhook/mutate.ts";
+import { createEventRecorder, kubeEventSink } from "./events.ts";
+import { createOperatorMetrics } from "./metrics.ts";
+import type { MutateSettings } from "./inject/mutate.ts";
 import { createAdmissionHandler, createWebhookServer } from "./webhook/server.ts";
-import type { SidecarDefaults } from "./webhook/sidecar.ts";
+import type { SidecarDefaults } from "./inject/sidecar.ts";
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 

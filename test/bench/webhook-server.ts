@@ -6,7 +6,7 @@ import { pino } from "pino";
 import { Registry } from "prom-client";
 import { DEFAULT_PUSHER_IMAGE, PUSHER_IMAGE_REPOSITORY } from "../../operator/src/config.ts";
 import { createAdmissionHandler, createWebhookServer } from "../../operator/src/webhook/server.ts";
-import { createOperatorMetrics } from "../../operator/src/webhook/metrics.ts";
+import { createOperatorMetrics } from "../../operator/src/metrics.ts";
 import { benchPushers } from "./lib/admission.ts";
 
 const env = (name: string): string => {

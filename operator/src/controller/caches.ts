@@ -13,7 +13,7 @@ import type {
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { createInformer, type Informer } from "../kube/informer.ts";
-import { selectorMatches } from "../webhook/mutate.ts";
+import { selectorMatches } from "../inject/mutate.ts";
 import { isLivePod, toWorkload, type Workload, WorkloadKind } from "./workloads.ts";
 
 export interface NamespaceCache {

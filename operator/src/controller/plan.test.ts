@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import type { V1OwnerReference, V1Pod } from "@kubernetes/client-node";
 import { Annotations, ConditionReason, RolloutStrategy, SkipReason } from "../api/index.ts";
 import type { MetricsPusher, MetricsPusherSpec } from "../api/index.ts";
-import { defaults, pusher as makePusher, settings } from "../webhook/testdata.ts";
-import { renderSidecar } from "../webhook/sidecar.ts";
+import { defaults, pusher as makePusher, settings } from "../inject/testdata.test-fixtures.ts";
+import { renderSidecar } from "../inject/sidecar.ts";
 import {
   computeStatus,
   type Decision,

@@ -10,7 +10,7 @@ import {
   parseInjected,
 } from "../api/index.ts";
 import type { MetricsPusher, MetricsPusherStatus, SkipReason } from "../api/index.ts";
-import { selectorMatches } from "../webhook/mutate.ts";
+import { selectorMatches } from "../inject/mutate.ts";
 import { controllingOwner, type Workload, workloadRef } from "./workloads.ts";
 
 /** What the webhook would do with a pod made from a workload's template (mutate() on the template). */

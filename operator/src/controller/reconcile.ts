@@ -24,9 +24,9 @@ import {
   VERSION,
 } from "../api/index.ts";
 import type { MetricsPusher } from "../api/index.ts";
-import { pusherRef, type ObjectRef } from "../webhook/events.ts";
-import { mutate, type MutateSettings } from "../webhook/mutate.ts";
-import { isImageAllowed, renderSidecar, type SidecarDefaults } from "../webhook/sidecar.ts";
+import { pusherRef, type ObjectRef } from "../events.ts";
+import { mutate, type MutateSettings } from "../inject/mutate.ts";
+import { isImageAllowed, renderSidecar, type SidecarDefaults } from "../inject/sidecar.ts";
 import type { NamespaceCache } from "./caches.ts";
 import type { ControllerDeps } from "./index.ts";
 import {

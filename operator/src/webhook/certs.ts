@@ -19,7 +19,7 @@ import {
 } from "@kubernetes/client-node";
 import type { KubeConfig, V1MutatingWebhookConfiguration } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import type { OperatorMetrics } from "./metrics.ts";
+import type { OperatorMetrics } from "../metrics.ts";
 import { webhookConfiguration } from "./registration.ts";
 import type { RegistrationSettings } from "./registration.ts";
 

@@ -8,11 +8,11 @@ import pino from "pino";
 import { Registry } from "prom-client";
 import type { V1Pod } from "@kubernetes/client-node";
 import { Annotations } from "../api/index.ts";
-import type { EventRecorder } from "./events.ts";
-import { createOperatorMetrics } from "./metrics.ts";
+import type { EventRecorder } from "../events.ts";
+import { createOperatorMetrics } from "../metrics.ts";
 import { createAdmissionHandler } from "./server.ts";
 import type { AdmissionDeps } from "./server.ts";
-import { defaults, pod, pusher, settings } from "./testdata.ts";
+import { defaults, pod, pusher, settings } from "../inject/testdata.test-fixtures.ts";
 
 const log = pino({ level: "silent" });
 

@@ -8,12 +8,12 @@ import type { V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { EventReason, EventType, SkipReason, WEBHOOK_PATH } from "../api/index.ts";
 import type { MetricsPusher } from "../api/index.ts";
-import { pusherRef } from "./events.ts";
-import type { EventRecorder } from "./events.ts";
-import { mutate as pureMutate } from "./mutate.ts";
-import type { MutateInput, MutateResult, MutateSettings } from "./mutate.ts";
-import type { OperatorMetrics } from "./metrics.ts";
-import type { SidecarDefaults } from "./sidecar.ts";
+import { pusherRef } from "../events.ts";
+import type { EventRecorder } from "../events.ts";
+import { mutate as pureMutate } from "../inject/mutate.ts";
+import type { MutateInput, MutateResult, MutateSettings } from "../inject/mutate.ts";
+import type { OperatorMetrics } from "../metrics.ts";
+import type { SidecarDefaults } from "../inject/sidecar.ts";
 
 export const MAX_BODY_BYTES = 8 * 1024 * 1024;
 

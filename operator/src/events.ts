@@ -5,8 +5,8 @@ import { randomBytes } from "node:crypto";
 import { AppsV1Api, CoreV1Api, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import type { CoreV1Event, KubeConfig, V1OwnerReference, V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { API_VERSION, KIND } from "../api/index.ts";
-import type { EventReason, EventType, MetricsPusher } from "../api/index.ts";
+import { API_VERSION, KIND } from "./api/index.ts";
+import type { EventReason, EventType, MetricsPusher } from "./api/index.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 
 export interface ObjectRef {

@@ -7,7 +7,7 @@ import type { MetricsPusher } from "../api/index.ts";
 import { mutate, selectorMatches } from "./mutate.ts";
 import type { MutateInput } from "./mutate.ts";
 import { renderSidecar } from "./sidecar.ts";
-import { defaults, pod, pusher, settings } from "./testdata.ts";
+import { defaults, pod, pusher, settings } from "./testdata.test-fixtures.ts";
 
 function input(over: Partial<MutateInput> = {}): MutateInput {
   return { pod: pod(), namespace: "builds", namespaceLabels: {}, pushers: [pusher("mp")], defaults, settings, ...over };

@@ -3,11 +3,11 @@ import assert from "node:assert/strict";
 import pino from "pino";
 import { Registry } from "prom-client";
 import type { CoreV1Event } from "@kubernetes/client-node";
-import { EventReason, EventType } from "../api/index.ts";
+import { EventReason, EventType } from "./api/index.ts";
 import { createEventRecorder, pusherRef } from "./events.ts";
 import type { EventSink } from "./events.ts";
 import { createOperatorMetrics } from "./metrics.ts";
-import { pod, pusher } from "./testdata.ts";
+import { pod, pusher } from "./inject/testdata.test-fixtures.ts";
 
 function fakeSink(opts: { failCreate?: boolean } = {}) {
   const created: CoreV1Event[] = [];
