@@ -105,9 +105,6 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
     const caches = new NamespaceCaches({
       kc: deps.kc,
       log,
-      onChange: (ns) => {
-        for (const p of pushers.list(ns)) queue.addAfter(keyOf(p), CHANGE_DELAY_MS);
-      },
       onInformerError: (informer) => deps.metrics.informerRestarts.inc({ informer }),
     });
     const reconciler = new Reconciler({
@@ -115,14 +112,14 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
       log,
       cacheFor: (ns) => caches.ensure(ns),
       bucket,
-      requeueAfter: (key, ms) => queue.addAfter(key, ms),
       signal: abort.signal,
     });
-    const queue: WorkQueue = new WorkQueue({
+    const queue = new WorkQueue({
       process: async (key) => {
         const end = deps.metrics.reconcileDuration.startTimer();
+        let result;
         try {
-          await reconciler.reconcile(key);
+          result = await reconciler.reconcile(key);
           deps.metrics.reconciles.inc({ result: "success" });
         } catch (err) {
           deps.metrics.reconciles.inc({ result: "error" });
@@ -133,6 +130,7 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
         const [ns = ""] = key.split("/");
         // The last MetricsPusher of a namespace is gone: stop caching its workloads and pods.
         if (pushers.list(ns).length === 0) await caches.release(ns);
+        return result;
       },
       onError: (key, err, attempt) =>
         log.warn(
@@ -140,6 +138,9 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
           "Reconcile failed, retrying with backoff",
         ),
       concurrency: 2,
+    });
+    caches.onChange((ns) => {
+      for (const p of pushers.list(ns)) queue.addAfter(keyOf(p), CHANGE_DELAY_MS);
     });
 
     const enqueue = (p: MetricsPusher) => {

@@ -8,6 +8,7 @@ import { renderSidecar } from "../inject/sidecar.ts";
 import {
   computeStatus,
   type Decision,
+  decideFor,
   type Outcome,
   planDeletion,
   planPusher,
@@ -16,7 +17,6 @@ import {
   statusChanged,
   WorkloadState,
 } from "./plan.ts";
-import { decideFor } from "./reconcile.ts";
 import { type Workload, WorkloadKind } from "./workloads.ts";
 
 const NOW = Date.parse("2026-11-27T04:00:00Z");

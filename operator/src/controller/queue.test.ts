@@ -59,6 +59,27 @@ describe("WorkQueue", () => {
     await q.stop();
   });
 
+  it("runs a key again after the requeueAfterMs its process returned, without counting a failure", async () => {
+    const times: number[] = [];
+    const errors: number[] = [];
+    const q = new WorkQueue({
+      backoffInitialMs: 5000,
+      onError: (_k, _e, attempt) => errors.push(attempt),
+      process: async () => {
+        times.push(Date.now());
+        return times.length < 3 ? { requeueAfterMs: 40 } : {};
+      },
+    });
+    q.add("k");
+    const deadline = Date.now() + 2000;
+    while (times.length < 3 && Date.now() < deadline) await sleep(5);
+    await sleep(100);
+    assert.equal(times.length, 3, "two requeues, then none");
+    assert.ok(times[1]! - times[0]! >= 38, `requeued after ${times[1]! - times[0]!} ms`);
+    assert.deepEqual(errors, []);
+    await q.stop();
+  });
+
   it("addAfter keeps the earliest pending time", async () => {
     const seen: number[] = [];
     const start = Date.now();

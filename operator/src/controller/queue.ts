@@ -2,9 +2,16 @@
 // workers at once (a key added while processing runs again afterwards), and failures retry with per-key exponential
 // backoff.
 
+export interface ProcessResult {
+  readonly requeueAfterMs?: number | undefined;
+}
+
 export interface WorkQueueOptions {
-  /** Processes one key; a rejection retries it with backoff. */
-  readonly process: (key: string) => Promise<void>;
+  /**
+   * Processes one key; a rejection retries it with backoff. A result with `requeueAfterMs` runs the key again after
+   * that long (work held back on purpose, not a failure: the backoff does not grow).
+   */
+  readonly process: (key: string) => Promise<ProcessResult | void>;
   readonly onError?: (key: string, err: unknown, attempt: number) => void;
   readonly concurrency?: number;
   readonly backoffInitialMs?: number;
@@ -110,8 +117,9 @@ export class WorkQueue {
 
   async #run(key: string): Promise<void> {
     try {
-      await this.#opts.process(key);
+      const result = await this.#opts.process(key);
       this.#failures.delete(key);
+      if (result?.requeueAfterMs !== undefined) this.addAfter(key, result.requeueAfterMs);
     } catch (err) {
       const attempt = (this.#failures.get(key) ?? 0) + 1;
       this.#failures.set(key, attempt);
