@@ -5,6 +5,7 @@ import { CoreV1Api, CustomObjectsApi, VersionApi } from "@kubernetes/client-node
 import type { KubernetesListObject, V1Namespace, V1Node } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { Registry, collectDefaultMetrics } from "prom-client";
+import { createAdmissionObserver } from "./admission.ts";
 import { GROUP, PLURAL, VERSION } from "./api/index.ts";
 import type { MetricsPusher } from "./api/index.ts";
 import { OperatorConfigError, parseOperatorConfig, settingsHelp } from "./config.ts";
@@ -203,9 +204,12 @@ async function run(): Promise<void> {
 
   const server = createWebhookServer(
     createAdmissionHandler({
-      log: log.child({ component: "webhook" }),
-      metrics,
-      events,
+      observer: createAdmissionObserver({
+        log: log.child({ component: "webhook" }),
+        metrics,
+        events,
+        pushers: () => pushers.list(),
+      }),
       pushers: () => pushers.list(),
       namespaceLabels,
       defaults,

@@ -21,6 +21,7 @@ import {
   WEBHOOK_PATH,
 } from "../../operator/src/api/index.ts";
 import type { MetricsPusher } from "../../operator/src/api/index.ts";
+import { createAdmissionObserver } from "../../operator/src/admission.ts";
 import type { EventRecorder } from "../../operator/src/events.ts";
 import { createOperatorMetrics } from "../../operator/src/metrics.ts";
 import { createAdmissionHandler } from "../../operator/src/webhook/server.ts";
@@ -516,9 +517,12 @@ describe("webhook handler under generated and mutated admission requests", () =>
     registry = new Registry();
     metrics = createOperatorMetrics(registry);
     const handler = createAdmissionHandler({
-      log: pino({ level: "silent" }),
-      metrics,
-      events,
+      observer: createAdmissionObserver({
+        log: pino({ level: "silent" }),
+        metrics,
+        events,
+        pushers: () => currentPushers,
+      }),
       pushers: () => currentPushers,
       namespaceLabels: () => currentNsLabels,
       defaults: () => defaults,
