@@ -114,10 +114,3 @@ export interface MetricsPusher {
   spec: MetricsPusherSpec;
   status?: MetricsPusherStatus;
 }
-
-export interface MetricsPusherList {
-  apiVersion: typeof API_VERSION;
-  kind: typeof LIST_KIND;
-  metadata: { resourceVersion?: string; continue?: string };
-  items: MetricsPusher[];
-}

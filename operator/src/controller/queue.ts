@@ -73,11 +73,6 @@ export class WorkQueue {
     this.#timers.set(key, { timer, due });
   }
 
-  /** Forgets the failure count of a key (after a success). */
-  forget(key: string): void {
-    this.#failures.delete(key);
-  }
-
   get length(): number {
     return this.#queue.length;
   }

@@ -31,7 +31,6 @@ export interface LeaderElectorOptions {
   onStartedLeading: (signal: AbortSignal) => void | Promise<void>;
   /** Awaited before the Lease is released or another acquire attempt starts. */
   onStoppedLeading: () => void | Promise<void>;
-  onNewLeader?: (identity: string) => void;
 }
 
 /** Lease times are metav1.MicroTime: RFC 3339 with exactly six fractional digits. */
@@ -226,7 +225,6 @@ export class LeaderElector {
     this.#observedHolder = holder;
     if (holder) {
       this.#log.info({ leader: holder }, "New leader observed");
-      this.#o.onNewLeader?.(holder);
     }
   }
 

@@ -258,7 +258,6 @@ export class ConflictError extends Error {}
 export interface CertSource {
   /** Resolves with the first usable material; rejects only on stop(). */
   start(): Promise<TlsMaterial>;
-  current(): TlsMaterial | undefined;
   onChange(fn: (m: TlsMaterial) => void): void;
   /** One check now (tests and the leader's renewal timer use it). */
   sync(): Promise<void>;
@@ -405,7 +404,6 @@ export function createSecretCertSource(o: SecretCertSourceOptions): CertSource {
       schedule();
       return current!;
     },
-    current: () => current,
     onChange: (fn) => void listeners.push(fn),
     sync,
     async stop() {
@@ -547,7 +545,6 @@ export function createDirCertSource(o: {
       })();
       return current!;
     },
-    current: () => current,
     onChange: (fn) => void listeners.push(fn),
     sync,
     async stop() {
