@@ -28,6 +28,7 @@ import type { OperatorConfig } from "../config.ts";
 import { pusherRef, type EventRecorder, type ObjectRef } from "../events.ts";
 import type { MutateSettings } from "../inject/mutate.ts";
 import { isImageAllowed, renderSidecar, type SidecarDefaults } from "../inject/sidecar.ts";
+import { apiMessage, apiStatus } from "../kube/errors.ts";
 import type { Informer } from "../kube/informer.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import type { NamespaceCache } from "./caches.ts";
@@ -233,7 +234,7 @@ export class Reconciler {
       const ns = await this.#core.readNamespace({ name: namespace });
       return ns.metadata?.deletionTimestamp != null || ns.status?.phase === "Terminating";
     } catch (err) {
-      return statusCode(err) === 404;
+      return apiStatus(err) === 404;
     }
   }
 
@@ -261,7 +262,7 @@ export class Reconciler {
         removed++;
       } catch (err) {
         this.#log.warn(
-          { metricspusher: `${p.metadata.namespace}/${p.metadata.name}`, err: errMessage(err) },
+          { metricspusher: `${p.metadata.namespace}/${p.metadata.name}`, err: apiMessage(err) },
           "Could not remove finalizer during uninstall",
         );
       }
@@ -285,13 +286,13 @@ export class Reconciler {
       try {
         await this.#patchTemplateAnnotations(w, annotationsFor(action));
       } catch (err) {
-        const code = statusCode(err);
+        const code = apiStatus(err);
         if (code === 404 && action.type === "unstamp") {
           applied.push(action); // gone already: nothing left to roll back
           continue;
         }
-        failed.push({ action, error: code ? `HTTP ${code}` : errMessage(err) });
-        log.warn({ workload: workloadRef(w), err: errMessage(err) }, "Could not patch workload");
+        failed.push({ action, error: code ? `HTTP ${code}` : apiMessage(err) });
+        log.warn({ workload: workloadRef(w), err: apiMessage(err) }, "Could not patch workload");
         continue;
       }
       applied.push(action);
@@ -377,7 +378,7 @@ export class Reconciler {
         setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
       );
     } catch (err) {
-      if (statusCode(err) === 404) return;
+      if (apiStatus(err) === 404) return;
       throw err;
     }
   }
@@ -399,13 +400,4 @@ function annotationsFor(action: Action): Record<string, string | null> {
 
 function workloadObjectRef(w: Workload): ObjectRef {
   return { apiVersion: "apps/v1", kind: w.kind, namespace: w.namespace, name: w.name, uid: w.uid };
-}
-
-function statusCode(err: unknown): number | undefined {
-  const c = (err as { code?: unknown } | undefined)?.code;
-  return typeof c === "number" ? c : undefined;
-}
-
-function errMessage(err: unknown): string {
-  return err instanceof Error ? (err.message.split("\n")[0] ?? "") : String(err);
 }

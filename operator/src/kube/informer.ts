@@ -30,6 +30,7 @@
 import type { KubeConfig, KubernetesListObject, KubernetesObject } from "@kubernetes/client-node";
 import { ListWatch, Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import { apiStatus } from "./errors.ts";
 
 export type InformerEvent = "add" | "update" | "delete";
 
@@ -207,8 +208,7 @@ function dropManagedFields<O>(obj: O): O {
 
 function describeError(err: unknown): unknown {
   if (err instanceof Error) {
-    const code = (err as { statusCode?: number; code?: unknown }).statusCode ?? (err as { code?: unknown }).code;
-    return { message: err.message, code };
+    return { message: err.message, code: apiStatus(err) ?? (err as { code?: unknown }).code };
   }
   return err;
 }

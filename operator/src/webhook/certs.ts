@@ -10,15 +10,10 @@ import { createHash, createPrivateKey, createPublicKey, randomBytes, webcrypto, 
 import { readFile, watch } from "node:fs/promises";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
-import {
-  AdmissionregistrationV1Api,
-  ApiException,
-  CoreV1Api,
-  PatchStrategy,
-  setHeaderOptions,
-} from "@kubernetes/client-node";
+import { AdmissionregistrationV1Api, CoreV1Api, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import type { KubeConfig, V1MutatingWebhookConfiguration } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import { apiStatus } from "../kube/errors.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import { webhookConfiguration } from "./registration.ts";
 import type { RegistrationSettings } from "./registration.ts";
@@ -440,14 +435,13 @@ export function kubeCertStore(kc: KubeConfig, namespace: string, secretName: str
     },
     data: encode(data),
   });
-  const status = (err: unknown) => (err instanceof ApiException ? err.code : undefined);
   return {
     async readSecret() {
       try {
         const s = await core.readNamespacedSecret({ name: secretName, namespace });
         return { data: decode(s.data), resourceVersion: s.metadata?.resourceVersion ?? "" };
       } catch (err) {
-        if (status(err) === 404) return undefined;
+        if (apiStatus(err) === 404) return undefined;
         throw err;
       }
     },
@@ -455,7 +449,7 @@ export function kubeCertStore(kc: KubeConfig, namespace: string, secretName: str
       try {
         await core.createNamespacedSecret({ namespace, body: body(data) });
       } catch (err) {
-        if (status(err) === 409) throw new ConflictError("exists");
+        if (apiStatus(err) === 409) throw new ConflictError("exists");
         throw err;
       }
     },
@@ -463,7 +457,7 @@ export function kubeCertStore(kc: KubeConfig, namespace: string, secretName: str
       try {
         await core.replaceNamespacedSecret({ name: secretName, namespace, body: body(data, resourceVersion) });
       } catch (err) {
-        if (status(err) === 409) throw new ConflictError("stale");
+        if (apiStatus(err) === 409) throw new ConflictError("stale");
         throw err;
       }
     },
@@ -471,7 +465,7 @@ export function kubeCertStore(kc: KubeConfig, namespace: string, secretName: str
       try {
         return await adm.readMutatingWebhookConfiguration({ name: webhookName });
       } catch (err) {
-        if (status(err) === 404) return undefined;
+        if (apiStatus(err) === 404) return undefined;
         throw err;
       }
     },
@@ -480,7 +474,7 @@ export function kubeCertStore(kc: KubeConfig, namespace: string, secretName: str
         await adm.createMutatingWebhookConfiguration({ body: b });
       } catch (err) {
         // Another replica created it; the next check patches it if needed.
-        if (status(err) !== 409) throw err;
+        if (apiStatus(err) !== 409) throw err;
       }
     },
     async patchWebhook(ops) {
