@@ -1,6 +1,7 @@
 // A work queue of keys ("namespace/name"), client-go style: a key is queued at most once, is never processed by two
 // workers at once (a key added while processing runs again afterwards), and failures retry with per-key exponential
 // backoff.
+import { backoffMs } from "@metrics-pusher/pusher/backoff";
 
 export interface ProcessResult {
   readonly requeueAfterMs?: number | undefined;
@@ -121,7 +122,7 @@ export class WorkQueue {
       this.#opts.onError?.(key, err, attempt);
       const initial = this.#opts.backoffInitialMs ?? 500;
       const max = this.#opts.backoffMaxMs ?? 300_000;
-      this.addAfter(key, Math.min(max, initial * 2 ** Math.min(attempt - 1, 30)));
+      this.addAfter(key, backoffMs(attempt - 1, initial, max));
     } finally {
       this.#active.delete(key);
       this.#running--;
