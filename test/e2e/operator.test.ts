@@ -87,15 +87,15 @@ describe("operator end to end", { timeout: 420_000 }, () => {
     const injected = pod.metadata?.annotations?.["metricspusher.dev/injected"] ?? "";
     assert.match(injected, /^builders@[0-9a-f]{16}$/);
 
-    const p = await eventually("MetricsPusher Ready with matchedDeployments 1", async () => {
+    const p = await eventually("MetricsPusher Ready with matchedWorkloads 1", async () => {
       const mp = await getPusher(c, NS, "builders");
       return condition(mp, "Ready")?.status === "True" &&
-        mp.status?.matchedDeployments === 1 &&
+        mp.status?.matchedWorkloads === 1 &&
         condition(mp, "UpToDate")?.status === "True"
         ? mp
         : undefined;
     });
-    assert.equal(p.status?.updatedDeployments, 1);
+    assert.equal(p.status?.updatedWorkloads, 1);
     assert.equal(p.status?.observedGeneration, p.metadata.generation);
     assert.equal(condition(p, "Ready")?.reason, "Valid");
     assert.equal(`builders@${p.status?.configHash}`, injected, "status.configHash is what the webhook injected");
@@ -197,7 +197,7 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       const mp = await getPusher(c, NS, "builders");
       return mp.status?.observedGeneration === mp.metadata.generation &&
         mp.status?.configHash === stamp &&
-        mp.status?.updatedDeployments === 1
+        mp.status?.updatedWorkloads === 1
         ? mp
         : undefined;
     });
@@ -247,7 +247,7 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       condition(mp, "UpToDate")?.message ?? "",
       /Deployment\/fn-00001 \(controlled by ConfigMap\/revision-owner\)/,
     );
-    assert.deepEqual([mp.status?.matchedDeployments, mp.status?.updatedDeployments], [1, 0]);
+    assert.deepEqual([mp.status?.matchedWorkloads, mp.status?.updatedWorkloads], [1, 0]);
     const dep = await c.apps.readNamespacedDeployment({ namespace: "knative", name: "fn-00001" });
     assert.equal(dep.spec?.template.metadata?.annotations?.["metricspusher.dev/config-hash"], undefined, "not stamped");
     assert.equal(dep.metadata?.annotations?.["deployment.kubernetes.io/revision"], "1");
@@ -279,7 +279,7 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       const p = await getPusher(c, "reselect", "mp");
       return p.status?.observedGeneration === 2 ? p : undefined;
     });
-    assert.equal(mp.status?.matchedDeployments, 0);
+    assert.equal(mp.status?.matchedWorkloads, 0);
     assert.equal(condition(mp, "Ready")?.reason, "NoMatchingWorkloads");
   });
 
@@ -319,7 +319,7 @@ describe("operator end to end", { timeout: 420_000 }, () => {
     });
     const status = await eventually("both counted", async () => {
       const p = await getPusher(c, "kinds", "mp");
-      return p.status?.matchedDeployments === 2 && p.status.updatedDeployments === 2 ? p : undefined;
+      return p.status?.matchedWorkloads === 2 && p.status.updatedWorkloads === 2 ? p : undefined;
     });
     assert.match(condition(status, "Ready")?.message ?? "", /DaemonSet\/agent, StatefulSet\/db/);
   });

@@ -101,8 +101,8 @@ export interface MetricsPusherSpec {
 export interface MetricsPusherStatus {
   observedGeneration?: number;
   conditions?: V1Condition[];
-  matchedDeployments?: number;
-  updatedDeployments?: number;
+  matchedWorkloads?: number;
+  updatedWorkloads?: number;
   /** The hash of the sidecar this MetricsPusher renders now (what the webhook writes into `injected`). */
   configHash?: string;
 }

@@ -413,8 +413,8 @@ describe("computeStatus", () => {
       now: NOW,
     });
     assert.equal(s.observedGeneration, 3);
-    assert.equal(s.matchedDeployments, 1);
-    assert.equal(s.updatedDeployments, 1);
+    assert.equal(s.matchedWorkloads, 1);
+    assert.equal(s.updatedWorkloads, 1);
     assert.equal(s.configHash, HASH);
     assert.deepEqual([cond(s, "Ready")?.status, cond(s, "Ready")?.reason], ["True", ConditionReason.Valid]);
     assert.deepEqual([cond(s, "UpToDate")?.status, cond(s, "UpToDate")?.reason], ["True", ConditionReason.AllUpdated]);
@@ -515,7 +515,7 @@ describe("computeStatus", () => {
         [cond(s, "Ready")?.status, cond(s, "Ready")?.reason, cond(s, "UpToDate")?.status, cond(s, "UpToDate")?.reason],
         c.want,
       );
-      assert.deepEqual([s.matchedDeployments, s.updatedDeployments], c.counts);
+      assert.deepEqual([s.matchedWorkloads, s.updatedWorkloads], c.counts);
       for (const k of s.conditions ?? [])
         assert.ok(k.message && k.message.length > 10, `${k.type} has a message a person can act on`);
     });
@@ -575,7 +575,7 @@ describe("computeStatus", () => {
     };
     assert.equal(statusChanged(asDates, s), false);
     assert.equal(statusChanged(undefined, s), true);
-    assert.equal(statusChanged({ ...s, matchedDeployments: 2 }, s), true);
+    assert.equal(statusChanged({ ...s, matchedWorkloads: 2 }, s), true);
   });
 });
 

@@ -417,8 +417,8 @@ export function computeStatus(input: StatusInput): MetricsPusherStatus {
   return {
     ...(pusher.metadata.generation !== undefined ? { observedGeneration: pusher.metadata.generation } : {}),
     conditions: [withTransition(ready, previous, input.now), withTransition(upToDate, previous, input.now)],
-    matchedDeployments: plan.matched.length,
-    updatedDeployments: updated.length,
+    matchedWorkloads: plan.matched.length,
+    updatedWorkloads: updated.length,
     configHash: hash,
   };
 }
@@ -453,7 +453,7 @@ function canonical(s: MetricsPusherStatus): string {
       observedGeneration: c.observedGeneration,
     }))
     .sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0));
-  return JSON.stringify([s.observedGeneration, s.matchedDeployments, s.updatedDeployments, s.configHash, conditions]);
+  return JSON.stringify([s.observedGeneration, s.matchedWorkloads, s.updatedWorkloads, s.configHash, conditions]);
 }
 
 function sortWorkloads(ws: readonly Workload[]): Workload[] {

@@ -173,8 +173,8 @@ export class Reconciler {
       statusWritten = true;
       log.info(
         {
-          matched: status.matchedDeployments,
-          updated: status.updatedDeployments,
+          matched: status.matchedWorkloads,
+          updated: status.updatedWorkloads,
           conditions: status.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}`),
         },
         "Status updated",
