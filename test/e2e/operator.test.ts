@@ -86,6 +86,17 @@ describe("operator end to end", { timeout: 420_000 }, () => {
     assert.equal(s.env?.find((e) => e.name === "POD_NAME")?.valueFrom?.fieldRef?.fieldPath, "metadata.name");
     const injected = pod.metadata?.annotations?.["metricspusher.dev/injected"] ?? "";
     assert.match(injected, /^builders@[0-9a-f]{16}$/);
+    assert.equal(pod.metadata?.labels?.["metricspusher.dev/pusher"], "builders");
+    // What `kubectl get pods -l metricspusher.dev/pusher=builders` asks the apiserver.
+    const selected = await c.core.listNamespacedPod({
+      namespace: NS,
+      labelSelector: "metricspusher.dev/pusher=builders",
+    });
+    assert.deepEqual(
+      selected.items.map((x) => x.metadata?.name).sort(),
+      pods.map((x) => x.metadata?.name).sort(),
+      "a label selector finds exactly the injected pods",
+    );
 
     const p = await eventually("MetricsPusher Ready with matchedWorkloads 1", async () => {
       const mp = await getPusher(c, NS, "builders");
@@ -124,6 +135,7 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       assert.equal(bareSidecar(p).length, 0, `${p.metadata?.namespace}/${p.metadata?.name} has no sidecar`);
       assert.equal(p.spec?.containers.length, 1);
       assert.equal(p.metadata?.annotations?.["metricspusher.dev/injected"], undefined);
+      assert.equal(p.metadata?.labels?.["metricspusher.dev/pusher"], undefined);
     }
     assert.equal(
       bareSidecar(control).length,
