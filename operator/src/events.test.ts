@@ -49,6 +49,8 @@ describe("event recorder", () => {
     });
     assert.equal(e.metadata.namespace, "builds");
     assert.equal(e.reportingInstance, "op-0");
+    assert.equal(e.source?.component, "metrics-pusher-operator");
+    assert.equal(e.reportingComponent, e.source?.component, "one component name");
   });
 
   it("aggregates repeats into count, bumping at most every 10 s", async () => {

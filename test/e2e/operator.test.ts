@@ -343,11 +343,26 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       value(/^metrics_pusher_operator_rollouts_total\{reason="config_change",kind="Deployment"\} (\d+)/m) >= 1,
       "a config_change rollout counted",
     );
-    assert.ok(value(/^metrics_pusher_operator_reconcile_total\{result="success"\} (\d+)/m) >= 1, "reconciles counted");
-    assert.equal(value(/^metrics_pusher_operator_leader (\d+)/m), 1);
+    assert.ok(
+      value(/^controller_runtime_reconcile_total\{controller="metricspusher",result="success"\} (\d+)/m) >= 1,
+      "reconciles counted",
+    );
+    assert.equal(value(/^leader_election_master_status\{name="[^"]+"\} (\d+)/m), 1);
+    assert.ok(value(/^workqueue_adds_total\{name="metricspusher"\} (\d+)/m) >= 1, "queue adds counted");
+    assert.equal(value(/^workqueue_depth\{name="metricspusher"\} (\d+)/m) >= 0, true, "queue depth exposed");
+    assert.ok(value(/^workqueue_work_duration_seconds_count\{name="metricspusher"\} (\d+)/m) >= 1, "work timed");
+    assert.ok(value(/^workqueue_queue_duration_seconds_count\{name="metricspusher"\} (\d+)/m) >= 1, "waits timed");
+    assert.ok(
+      value(/^controller_runtime_reconcile_time_seconds_count\{controller="metricspusher"\} (\d+)/m) >= 1,
+      "reconciles timed",
+    );
+    assert.match(text, /^# TYPE controller_runtime_reconcile_errors_total counter$/m);
+    assert.match(text, /^# TYPE workqueue_retries_total counter$/m);
     // Status is written only when it changes: a handful of writes per MetricsPusher, not one per reconcile.
     const writes = op!.records().filter((r) => r.msg === "Status updated").length;
-    const reconciles = value(/^metrics_pusher_operator_reconcile_total\{result="success"\} (\d+)/m);
+    const reconciles = value(
+      /^controller_runtime_reconcile_total\{controller="metricspusher",result="success"\} (\d+)/m,
+    );
     t.diagnostic(`${reconciles} reconciles, ${writes} status writes, for 6 MetricsPushers and their changes`);
     assert.ok(writes <= 20 && writes < reconciles, `${writes} status writes for ${reconciles} reconciles`);
   });

@@ -133,7 +133,13 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
       "the restarted operator reconciled builders",
       async () => {
         const text = await (await fetch(opA!.metricsUrl)).text();
-        return Number(/^metrics_pusher_operator_reconcile_total\{result="success"\} (\d+)/m.exec(text)?.[1] ?? 0) >= 1;
+        return (
+          Number(
+            /^controller_runtime_reconcile_total\{controller="metricspusher",result="success"\} (\d+)/m.exec(
+              text,
+            )?.[1] ?? 0,
+          ) >= 1
+        );
       },
       30_000,
     );
