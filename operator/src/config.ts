@@ -15,7 +15,6 @@ const PACKAGE_VERSION: string = (
 
 export const PUSHER_IMAGE_REPOSITORY = "ghcr.io/metrics-pusher/pusher";
 export const DEFAULT_PUSHER_IMAGE = `${PUSHER_IMAGE_REPOSITORY}:${PACKAGE_VERSION}`;
-export const OPERATOR_VERSION = PACKAGE_VERSION;
 
 export type SettingSpec = {
   readonly flag: string;

@@ -5,6 +5,7 @@ import { CoreV1Api, CustomObjectsApi, VersionApi } from "@kubernetes/client-node
 import type { KubernetesListObject, V1Namespace, V1Node } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { Registry, collectDefaultMetrics } from "prom-client";
+import { createAdmissionObserver } from "./admission.ts";
 import { GROUP, PLURAL, VERSION } from "./api/index.ts";
 import type { MetricsPusher } from "./api/index.ts";
 import { OperatorConfigError, parseOperatorConfig, settingsHelp } from "./config.ts";
@@ -13,13 +14,13 @@ import { startControllers } from "./controller/index.ts";
 import type { Controllers } from "./controller/index.ts";
 import { PooledKubeConfig } from "./kube/kubeconfig.ts";
 import { createInformer } from "./kube/informer.ts";
-import { NativeSidecarSupport } from "./webhook/capabilities.ts";
+import { NativeSidecarSupport } from "./inject/capabilities.ts";
 import { createDirCertSource, createSecretCertSource, kubeCertStore } from "./webhook/certs.ts";
-import { createEventRecorder, kubeEventSink } from "./webhook/events.ts";
-import { createOperatorMetrics } from "./webhook/metrics.ts";
-import type { MutateSettings } from "./webhook/mutate.ts";
+import { createEventRecorder, kubeEventSink } from "./events.ts";
+import { createOperatorMetrics } from "./metrics.ts";
+import type { MutateSettings } from "./inject/mutate.ts";
 import { createAdmissionHandler, createWebhookServer } from "./webhook/server.ts";
-import type { SidecarDefaults } from "./webhook/sidecar.ts";
+import type { SidecarDefaults } from "./inject/sidecar.ts";
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
@@ -203,9 +204,12 @@ async function run(): Promise<void> {
 
   const server = createWebhookServer(
     createAdmissionHandler({
-      log: log.child({ component: "webhook" }),
-      metrics,
-      events,
+      observer: createAdmissionObserver({
+        log: log.child({ component: "webhook" }),
+        metrics,
+        events,
+        pushers: () => pushers.list(),
+      }),
       pushers: () => pushers.list(),
       namespaceLabels,
       defaults,

@@ -6,7 +6,8 @@ import { pino } from "pino";
 import { Registry } from "prom-client";
 import { DEFAULT_PUSHER_IMAGE, PUSHER_IMAGE_REPOSITORY } from "../../operator/src/config.ts";
 import { createAdmissionHandler, createWebhookServer } from "../../operator/src/webhook/server.ts";
-import { createOperatorMetrics } from "../../operator/src/webhook/metrics.ts";
+import { createAdmissionObserver } from "../../operator/src/admission.ts";
+import { createOperatorMetrics } from "../../operator/src/metrics.ts";
 import { benchPushers } from "./lib/admission.ts";
 
 const env = (name: string): string => {
@@ -23,10 +24,13 @@ const defaults = {
   nativeSidecarsSupported: true,
 };
 const handler = createAdmissionHandler({
-  log: pino({ level: process.env.BENCH_LOG_LEVEL ?? "info" }),
-  metrics: createOperatorMetrics(new Registry()),
-  // Events go to the apiserver in the operator; the benchmark measures the admission path alone.
-  events: undefined,
+  observer: createAdmissionObserver({
+    log: pino({ level: process.env.BENCH_LOG_LEVEL ?? "info" }),
+    metrics: createOperatorMetrics(new Registry()),
+    // Events go to the apiserver in the operator; the benchmark measures the admission path alone.
+    events: undefined,
+    pushers: () => pushers,
+  }),
   pushers: () => pushers,
   namespaceLabels: () => ({ "kubernetes.io/metadata.name": "team" }),
   defaults: () => defaults,

@@ -785,7 +785,7 @@ async function main(): Promise<void> {
   await step(
     `Waiting for MetricsPusher ${PUSHER_NAME} to report Ready with 1 matched Deployment`,
     () =>
-      waitFor("status Ready=True and matchedDeployments=1", async () => {
+      waitFor("status Ready=True and matchedWorkloads=1", async () => {
         const mp = (await custom.getNamespacedCustomObject({
           group: GROUP,
           version: VERSION,
@@ -795,7 +795,7 @@ async function main(): Promise<void> {
         })) as MetricsPusher;
         return (
           mp.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
-          mp.status?.matchedDeployments === 1
+          mp.status?.matchedWorkloads === 1
         );
       }),
     () => `MetricsPusher ${PUSHER_NAME} Ready, 1 matched Deployment`,

@@ -86,16 +86,27 @@ describe("operator end to end", { timeout: 420_000 }, () => {
     assert.equal(s.env?.find((e) => e.name === "POD_NAME")?.valueFrom?.fieldRef?.fieldPath, "metadata.name");
     const injected = pod.metadata?.annotations?.["metricspusher.dev/injected"] ?? "";
     assert.match(injected, /^builders@[0-9a-f]{16}$/);
+    assert.equal(pod.metadata?.labels?.["metricspusher.dev/pusher"], "builders");
+    // What `kubectl get pods -l metricspusher.dev/pusher=builders` asks the apiserver.
+    const selected = await c.core.listNamespacedPod({
+      namespace: NS,
+      labelSelector: "metricspusher.dev/pusher=builders",
+    });
+    assert.deepEqual(
+      selected.items.map((x) => x.metadata?.name).sort(),
+      pods.map((x) => x.metadata?.name).sort(),
+      "a label selector finds exactly the injected pods",
+    );
 
-    const p = await eventually("MetricsPusher Ready with matchedDeployments 1", async () => {
+    const p = await eventually("MetricsPusher Ready with matchedWorkloads 1", async () => {
       const mp = await getPusher(c, NS, "builders");
       return condition(mp, "Ready")?.status === "True" &&
-        mp.status?.matchedDeployments === 1 &&
+        mp.status?.matchedWorkloads === 1 &&
         condition(mp, "UpToDate")?.status === "True"
         ? mp
         : undefined;
     });
-    assert.equal(p.status?.updatedDeployments, 1);
+    assert.equal(p.status?.updatedWorkloads, 1);
     assert.equal(p.status?.observedGeneration, p.metadata.generation);
     assert.equal(condition(p, "Ready")?.reason, "Valid");
     assert.equal(`builders@${p.status?.configHash}`, injected, "status.configHash is what the webhook injected");
@@ -124,6 +135,7 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       assert.equal(bareSidecar(p).length, 0, `${p.metadata?.namespace}/${p.metadata?.name} has no sidecar`);
       assert.equal(p.spec?.containers.length, 1);
       assert.equal(p.metadata?.annotations?.["metricspusher.dev/injected"], undefined);
+      assert.equal(p.metadata?.labels?.["metricspusher.dev/pusher"], undefined);
     }
     assert.equal(
       bareSidecar(control).length,
@@ -197,7 +209,7 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       const mp = await getPusher(c, NS, "builders");
       return mp.status?.observedGeneration === mp.metadata.generation &&
         mp.status?.configHash === stamp &&
-        mp.status?.updatedDeployments === 1
+        mp.status?.updatedWorkloads === 1
         ? mp
         : undefined;
     });
@@ -247,7 +259,7 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       condition(mp, "UpToDate")?.message ?? "",
       /Deployment\/fn-00001 \(controlled by ConfigMap\/revision-owner\)/,
     );
-    assert.deepEqual([mp.status?.matchedDeployments, mp.status?.updatedDeployments], [1, 0]);
+    assert.deepEqual([mp.status?.matchedWorkloads, mp.status?.updatedWorkloads], [1, 0]);
     const dep = await c.apps.readNamespacedDeployment({ namespace: "knative", name: "fn-00001" });
     assert.equal(dep.spec?.template.metadata?.annotations?.["metricspusher.dev/config-hash"], undefined, "not stamped");
     assert.equal(dep.metadata?.annotations?.["deployment.kubernetes.io/revision"], "1");
@@ -279,7 +291,7 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       const p = await getPusher(c, "reselect", "mp");
       return p.status?.observedGeneration === 2 ? p : undefined;
     });
-    assert.equal(mp.status?.matchedDeployments, 0);
+    assert.equal(mp.status?.matchedWorkloads, 0);
     assert.equal(condition(mp, "Ready")?.reason, "NoMatchingWorkloads");
   });
 
@@ -319,7 +331,7 @@ describe("operator end to end", { timeout: 420_000 }, () => {
     });
     const status = await eventually("both counted", async () => {
       const p = await getPusher(c, "kinds", "mp");
-      return p.status?.matchedDeployments === 2 && p.status.updatedDeployments === 2 ? p : undefined;
+      return p.status?.matchedWorkloads === 2 && p.status.updatedWorkloads === 2 ? p : undefined;
     });
     assert.match(condition(status, "Ready")?.message ?? "", /DaemonSet\/agent, StatefulSet\/db/);
   });
@@ -331,11 +343,26 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       value(/^metrics_pusher_operator_rollouts_total\{reason="config_change",kind="Deployment"\} (\d+)/m) >= 1,
       "a config_change rollout counted",
     );
-    assert.ok(value(/^metrics_pusher_operator_reconcile_total\{result="success"\} (\d+)/m) >= 1, "reconciles counted");
-    assert.equal(value(/^metrics_pusher_operator_leader (\d+)/m), 1);
+    assert.ok(
+      value(/^controller_runtime_reconcile_total\{controller="metricspusher",result="success"\} (\d+)/m) >= 1,
+      "reconciles counted",
+    );
+    assert.equal(value(/^leader_election_master_status\{name="[^"]+"\} (\d+)/m), 1);
+    assert.ok(value(/^workqueue_adds_total\{name="metricspusher"\} (\d+)/m) >= 1, "queue adds counted");
+    assert.equal(value(/^workqueue_depth\{name="metricspusher"\} (\d+)/m) >= 0, true, "queue depth exposed");
+    assert.ok(value(/^workqueue_work_duration_seconds_count\{name="metricspusher"\} (\d+)/m) >= 1, "work timed");
+    assert.ok(value(/^workqueue_queue_duration_seconds_count\{name="metricspusher"\} (\d+)/m) >= 1, "waits timed");
+    assert.ok(
+      value(/^controller_runtime_reconcile_time_seconds_count\{controller="metricspusher"\} (\d+)/m) >= 1,
+      "reconciles timed",
+    );
+    assert.match(text, /^# TYPE controller_runtime_reconcile_errors_total counter$/m);
+    assert.match(text, /^# TYPE workqueue_retries_total counter$/m);
     // Status is written only when it changes: a handful of writes per MetricsPusher, not one per reconcile.
     const writes = op!.records().filter((r) => r.msg === "Status updated").length;
-    const reconciles = value(/^metrics_pusher_operator_reconcile_total\{result="success"\} (\d+)/m);
+    const reconciles = value(
+      /^controller_runtime_reconcile_total\{controller="metricspusher",result="success"\} (\d+)/m,
+    );
     t.diagnostic(`${reconciles} reconciles, ${writes} status writes, for 6 MetricsPushers and their changes`);
     assert.ok(writes <= 20 && writes < reconciles, `${writes} status writes for ${reconciles} reconciles`);
   });

@@ -105,7 +105,7 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     assert.equal(revision(steady), "1", "the healthy Deployment was not restarted");
     const mp = await eventually("status counts both Deployments as updated", async () => {
       const p = await getPusher(c, NS, "builders");
-      return p.status?.matchedDeployments === 2 && p.status?.updatedDeployments === 2 ? p : undefined;
+      return p.status?.matchedWorkloads === 2 && p.status?.updatedWorkloads === 2 ? p : undefined;
     });
     assert.equal(condition(mp, "UpToDate")?.status, "True");
   });
@@ -133,7 +133,13 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
       "the restarted operator reconciled builders",
       async () => {
         const text = await (await fetch(opA!.metricsUrl)).text();
-        return Number(/^metrics_pusher_operator_reconcile_total\{result="success"\} (\d+)/m.exec(text)?.[1] ?? 0) >= 1;
+        return (
+          Number(
+            /^controller_runtime_reconcile_total\{controller="metricspusher",result="success"\} (\d+)/m.exec(
+              text,
+            )?.[1] ?? 0,
+          ) >= 1
+        );
       },
       30_000,
     );
@@ -226,7 +232,7 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     await c.apps.createNamespacedDeployment({ namespace: NS, body: deployment("second", { app: "second" }) });
     await eventually(
       "op-b counts the new Deployment",
-      async () => (await getPusher(c, NS, "second")).status?.matchedDeployments === 1,
+      async () => (await getPusher(c, NS, "second")).status?.matchedWorkloads === 1,
       30_000,
     );
     assert.ok(statusWriters(opB) >= 1, "op-b wrote the status after taking over");

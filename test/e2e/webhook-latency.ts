@@ -129,7 +129,7 @@ try {
     metrics
       .split("\n")
       .filter((l) =>
-        /webhook_(requests|injections|skips|request_duration_seconds_(sum|count))|certificate_expiry|native_sidecars|_leader /.test(
+        /webhook_(requests|injections|skips|request_duration_seconds_(sum|count))|certificate_expiry|native_sidecars|leader_election_master_status/.test(
           l,
         ),
       )

@@ -21,11 +21,12 @@ import {
   WEBHOOK_PATH,
 } from "../../operator/src/api/index.ts";
 import type { MetricsPusher } from "../../operator/src/api/index.ts";
-import type { EventRecorder } from "../../operator/src/webhook/events.ts";
-import { createOperatorMetrics } from "../../operator/src/webhook/metrics.ts";
+import { createAdmissionObserver } from "../../operator/src/admission.ts";
+import type { EventRecorder } from "../../operator/src/events.ts";
+import { createOperatorMetrics } from "../../operator/src/metrics.ts";
 import { createAdmissionHandler } from "../../operator/src/webhook/server.ts";
-import type { MutateSettings } from "../../operator/src/webhook/mutate.ts";
-import type { SidecarDefaults } from "../../operator/src/webhook/sidecar.ts";
+import type { MutateSettings } from "../../operator/src/inject/mutate.ts";
+import type { SidecarDefaults } from "../../operator/src/inject/sidecar.ts";
 import { soak } from "./lib/mode.ts";
 
 // ≥ 10,000 cases in `make test`, ten times as many in soak.
@@ -516,9 +517,12 @@ describe("webhook handler under generated and mutated admission requests", () =>
     registry = new Registry();
     metrics = createOperatorMetrics(registry);
     const handler = createAdmissionHandler({
-      log: pino({ level: "silent" }),
-      metrics,
-      events,
+      observer: createAdmissionObserver({
+        log: pino({ level: "silent" }),
+        metrics,
+        events,
+        pushers: () => currentPushers,
+      }),
       pushers: () => currentPushers,
       namespaceLabels: () => currentNsLabels,
       defaults: () => defaults,

@@ -47,7 +47,6 @@ export const EventReason = {
   InjectionSkipped: "InjectionSkipped",
   MultipleMatches: "MultipleMatches",
   RolloutTriggered: "RolloutTriggered",
-  RolloutSkipped: "RolloutSkipped",
   DriftRepaired: "DriftRepaired",
   SidecarRemoved: "SidecarRemoved",
   InvalidSpec: "InvalidSpec",

@@ -334,11 +334,11 @@ function statusSchema(): Schema {
         format: "int64",
         description: "The metadata.generation this status describes.",
       },
-      matchedDeployments: {
+      matchedWorkloads: {
         type: "integer",
         description: "Workloads (Deployments, StatefulSets, DaemonSets) whose pod template matches the selector.",
       },
-      updatedDeployments: { type: "integer", description: "Matched workloads whose pods run the current config." },
+      updatedWorkloads: { type: "integer", description: "Matched workloads whose pods run the current config." },
       configHash: {
         type: "string",
         description: "Hash of the sidecar this MetricsPusher renders now; pods carry it in metricspusher.dev/injected.",
@@ -408,7 +408,7 @@ export function buildCrd() {
             {
               name: "Matched",
               type: "integer",
-              jsonPath: ".status.matchedDeployments",
+              jsonPath: ".status.matchedWorkloads",
               description: "Matching workloads.",
             },
             {

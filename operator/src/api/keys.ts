@@ -15,6 +15,11 @@ export type Annotation = (typeof Annotations)[keyof typeof Annotations];
 export const Labels = {
   /** Namespace label: "disabled" opts every pod of the namespace out. */
   injection: "metricspusher.dev/injection",
+  /**
+   * Pod label written by the webhook beside Annotations.injected: the MetricsPusher's name, so that
+   * `kubectl get pods -l metricspusher.dev/pusher=<name>` finds its pods (a label value cannot hold the `@<hash>`).
+   */
+  pusher: "metricspusher.dev/pusher",
   /** Label on the operator's own pods; the webhook's objectSelector excludes them. */
   component: "app.kubernetes.io/name",
 } as const;

@@ -101,8 +101,8 @@ export interface MetricsPusherSpec {
 export interface MetricsPusherStatus {
   observedGeneration?: number;
   conditions?: V1Condition[];
-  matchedDeployments?: number;
-  updatedDeployments?: number;
+  matchedWorkloads?: number;
+  updatedWorkloads?: number;
   /** The hash of the sidecar this MetricsPusher renders now (what the webhook writes into `injected`). */
   configHash?: string;
 }
@@ -113,11 +113,4 @@ export interface MetricsPusher {
   metadata: V1ObjectMeta;
   spec: MetricsPusherSpec;
   status?: MetricsPusherStatus;
-}
-
-export interface MetricsPusherList {
-  apiVersion: typeof API_VERSION;
-  kind: typeof LIST_KIND;
-  metadata: { resourceVersion?: string; continue?: string };
-  items: MetricsPusher[];
 }

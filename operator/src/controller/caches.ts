@@ -13,7 +13,7 @@ import type {
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { createInformer, type Informer } from "../kube/informer.ts";
-import { selectorMatches } from "../webhook/mutate.ts";
+import { selectorMatches } from "../inject/mutate.ts";
 import { isLivePod, toWorkload, type Workload, WorkloadKind } from "./workloads.ts";
 
 export interface NamespaceCache {
@@ -28,8 +28,6 @@ export interface NamespaceCache {
 export interface NamespaceCachesOptions {
   kc: KubeConfig;
   log: Logger;
-  /** Called on every add/update/delete of a workload or pod of the namespace. */
-  onChange: (namespace: string, kind: "workload" | "pod") => void;
   onInformerError?: (informer: string) => void;
 }
 
@@ -43,11 +41,20 @@ export class NamespaceCaches {
   readonly #apps: AppsV1Api;
   readonly #core: CoreV1Api;
   readonly #entries = new Map<string, Entry>();
+  #onChange: (namespace: string, kind: "workload" | "pod") => void = () => {};
 
   constructor(opts: NamespaceCachesOptions) {
     this.#o = opts;
     this.#apps = opts.kc.makeApiClient(AppsV1Api);
     this.#core = opts.kc.makeApiClient(CoreV1Api);
+  }
+
+  /**
+   * Called on every add/update/delete of a workload or pod of a cached namespace. Set after construction: the
+   * listener is the work queue, whose work reads these caches.
+   */
+  onChange(listener: (namespace: string, kind: "workload" | "pod") => void): void {
+    this.#onChange = listener;
   }
 
   namespaces(): string[] {
@@ -73,7 +80,7 @@ export class NamespaceCaches {
         list,
         onError: () => this.#o.onInformerError?.(name),
       });
-      const changed = () => this.#o.onChange(namespace, kind);
+      const changed = () => this.#onChange(namespace, kind);
       inf.on("add", changed);
       inf.on("update", changed);
       inf.on("delete", changed);

@@ -18,14 +18,14 @@ import type { MetricsPusher } from "../api/index.ts";
 import type { OperatorConfig } from "../config.ts";
 import type { Informer } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/leader.ts";
-import type { EventRecorder } from "../webhook/events.ts";
-import type { OperatorMetrics } from "../webhook/metrics.ts";
-import type { MutateSettings } from "../webhook/mutate.ts";
-import type { SidecarDefaults } from "../webhook/sidecar.ts";
+import type { EventRecorder } from "../events.ts";
+import type { OperatorMetrics } from "../metrics.ts";
+import type { MutateSettings } from "../inject/mutate.ts";
+import type { SidecarDefaults } from "../inject/sidecar.ts";
 import { NamespaceCaches } from "./caches.ts";
 import { TokenBucket } from "./ratelimit.ts";
 import { Reconciler } from "./reconcile.ts";
-import { WorkQueue } from "./queue.ts";
+import { WorkQueue, type WorkQueueObserver } from "./queue.ts";
 
 export interface ControllerDeps {
   kc: KubeConfig;
@@ -47,6 +47,9 @@ export interface Controllers {
   stop(): Promise<void>;
 }
 
+/** The `controller` label of the reconcile metrics and the `name` of the work queue's, as controller-runtime sets them. */
+export const CONTROLLER_NAME = "metricspusher";
+
 /** Workload and pod events are coalesced: a rollout changes dozens of pods within a second. */
 const CHANGE_DELAY_MS = 300;
 
@@ -60,7 +63,7 @@ export async function startControllers(deps: ControllerDeps): Promise<Controller
   if (!config.leaderElection) {
     log.warn("Leader election disabled: run a single replica only");
     work.start();
-    deps.metrics.leader.set(1);
+    deps.metrics.leader.set({ name: config.leaseName }, 1);
     return { identity, isLeader: () => true, stop: () => work.stop() };
   }
   const elector = new LeaderElector({
@@ -73,14 +76,16 @@ export async function startControllers(deps: ControllerDeps): Promise<Controller
     renewDeadlineMs: config.leaseRenewDeadlineMs,
     retryPeriodMs: config.leaseRetryPeriodMs,
     onStartedLeading: () => {
-      deps.metrics.leader.set(1);
+      deps.metrics.leader.set({ name: config.leaseName }, 1);
       work.start();
     },
     onStoppedLeading: async () => {
-      deps.metrics.leader.set(0);
+      deps.metrics.leader.set({ name: config.leaseName }, 0);
       await work.stop();
     },
   });
+  // A standby reports 0 from the start, as client-go's leader election metric does.
+  deps.metrics.leader.set({ name: config.leaseName }, 0);
   elector.start();
   return {
     identity,
@@ -105,9 +110,6 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
     const caches = new NamespaceCaches({
       kc: deps.kc,
       log,
-      onChange: (ns) => {
-        for (const p of pushers.list(ns)) queue.addAfter(keyOf(p), CHANGE_DELAY_MS);
-      },
       onInformerError: (informer) => deps.metrics.informerRestarts.inc({ informer }),
     });
     const reconciler = new Reconciler({
@@ -115,17 +117,18 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
       log,
       cacheFor: (ns) => caches.ensure(ns),
       bucket,
-      requeueAfter: (key, ms) => queue.addAfter(key, ms),
       signal: abort.signal,
     });
-    const queue: WorkQueue = new WorkQueue({
+    const queue = new WorkQueue({
       process: async (key) => {
-        const end = deps.metrics.reconcileDuration.startTimer();
+        const end = deps.metrics.reconcileDuration.startTimer({ controller: CONTROLLER_NAME });
+        let result;
         try {
-          await reconciler.reconcile(key);
-          deps.metrics.reconciles.inc({ result: "success" });
+          result = await reconciler.reconcile(key);
+          deps.metrics.reconciles.inc({ controller: CONTROLLER_NAME, result: "success" });
         } catch (err) {
-          deps.metrics.reconciles.inc({ result: "error" });
+          deps.metrics.reconciles.inc({ controller: CONTROLLER_NAME, result: "error" });
+          deps.metrics.reconcileErrors.inc({ controller: CONTROLLER_NAME });
           throw err;
         } finally {
           end();
@@ -133,6 +136,7 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
         const [ns = ""] = key.split("/");
         // The last MetricsPusher of a namespace is gone: stop caching its workloads and pods.
         if (pushers.list(ns).length === 0) await caches.release(ns);
+        return result;
       },
       onError: (key, err, attempt) =>
         log.warn(
@@ -140,6 +144,10 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
           "Reconcile failed, retrying with backoff",
         ),
       concurrency: 2,
+      observer: workQueueMetrics(deps.metrics, CONTROLLER_NAME),
+    });
+    caches.onChange((ns) => {
+      for (const p of pushers.list(ns)) queue.addAfter(keyOf(p), CHANGE_DELAY_MS);
     });
 
     const enqueue = (p: MetricsPusher) => {
@@ -188,5 +196,16 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
       running = undefined;
       await r?.stop();
     },
+  };
+}
+
+function workQueueMetrics(metrics: OperatorMetrics, name: string): WorkQueueObserver {
+  const labels = { name };
+  return {
+    added: () => metrics.workqueueAdds.inc(labels),
+    depth: (keys) => metrics.workqueueDepth.set(labels, keys),
+    retried: () => metrics.workqueueRetries.inc(labels),
+    waited: (seconds) => metrics.workqueueQueueDuration.observe(labels, seconds),
+    worked: (seconds) => metrics.workqueueWorkDuration.observe(labels, seconds),
   };
 }

@@ -3,11 +3,12 @@ import assert from "node:assert/strict";
 import type { V1OwnerReference, V1Pod } from "@kubernetes/client-node";
 import { Annotations, ConditionReason, RolloutStrategy, SkipReason } from "../api/index.ts";
 import type { MetricsPusher, MetricsPusherSpec } from "../api/index.ts";
-import { defaults, pusher as makePusher, settings } from "../webhook/testdata.ts";
-import { renderSidecar } from "../webhook/sidecar.ts";
+import { defaults, pusher as makePusher, settings } from "../inject/testdata.test-fixtures.ts";
+import { renderSidecar } from "../inject/sidecar.ts";
 import {
   computeStatus,
   type Decision,
+  decideFor,
   type Outcome,
   planDeletion,
   planPusher,
@@ -16,7 +17,6 @@ import {
   statusChanged,
   WorkloadState,
 } from "./plan.ts";
-import { decideFor } from "./reconcile.ts";
 import { type Workload, WorkloadKind } from "./workloads.ts";
 
 const NOW = Date.parse("2026-11-27T04:00:00Z");
@@ -413,8 +413,8 @@ describe("computeStatus", () => {
       now: NOW,
     });
     assert.equal(s.observedGeneration, 3);
-    assert.equal(s.matchedDeployments, 1);
-    assert.equal(s.updatedDeployments, 1);
+    assert.equal(s.matchedWorkloads, 1);
+    assert.equal(s.updatedWorkloads, 1);
     assert.equal(s.configHash, HASH);
     assert.deepEqual([cond(s, "Ready")?.status, cond(s, "Ready")?.reason], ["True", ConditionReason.Valid]);
     assert.deepEqual([cond(s, "UpToDate")?.status, cond(s, "UpToDate")?.reason], ["True", ConditionReason.AllUpdated]);
@@ -515,7 +515,7 @@ describe("computeStatus", () => {
         [cond(s, "Ready")?.status, cond(s, "Ready")?.reason, cond(s, "UpToDate")?.status, cond(s, "UpToDate")?.reason],
         c.want,
       );
-      assert.deepEqual([s.matchedDeployments, s.updatedDeployments], c.counts);
+      assert.deepEqual([s.matchedWorkloads, s.updatedWorkloads], c.counts);
       for (const k of s.conditions ?? [])
         assert.ok(k.message && k.message.length > 10, `${k.type} has a message a person can act on`);
     });
@@ -575,7 +575,7 @@ describe("computeStatus", () => {
     };
     assert.equal(statusChanged(asDates, s), false);
     assert.equal(statusChanged(undefined, s), true);
-    assert.equal(statusChanged({ ...s, matchedDeployments: 2 }, s), true);
+    assert.equal(statusChanged({ ...s, matchedWorkloads: 2 }, s), true);
   });
 });
 

@@ -10,13 +10,38 @@ import {
   parseInjected,
 } from "../api/index.ts";
 import type { MetricsPusher, MetricsPusherStatus, SkipReason } from "../api/index.ts";
-import { selectorMatches } from "../webhook/mutate.ts";
+import { mutate, selectorMatches, type MutateSettings } from "../inject/mutate.ts";
+import type { SidecarDefaults } from "../inject/sidecar.ts";
 import { controllingOwner, type Workload, workloadRef } from "./workloads.ts";
 
 /** What the webhook would do with a pod made from a workload's template (mutate() on the template). */
 export type Decision =
   | { readonly kind: "inject"; readonly pusher: string; readonly hash: string }
   | { readonly kind: "skip"; readonly reason: SkipReason; readonly message: string };
+
+/** The webhook's own decision (mutate()) for a pod made from the workload's template. */
+export function decideFor(
+  w: Workload,
+  namespace: string,
+  pushers: readonly MetricsPusher[],
+  namespaceLabels: Readonly<Record<string, string>> | undefined,
+  defaults: SidecarDefaults,
+  settings: MutateSettings,
+): Decision {
+  const pod: V1Pod = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      namespace,
+      labels: w.template.metadata?.labels ?? {},
+      annotations: w.template.metadata?.annotations ?? {},
+    },
+    spec: w.template.spec ?? { containers: [] },
+  };
+  const result = mutate({ pod, namespace, namespaceLabels, pushers, defaults, settings });
+  if (result.kind === "patch") return { kind: "inject", pusher: result.pusher, hash: result.hash };
+  return { kind: "skip", reason: result.reason, message: result.message };
+}
 
 /** The config-hash stamp that says "rolled to remove the sidecar": set when a workload has to roll but carries no
  * stamp to remove. */
@@ -392,8 +417,8 @@ export function computeStatus(input: StatusInput): MetricsPusherStatus {
   return {
     ...(pusher.metadata.generation !== undefined ? { observedGeneration: pusher.metadata.generation } : {}),
     conditions: [withTransition(ready, previous, input.now), withTransition(upToDate, previous, input.now)],
-    matchedDeployments: plan.matched.length,
-    updatedDeployments: updated.length,
+    matchedWorkloads: plan.matched.length,
+    updatedWorkloads: updated.length,
     configHash: hash,
   };
 }
@@ -428,7 +453,7 @@ function canonical(s: MetricsPusherStatus): string {
       observedGeneration: c.observedGeneration,
     }))
     .sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0));
-  return JSON.stringify([s.observedGeneration, s.matchedDeployments, s.updatedDeployments, s.configHash, conditions]);
+  return JSON.stringify([s.observedGeneration, s.matchedWorkloads, s.updatedWorkloads, s.configHash, conditions]);
 }
 
 function sortWorkloads(ws: readonly Workload[]): Workload[] {

@@ -9,7 +9,7 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from "@kubernetes/client-node";
-import type { V1Pod } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import {
   Annotations,
@@ -24,15 +24,19 @@ import {
   VERSION,
 } from "../api/index.ts";
 import type { MetricsPusher } from "../api/index.ts";
-import { pusherRef, type ObjectRef } from "../webhook/events.ts";
-import { mutate, type MutateSettings } from "../webhook/mutate.ts";
-import { isImageAllowed, renderSidecar, type SidecarDefaults } from "../webhook/sidecar.ts";
+import type { OperatorConfig } from "../config.ts";
+import { pusherRef, type EventRecorder, type ObjectRef } from "../events.ts";
+import type { MutateSettings } from "../inject/mutate.ts";
+import { isImageAllowed, renderSidecar, type SidecarDefaults } from "../inject/sidecar.ts";
+import { apiMessage, apiStatus } from "../kube/errors.ts";
+import type { Informer } from "../kube/informer.ts";
+import type { OperatorMetrics } from "../metrics.ts";
 import type { NamespaceCache } from "./caches.ts";
-import type { ControllerDeps } from "./index.ts";
 import {
   type Action,
   computeStatus,
   type Decision,
+  decideFor,
   planDeletion,
   planPusher,
   REMOVED_STAMP,
@@ -47,11 +51,19 @@ export const DRIFT_REPAIR_BACKOFF_MS = 10 * 60_000;
 /** After this many failed deletion attempts the finalizer is removed anyway: deletion must never hang forever. */
 export const MAX_DELETE_ATTEMPTS = 5;
 
-export interface ReconcilerDeps extends ControllerDeps {
+/** What the reconciler reads and writes through; nothing of the queue that calls it. */
+export interface ReconcilerDeps {
+  kc: KubeConfig;
+  log: Logger;
+  config: Pick<OperatorConfig, "driftRepair" | "rolloutMaxPerInterval" | "rolloutIntervalMs">;
+  metrics: Pick<OperatorMetrics, "rollouts" | "rolloutsDeferred">;
+  events: Pick<EventRecorder, "emit">;
+  pushers: Pick<Informer<MetricsPusher>, "get" | "list">;
+  namespaceLabels: (namespace: string) => Readonly<Record<string, string>> | undefined;
+  defaults: () => SidecarDefaults;
+  settings: MutateSettings;
   cacheFor: (namespace: string) => NamespaceCache;
   bucket: TokenBucket;
-  /** Re-queue this key after `ms` (rate limit, drift backoff). */
-  requeueAfter: (key: string, ms: number) => void;
   /** Aborted when the controller stops (leadership lost, shutdown): ends waits for caches. */
   signal?: AbortSignal;
   now?: () => number;
@@ -61,6 +73,8 @@ export interface ReconcileResult {
   /** Whether the status subresource was written. */
   statusWritten: boolean;
   applied: readonly Action[];
+  /** Run this key again after this long (the rollout rate limit held actions back); the caller requeues. */
+  requeueAfterMs?: number;
 }
 
 export class Reconciler {
@@ -124,7 +138,7 @@ export class Reconciler {
     const outcome = imageOk
       ? await this.#apply(plan.actions, pusher, log)
       : { applied: [], rateLimited: [], failed: [] };
-    if (outcome.rateLimited.length > 0) this.#d.requeueAfter(key, Math.max(100, this.#d.bucket.waitMs()));
+    const requeue = outcome.rateLimited.length > 0 ? { requeueAfterMs: this.#requeueMs() } : {};
 
     const status = computeStatus({
       pusher,
@@ -159,8 +173,8 @@ export class Reconciler {
       statusWritten = true;
       log.info(
         {
-          matched: status.matchedDeployments,
-          updated: status.updatedDeployments,
+          matched: status.matchedWorkloads,
+          updated: status.updatedWorkloads,
           conditions: status.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}`),
         },
         "Status updated",
@@ -171,7 +185,11 @@ export class Reconciler {
         `could not update ${outcome.failed.map((f) => `${workloadRef(f.action.workload)} (${f.error})`).join(", ")}`,
       );
     }
-    return { statusWritten, applied: outcome.applied };
+    return { statusWritten, applied: outcome.applied, ...requeue };
+  }
+
+  #requeueMs(): number {
+    return Math.max(100, this.#d.bucket.waitMs());
   }
 
   async #finalize(
@@ -191,8 +209,7 @@ export class Reconciler {
     const actions = planDeletion({ pusher, workloads: cache.workloads(), podsOf: (w) => cache.podsOf(w), decide });
     const outcome = await this.#apply(actions, pusher, log);
     if (outcome.rateLimited.length > 0) {
-      this.#d.requeueAfter(key, Math.max(100, this.#d.bucket.waitMs()));
-      return { statusWritten: false, applied: outcome.applied };
+      return { statusWritten: false, applied: outcome.applied, requeueAfterMs: this.#requeueMs() };
     }
     if (outcome.failed.length > 0) {
       const attempts = (this.#deleteAttempts.get(key) ?? 0) + 1;
@@ -217,7 +234,7 @@ export class Reconciler {
       const ns = await this.#core.readNamespace({ name: namespace });
       return ns.metadata?.deletionTimestamp != null || ns.status?.phase === "Terminating";
     } catch (err) {
-      return statusCode(err) === 404;
+      return apiStatus(err) === 404;
     }
   }
 
@@ -245,7 +262,7 @@ export class Reconciler {
         removed++;
       } catch (err) {
         this.#log.warn(
-          { metricspusher: `${p.metadata.namespace}/${p.metadata.name}`, err: errMessage(err) },
+          { metricspusher: `${p.metadata.namespace}/${p.metadata.name}`, err: apiMessage(err) },
           "Could not remove finalizer during uninstall",
         );
       }
@@ -269,13 +286,13 @@ export class Reconciler {
       try {
         await this.#patchTemplateAnnotations(w, annotationsFor(action));
       } catch (err) {
-        const code = statusCode(err);
+        const code = apiStatus(err);
         if (code === 404 && action.type === "unstamp") {
           applied.push(action); // gone already: nothing left to roll back
           continue;
         }
-        failed.push({ action, error: code ? `HTTP ${code}` : errMessage(err) });
-        log.warn({ workload: workloadRef(w), err: errMessage(err) }, "Could not patch workload");
+        failed.push({ action, error: code ? `HTTP ${code}` : apiMessage(err) });
+        log.warn({ workload: workloadRef(w), err: apiMessage(err) }, "Could not patch workload");
         continue;
       }
       applied.push(action);
@@ -361,7 +378,7 @@ export class Reconciler {
         setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
       );
     } catch (err) {
-      if (statusCode(err) === 404) return;
+      if (apiStatus(err) === 404) return;
       throw err;
     }
   }
@@ -381,39 +398,6 @@ function annotationsFor(action: Action): Record<string, string | null> {
   }
 }
 
-/** The webhook's own decision (mutate()) for a pod made from the workload's template. */
-export function decideFor(
-  w: Workload,
-  namespace: string,
-  pushers: readonly MetricsPusher[],
-  namespaceLabels: Readonly<Record<string, string>> | undefined,
-  defaults: SidecarDefaults,
-  settings: MutateSettings,
-): Decision {
-  const pod: V1Pod = {
-    apiVersion: "v1",
-    kind: "Pod",
-    metadata: {
-      namespace,
-      labels: w.template.metadata?.labels ?? {},
-      annotations: w.template.metadata?.annotations ?? {},
-    },
-    spec: w.template.spec ?? { containers: [] },
-  };
-  const result = mutate({ pod, namespace, namespaceLabels, pushers, defaults, settings });
-  if (result.kind === "patch") return { kind: "inject", pusher: result.pusher, hash: result.hash };
-  return { kind: "skip", reason: result.reason, message: result.message };
-}
-
 function workloadObjectRef(w: Workload): ObjectRef {
   return { apiVersion: "apps/v1", kind: w.kind, namespace: w.namespace, name: w.name, uid: w.uid };
-}
-
-function statusCode(err: unknown): number | undefined {
-  const c = (err as { code?: unknown } | undefined)?.code;
-  return typeof c === "number" ? c : undefined;
-}
-
-function errMessage(err: unknown): string {
-  return err instanceof Error ? (err.message.split("\n")[0] ?? "") : String(err);
 }

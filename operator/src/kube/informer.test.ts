@@ -4,7 +4,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { CoreV1Api, KubeConfig, type V1ConfigMap } from "@kubernetes/client-node";
 import pino from "pino";
-import { backoffDelay, createInformer } from "./informer.ts";
+import { backoffMs } from "@metrics-pusher/pusher/backoff";
+import { createInformer } from "./informer.ts";
 
 const log = pino({ level: process.env.TEST_LOG ?? "silent" });
 
@@ -142,7 +143,7 @@ function informerFor(api: FakeApiserver, extra: { onError?: (e: unknown) => void
   });
 }
 
-describe("backoffDelay", () => {
+describe("the informers' restart backoff (500 ms to 30 s, jittered)", () => {
   const cases = [
     { name: "first attempt, no jitter", attempt: 0, random: 1, want: 500 },
     { name: "first attempt, most jitter", attempt: 0, random: 0, want: 250 },
@@ -153,7 +154,7 @@ describe("backoffDelay", () => {
   for (const c of cases) {
     it(c.name, () =>
       assert.equal(
-        backoffDelay(c.attempt, 500, 30_000, () => c.random),
+        backoffMs(c.attempt, 500, 30_000, () => c.random),
         c.want,
       ),
     );

@@ -30,6 +30,8 @@
 import type { KubeConfig, KubernetesListObject, KubernetesObject } from "@kubernetes/client-node";
 import { ListWatch, Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import { backoffMs } from "@metrics-pusher/pusher/backoff";
+import { apiStatus } from "./errors.ts";
 
 export type InformerEvent = "add" | "update" | "delete";
 
@@ -62,17 +64,6 @@ export interface Informer<T extends KubernetesObject> {
   off(event: InformerEvent, fn: (obj: T) => void): void;
   /** How many times the informer restarted after an error (for tests and metrics). */
   restarts(): number;
-}
-
-export function backoffDelay(
-  attempt: number,
-  initialMs: number,
-  maxMs: number,
-  random: () => number = Math.random,
-): number {
-  const base = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
-  // Jitter between 50% and 100% of the base spreads the restarts of many informers after an apiserver outage.
-  return Math.round(base * (0.5 + random() / 2));
 }
 
 export function createInformer<T extends KubernetesObject>(opts: InformerOptions<T>): Informer<T> {
@@ -120,7 +111,8 @@ export function createInformer<T extends KubernetesObject>(opts: InformerOptions
     if (stopped) return;
     opts.onError?.(err);
     if (Date.now() - runningSince >= stableAfterMs) attempt = 0;
-    const delay = backoffDelay(attempt, initialMs, maxMs);
+    // Jitter spreads the restarts of many informers after an apiserver outage.
+    const delay = backoffMs(attempt, initialMs, maxMs, Math.random);
     attempt++;
     log.warn({ err: describeError(err), attempt, delayMs: delay }, "Informer failed, restarting after backoff");
     clearTimeout(restartTimer);
@@ -207,8 +199,7 @@ function dropManagedFields<O>(obj: O): O {
 
 function describeError(err: unknown): unknown {
   if (err instanceof Error) {
-    const code = (err as { statusCode?: number; code?: unknown }).statusCode ?? (err as { code?: unknown }).code;
-    return { message: err.message, code };
+    return { message: err.message, code: apiStatus(err) ?? (err as { code?: unknown }).code };
   }
   return err;
 }

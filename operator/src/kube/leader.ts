@@ -17,6 +17,7 @@
  */
 import { CoordinationV1Api, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import { apiMessage, apiStatus } from "./errors.ts";
 
 export interface LeaderElectorOptions {
   kc: KubeConfig;
@@ -31,18 +32,11 @@ export interface LeaderElectorOptions {
   onStartedLeading: (signal: AbortSignal) => void | Promise<void>;
   /** Awaited before the Lease is released or another acquire attempt starts. */
   onStoppedLeading: () => void | Promise<void>;
-  onNewLeader?: (identity: string) => void;
 }
 
 /** Lease times are metav1.MicroTime: RFC 3339 with exactly six fractional digits. */
 export function microTime(ms: number): string {
   return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
-}
-
-function statusCode(err: unknown): number | undefined {
-  const e = err as { code?: unknown; statusCode?: unknown } | undefined;
-  const c = e?.code ?? e?.statusCode;
-  return typeof c === "number" ? c : undefined;
 }
 
 export class LeaderElector {
@@ -154,7 +148,7 @@ export class LeaderElector {
     try {
       lease = await this.#api.readNamespacedLease({ name, namespace });
     } catch (err) {
-      if (statusCode(err) !== 404) {
+      if (apiStatus(err) !== 404) {
         this.#log.warn({ err: errMessage(err) }, "Cannot read the leader Lease");
         return false;
       }
@@ -177,7 +171,7 @@ export class LeaderElector {
         this.#noteHolder(identity);
         return true;
       } catch (createErr) {
-        if (statusCode(createErr) !== 409)
+        if (apiStatus(createErr) !== 409)
           this.#log.warn({ err: errMessage(createErr) }, "Cannot create the leader Lease");
         return false;
       }
@@ -216,7 +210,7 @@ export class LeaderElector {
       this.#noteHolder(identity);
       return true;
     } catch (err) {
-      if (statusCode(err) !== 409) this.#log.warn({ err: errMessage(err) }, "Cannot update the leader Lease");
+      if (apiStatus(err) !== 409) this.#log.warn({ err: errMessage(err) }, "Cannot update the leader Lease");
       return false;
     }
   }
@@ -226,7 +220,6 @@ export class LeaderElector {
     this.#observedHolder = holder;
     if (holder) {
       this.#log.info({ leader: holder }, "New leader observed");
-      this.#o.onNewLeader?.(holder);
     }
   }
 
@@ -261,7 +254,7 @@ function jittered(ms: number): number {
 }
 
 function errMessage(err: unknown): string {
-  const code = statusCode(err);
-  const msg = err instanceof Error ? err.message.split("\n")[0] : String(err);
-  return code ? `${code}: ${msg}` : (msg ?? "");
+  const code = apiStatus(err);
+  const msg = apiMessage(err);
+  return code ? `${code}: ${msg}` : msg;
 }

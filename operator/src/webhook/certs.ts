@@ -10,16 +10,11 @@ import { createHash, createPrivateKey, createPublicKey, randomBytes, webcrypto, 
 import { readFile, watch } from "node:fs/promises";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
-import {
-  AdmissionregistrationV1Api,
-  ApiException,
-  CoreV1Api,
-  PatchStrategy,
-  setHeaderOptions,
-} from "@kubernetes/client-node";
+import { AdmissionregistrationV1Api, CoreV1Api, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import type { KubeConfig, V1MutatingWebhookConfiguration } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import type { OperatorMetrics } from "./metrics.ts";
+import { apiStatus } from "../kube/errors.ts";
+import type { OperatorMetrics } from "../metrics.ts";
 import { webhookConfiguration } from "./registration.ts";
 import type { RegistrationSettings } from "./registration.ts";
 
@@ -258,7 +253,6 @@ export class ConflictError extends Error {}
 export interface CertSource {
   /** Resolves with the first usable material; rejects only on stop(). */
   start(): Promise<TlsMaterial>;
-  current(): TlsMaterial | undefined;
   onChange(fn: (m: TlsMaterial) => void): void;
   /** One check now (tests and the leader's renewal timer use it). */
   sync(): Promise<void>;
@@ -405,7 +399,6 @@ export function createSecretCertSource(o: SecretCertSourceOptions): CertSource {
       schedule();
       return current!;
     },
-    current: () => current,
     onChange: (fn) => void listeners.push(fn),
     sync,
     async stop() {
@@ -442,14 +435,13 @@ export function kubeCertStore(kc: KubeConfig, namespace: string, secretName: str
     },
     data: encode(data),
   });
-  const status = (err: unknown) => (err instanceof ApiException ? err.code : undefined);
   return {
     async readSecret() {
       try {
         const s = await core.readNamespacedSecret({ name: secretName, namespace });
         return { data: decode(s.data), resourceVersion: s.metadata?.resourceVersion ?? "" };
       } catch (err) {
-        if (status(err) === 404) return undefined;
+        if (apiStatus(err) === 404) return undefined;
         throw err;
       }
     },
@@ -457,7 +449,7 @@ export function kubeCertStore(kc: KubeConfig, namespace: string, secretName: str
       try {
         await core.createNamespacedSecret({ namespace, body: body(data) });
       } catch (err) {
-        if (status(err) === 409) throw new ConflictError("exists");
+        if (apiStatus(err) === 409) throw new ConflictError("exists");
         throw err;
       }
     },
@@ -465,7 +457,7 @@ export function kubeCertStore(kc: KubeConfig, namespace: string, secretName: str
       try {
         await core.replaceNamespacedSecret({ name: secretName, namespace, body: body(data, resourceVersion) });
       } catch (err) {
-        if (status(err) === 409) throw new ConflictError("stale");
+        if (apiStatus(err) === 409) throw new ConflictError("stale");
         throw err;
       }
     },
@@ -473,7 +465,7 @@ export function kubeCertStore(kc: KubeConfig, namespace: string, secretName: str
       try {
         return await adm.readMutatingWebhookConfiguration({ name: webhookName });
       } catch (err) {
-        if (status(err) === 404) return undefined;
+        if (apiStatus(err) === 404) return undefined;
         throw err;
       }
     },
@@ -482,7 +474,7 @@ export function kubeCertStore(kc: KubeConfig, namespace: string, secretName: str
         await adm.createMutatingWebhookConfiguration({ body: b });
       } catch (err) {
         // Another replica created it; the next check patches it if needed.
-        if (status(err) !== 409) throw err;
+        if (apiStatus(err) !== 409) throw err;
       }
     },
     async patchWebhook(ops) {
@@ -547,7 +539,6 @@ export function createDirCertSource(o: {
       })();
       return current!;
     },
-    current: () => current,
     onChange: (fn) => void listeners.push(fn),
     sync,
     async stop() {

@@ -8,11 +8,12 @@ import pino from "pino";
 import { Registry } from "prom-client";
 import type { V1Pod } from "@kubernetes/client-node";
 import { Annotations } from "../api/index.ts";
-import type { EventRecorder } from "./events.ts";
-import { createOperatorMetrics } from "./metrics.ts";
+import { createAdmissionObserver } from "../admission.ts";
+import type { EventRecorder } from "../events.ts";
+import { createOperatorMetrics } from "../metrics.ts";
 import { createAdmissionHandler } from "./server.ts";
 import type { AdmissionDeps } from "./server.ts";
-import { defaults, pod, pusher, settings } from "./testdata.ts";
+import { defaults, pod, pusher, settings } from "../inject/testdata.test-fixtures.ts";
 
 const log = pino({ level: "silent" });
 
@@ -32,11 +33,10 @@ async function start(over: Partial<AdmissionDeps> = {}) {
   const registry = new Registry();
   const metrics = createOperatorMetrics(registry);
   const ev = recorder();
+  const pushers = over.pushers ?? (() => [pusher("mp")]);
   const deps: AdmissionDeps = {
-    log,
-    metrics,
-    events: ev.r,
-    pushers: () => [pusher("mp")],
+    observer: createAdmissionObserver({ log, metrics, events: ev.r, pushers }),
+    pushers,
     namespaceLabels: () => ({}),
     defaults: () => defaults,
     settings,

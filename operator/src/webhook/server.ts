@@ -1,26 +1,46 @@
-// HTTP only: decode the AdmissionReview, call the pure mutate(), answer. A malformed request gets HTTP 400; every
-// well-formed one gets allowed: true — on an internal error the pod is admitted unchanged, logged and counted, so the
-// webhook can never block a pod.
+// HTTP only: read the AdmissionReview, decode it, let the pure mutate() decide, answer. A malformed request gets HTTP
+// 400; every well-formed one gets allowed: true — on an internal error the pod is admitted unchanged, so the webhook
+// can never block a pod. What happened goes to an AdmissionObserver (metrics, Events and the log: admission.ts).
 import { createServer } from "node:https";
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Server, ServerOptions } from "node:https";
 import type { V1Pod } from "@kubernetes/client-node";
-import type { Logger } from "pino";
-import { EventReason, EventType, SkipReason, WEBHOOK_PATH } from "../api/index.ts";
+import { SkipReason, WEBHOOK_PATH } from "../api/index.ts";
 import type { MetricsPusher } from "../api/index.ts";
-import { pusherRef } from "./events.ts";
-import type { EventRecorder } from "./events.ts";
-import { mutate as pureMutate } from "./mutate.ts";
-import type { MutateInput, MutateResult, MutateSettings } from "./mutate.ts";
-import type { OperatorMetrics } from "./metrics.ts";
-import type { SidecarDefaults } from "./sidecar.ts";
+import { mutate as pureMutate } from "../inject/mutate.ts";
+import type { MutateInput, MutateResult, MutateSettings } from "../inject/mutate.ts";
+import type { SidecarDefaults } from "../inject/sidecar.ts";
 
 export const MAX_BODY_BYTES = 8 * 1024 * 1024;
 
+/** The pod an admission request is about, as the observer needs it. */
+export interface AdmittedPod {
+  readonly pod: V1Pod;
+  readonly namespace: string;
+  /** metadata.name, else generateName (a pod made from generateName has no name yet). */
+  readonly name: string;
+  /** Dry-run requests have no side effects (sideEffects: NoneOnDryRun): no Events. */
+  readonly dryRun: boolean;
+}
+
+/** Where the handler reports what happened; main.ts binds it to metrics, Events and the log (admission.ts). */
+export interface AdmissionObserver {
+  injected(pod: AdmittedPod, result: Extract<MutateResult, { kind: "patch" }>): void;
+  /** `pod` is undefined when the request is not a Pod CREATE at all. */
+  skipped(
+    pod: AdmittedPod | undefined,
+    result: Pick<Extract<MutateResult, { kind: "skip" }>, "reason" | "message" | "pusher">,
+  ): void;
+  /** An internal error: the pod was admitted unchanged. */
+  failed(err: unknown, request: { readonly uid: string; readonly namespace?: string | undefined }): void;
+  /** Answered with an HTTP error: the body could not be read (`read`, e.g. too large) or is no AdmissionReview. */
+  malformed(err: Error, stage: "read" | "decode"): void;
+  /** A well-formed review was answered, `seconds` after its body was read. */
+  answered(seconds: number): void;
+}
+
 export interface AdmissionDeps {
-  log: Logger;
-  metrics: OperatorMetrics;
-  events: EventRecorder | undefined;
+  observer: AdmissionObserver;
   /** Every MetricsPusher from the informer (mutate filters by namespace). */
   pushers(): readonly MetricsPusher[];
   namespaceLabels(namespace: string): Readonly<Record<string, string>> | undefined;
@@ -39,16 +59,6 @@ interface AdmissionRequest {
   object?: unknown;
 }
 
-// Reasons a person wants to hear about; NoMatchingPusher and the namespace gates apply to most pods of a cluster and
-// would flood Events (they are still counted in metrics and logged at debug).
-const EVENT_WORTHY_SKIPS: ReadonlySet<string> = new Set([
-  SkipReason.ExplicitPusherNotFound,
-  SkipReason.ImageNotAllowed,
-  SkipReason.WouldBlockCompletion,
-  SkipReason.ContainerNameTaken,
-  SkipReason.PusherBeingDeleted,
-]);
-
 class BadRequest extends Error {
   readonly status: number;
   constructor(message: string, status = 400) {
@@ -58,7 +68,7 @@ class BadRequest extends Error {
 }
 
 export function createAdmissionHandler(deps: AdmissionDeps): RequestListener {
-  const log = deps.log;
+  const { observer } = deps;
   const mutate = deps.mutate ?? pureMutate;
   return (req, res) => {
     if (req.url?.split("?")[0] !== WEBHOOK_PATH) return void send(res, 404, { error: "not found" });
@@ -70,30 +80,27 @@ export function createAdmissionHandler(deps: AdmissionDeps): RequestListener {
         try {
           request = decode(body);
         } catch (err) {
-          deps.metrics.webhookRequests.inc({ result: "malformed" });
-          log.warn({ err: (err as Error).message }, "Malformed admission request");
+          observer.malformed(err as Error, "decode");
           return send(res, 400, { error: (err as Error).message });
         }
         const response = admit(request, deps, mutate);
         send(res, 200, { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response });
-        deps.metrics.webhookDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        observer.answered(Number(process.hrtime.bigint() - started) / 1e9);
       })
       .catch((err: unknown) => {
-        const status = err instanceof BadRequest ? err.status : 400;
-        deps.metrics.webhookRequests.inc({ result: "malformed" });
-        log.warn({ err: (err as Error).message }, "Could not read admission request");
-        send(res, status, { error: (err as Error).message });
+        observer.malformed(err as Error, "read");
+        send(res, err instanceof BadRequest ? err.status : 400, { error: (err as Error).message });
       });
   };
 }
 
 function admit(request: AdmissionRequest, deps: AdmissionDeps, mutate: (input: MutateInput) => MutateResult) {
   const base = { uid: request.uid, allowed: true };
+  const { observer } = deps;
   try {
     const kind = request.kind;
     if (kind?.kind !== "Pod" || (kind.group ?? "") !== "" || request.operation !== "CREATE") {
-      deps.metrics.webhookRequests.inc({ result: "skipped" });
-      deps.metrics.webhookSkips.inc({ reason: SkipReason.NotPodCreate });
+      observer.skipped(undefined, { reason: SkipReason.NotPodCreate, message: "not a Pod CREATE" });
       return base;
     }
     const pod = request.object as V1Pod;
@@ -107,72 +114,18 @@ function admit(request: AdmissionRequest, deps: AdmissionDeps, mutate: (input: M
       defaults: deps.defaults(),
       settings: deps.settings,
     });
-    const who = { namespace, pod: pod.metadata?.name ?? pod.metadata?.generateName ?? "" };
+    const admitted: AdmittedPod = {
+      pod,
+      namespace,
+      name: pod.metadata?.name ?? pod.metadata?.generateName ?? "",
+      dryRun: request.dryRun === true,
+    };
     const warnings = result.warnings.map((w) => (w.length > 250 ? `${w.slice(0, 247)}...` : w));
-    const events = request.dryRun ? undefined : deps.events;
     if (result.kind === "skip") {
-      deps.metrics.webhookRequests.inc({ result: "skipped" });
-      deps.metrics.webhookSkips.inc({ reason: result.reason });
-      deps.log.debug({ ...who, reason: result.reason, pusher: result.pusher }, result.message);
-      if (events && EVENT_WORTHY_SKIPS.has(result.reason)) {
-        events.emitForPod(
-          pod,
-          namespace,
-          EventType.Warning,
-          EventReason.InjectionSkipped,
-          `${result.reason}: ${result.message}`,
-        );
-        const p = result.pusher
-          ? deps.pushers().find((x) => x.metadata.namespace === namespace && x.metadata.name === result.pusher)
-          : undefined;
-        if (p)
-          events.emit(
-            pusherRef(p),
-            EventType.Warning,
-            EventReason.InjectionSkipped,
-            `${result.reason}: ${result.message}`,
-          );
-      }
+      observer.skipped(admitted, result);
       return warnings.length > 0 ? { ...base, warnings } : base;
     }
-    deps.metrics.webhookRequests.inc({ result: "injected" });
-    deps.metrics.webhookInjections.inc({ mode: result.native ? "native" : "container" });
-    deps.log.info(
-      { ...who, pusher: result.pusher, hash: result.hash, native: result.native, dryRun: request.dryRun === true },
-      "Injected sidecar into Pod",
-    );
-    if (events) {
-      const owner = pod.metadata?.ownerReferences?.find((o) => o.controller);
-      const what = owner ? `a Pod of ${owner.kind} ${owner.name}` : `Pod ${who.pod}`;
-      events.emitForPod(
-        pod,
-        namespace,
-        EventType.Normal,
-        EventReason.Injected,
-        `Injected metrics-pusher from MetricsPusher ${result.pusher} (config ${result.hash})`,
-      );
-      const p = deps.pushers().find((x) => x.metadata.namespace === namespace && x.metadata.name === result.pusher);
-      if (p) {
-        events.emit(
-          pusherRef(p),
-          EventType.Normal,
-          EventReason.Injected,
-          `Injected config ${result.hash} into ${what}`,
-        );
-        if (result.matched.length > 1) {
-          for (const name of result.matched) {
-            const q = deps.pushers().find((x) => x.metadata.namespace === namespace && x.metadata.name === name);
-            if (q)
-              events.emit(
-                pusherRef(q),
-                EventType.Warning,
-                EventReason.MultipleMatches,
-                `${result.matched.length} MetricsPushers (${result.matched.join(", ")}) select ${what}; ${result.pusher} was used`,
-              );
-          }
-        }
-      }
-    }
+    observer.injected(admitted, result);
     return {
       ...base,
       patchType: "JSONPatch",
@@ -180,13 +133,7 @@ function admit(request: AdmissionRequest, deps: AdmissionDeps, mutate: (input: M
       ...(warnings.length > 0 ? { warnings } : {}),
     };
   } catch (err) {
-    deps.metrics.webhookRequests.inc({ result: "error" });
-    deps.metrics.webhookErrors.inc();
-    deps.metrics.webhookSkips.inc({ reason: SkipReason.InternalError });
-    deps.log.error(
-      { err, uid: request.uid, namespace: request.namespace },
-      "Internal error in the webhook; admitting the Pod unchanged",
-    );
+    observer.failed(err, { uid: request.uid, namespace: request.namespace });
     return base;
   }
 }

@@ -74,7 +74,7 @@ export function registerSelfMetrics(registry: Registry, prefix: string, buffered
 
   new Gauge({
     name: `${p}_heartbeat`,
-    help: "Time of the last collection, in seconds since the epoch (the seed's heartbeat).",
+    help: "Time of the last collection, in seconds since the epoch: a push older than a few intervals means the pusher is stuck.",
     registers: [registry],
     collect() {
       this.set(Date.now() / 1000);
@@ -117,7 +117,7 @@ export function registerSelfMetrics(registry: Registry, prefix: string, buffered
   // keeping up?") are the live libuv handles and requests, and how late the event loop runs.
   new Gauge({
     name: `${p}_system_active_handles`,
-    help: "Live libuv handles and requests keeping the event loop busy (sockets, timers, file operations); Node's counterpart of the seed's goroutines.",
+    help: "Live libuv handles and requests keeping the event loop busy (sockets, timers, file operations); a steady rise means work is piling up.",
     registers: [registry],
     collect() {
       this.set(process.getActiveResourcesInfo().length);

@@ -4,6 +4,8 @@
 //   the process lives. 429 → wait Retry-After (seconds or an HTTP date) when given, else backoff. Any other answer
 //   (4xx, and 1xx/3xx that should never reach us) → drop the batch: resending cannot succeed.
 
+import { backoffMs as exponentialBackoffMs } from "../backoff.ts";
+
 export const BACKOFF_MIN_MS = 30;
 export const BACKOFF_MAX_MS = 5000;
 /** A receiver asking for longer than this is not waited for longer: data keeps piling up meanwhile. */
@@ -34,8 +36,7 @@ export type Attempt =
  * half random) so that many pushers behind one receiver do not retry in lockstep but never retry too early.
  */
 export function backoffMs(attempt: number, random: () => number = Math.random): number {
-  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt, 30));
-  return Math.round(base / 2 + (base / 2) * random());
+  return exponentialBackoffMs(attempt, BACKOFF_MIN_MS, BACKOFF_MAX_MS, random);
 }
 
 /**

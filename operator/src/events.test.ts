@@ -3,11 +3,11 @@ import assert from "node:assert/strict";
 import pino from "pino";
 import { Registry } from "prom-client";
 import type { CoreV1Event } from "@kubernetes/client-node";
-import { EventReason, EventType } from "../api/index.ts";
+import { EventReason, EventType } from "./api/index.ts";
 import { createEventRecorder, pusherRef } from "./events.ts";
 import type { EventSink } from "./events.ts";
 import { createOperatorMetrics } from "./metrics.ts";
-import { pod, pusher } from "./testdata.ts";
+import { pod, pusher } from "./inject/testdata.test-fixtures.ts";
 
 function fakeSink(opts: { failCreate?: boolean } = {}) {
   const created: CoreV1Event[] = [];
@@ -49,6 +49,8 @@ describe("event recorder", () => {
     });
     assert.equal(e.metadata.namespace, "builds");
     assert.equal(e.reportingInstance, "op-0");
+    assert.equal(e.source?.component, "metrics-pusher-operator");
+    assert.equal(e.reportingComponent, e.source?.component, "one component name");
   });
 
   it("aggregates repeats into count, bumping at most every 10 s", async () => {

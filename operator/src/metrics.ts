@@ -1,5 +1,7 @@
 // The operator's own metrics, registered into the Registry main.ts passes in (never prom-client's global one).
-// Names: metrics_pusher_operator_<subsystem>_<name>_<unit>.
+// Names: metrics_pusher_operator_<subsystem>_<name>_<unit>, except the controller's work queue, reconciles and
+// leader election, which carry the names controller-runtime and client-go give them (workqueue_*,
+// controller_runtime_reconcile_*, leader_election_master_status) so that generic operator dashboards and alerts work.
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { Registry } from "prom-client";
 
@@ -68,20 +70,60 @@ export function createOperatorMetrics(registry: Registry) {
     }),
     // For the controller (operator/src/controller), so that names stay in one place.
     leader: new Gauge({
-      name: `${P}_leader`,
-      help: "1 while this replica holds the leader Lease.",
+      name: "leader_election_master_status",
+      help: "1 while this replica holds the leader Lease `name`, else 0.",
+      labelNames: ["name"] as const,
       registers,
     }),
     reconciles: new Counter({
-      name: `${P}_reconcile_total`,
-      help: "Reconciles of MetricsPushers, by result (success, error).",
-      labelNames: ["result"] as const,
+      name: "controller_runtime_reconcile_total",
+      help: "Reconciles, by controller and result (success, error).",
+      labelNames: ["controller", "result"] as const,
+      registers,
+    }),
+    reconcileErrors: new Counter({
+      name: "controller_runtime_reconcile_errors_total",
+      help: "Reconciles that failed and are retried with backoff, by controller.",
+      labelNames: ["controller"] as const,
       registers,
     }),
     reconcileDuration: new Histogram({
-      name: `${P}_reconcile_duration_seconds`,
-      help: "Time of one MetricsPusher reconcile.",
+      name: "controller_runtime_reconcile_time_seconds",
+      help: "Time of one reconcile, by controller.",
+      labelNames: ["controller"] as const,
       buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers,
+    }),
+    workqueueDepth: new Gauge({
+      name: "workqueue_depth",
+      help: "Keys waiting in the work queue `name` (not those being processed).",
+      labelNames: ["name"] as const,
+      registers,
+    }),
+    workqueueAdds: new Counter({
+      name: "workqueue_adds_total",
+      help: "Keys added to the work queue `name` (an add of a key already waiting is not counted).",
+      labelNames: ["name"] as const,
+      registers,
+    }),
+    workqueueRetries: new Counter({
+      name: "workqueue_retries_total",
+      help: "Keys of the work queue `name` retried with backoff after a failure.",
+      labelNames: ["name"] as const,
+      registers,
+    }),
+    workqueueQueueDuration: new Histogram({
+      name: "workqueue_queue_duration_seconds",
+      help: "Time a key waited in the work queue `name` before it was processed.",
+      labelNames: ["name"] as const,
+      buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 60],
+      registers,
+    }),
+    workqueueWorkDuration: new Histogram({
+      name: "workqueue_work_duration_seconds",
+      help: "Time processing one key of the work queue `name` took.",
+      labelNames: ["name"] as const,
+      buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 60],
       registers,
     }),
     rollouts: new Counter({

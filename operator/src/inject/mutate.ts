@@ -17,6 +17,8 @@ import type { MetricsPusher } from "../api/index.ts";
 import { isImageAllowed, renderSidecar } from "./sidecar.ts";
 import type { RenderedSidecar, SidecarDefaults } from "./sidecar.ts";
 
+const MAX_LABEL_VALUE_LENGTH = 63;
+
 export interface MutateSettings {
   readonly systemNamespaces: readonly string[];
   /** Empty = every namespace. */
@@ -199,6 +201,10 @@ function inject(pod: V1Pod, rendered: RenderedSidecar, pusherName: string): V1Po
     ...(out.metadata.annotations ?? {}),
     [Annotations.injected]: formatInjected(pusherName, sidecar.hash),
   };
+  // A label value holds at most 63 characters, a MetricsPusher name up to 253: a longer name gets the annotation
+  // only, since an invalid label would make the apiserver refuse the pod.
+  if (pusherName.length <= MAX_LABEL_VALUE_LENGTH)
+    out.metadata.labels = { ...(out.metadata.labels ?? {}), [Labels.pusher]: pusherName };
   return out;
 }
 

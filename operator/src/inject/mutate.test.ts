@@ -2,12 +2,12 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fastJsonPatch from "fast-json-patch";
 import type { V1Pod } from "@kubernetes/client-node";
-import { Annotations, SIDECAR_CONTAINER_NAME, SkipReason } from "../api/index.ts";
+import { Annotations, Labels, SIDECAR_CONTAINER_NAME, SkipReason } from "../api/index.ts";
 import type { MetricsPusher } from "../api/index.ts";
 import { mutate, selectorMatches } from "./mutate.ts";
 import type { MutateInput } from "./mutate.ts";
 import { renderSidecar } from "./sidecar.ts";
-import { defaults, pod, pusher, settings } from "./testdata.ts";
+import { defaults, pod, pusher, settings } from "./testdata.test-fixtures.ts";
 
 function input(over: Partial<MutateInput> = {}): MutateInput {
   return { pod: pod(), namespace: "builds", namespaceLabels: {}, pushers: [pusher("mp")], defaults, settings, ...over };
@@ -112,6 +112,7 @@ const cases: Case[] = [
     ops: [
       { op: "add", path: "/spec/initContainers" },
       { op: "add", path: "/metadata/annotations" },
+      { op: "add", path: "/metadata/labels/metricspusher.dev~1pusher" },
     ],
   },
   {
@@ -121,6 +122,7 @@ const cases: Case[] = [
     ops: [
       { op: "add", path: "/spec/containers/1" },
       { op: "add", path: "/metadata/annotations/metricspusher.dev~1injected" },
+      { op: "add", path: "/metadata/labels/metricspusher.dev~1pusher" },
     ],
   },
   {
@@ -130,6 +132,7 @@ const cases: Case[] = [
     ops: [
       { op: "add", path: "/spec/initContainers" },
       { op: "add", path: "/metadata/annotations" },
+      { op: "add", path: "/metadata/labels/metricspusher.dev~1pusher" },
     ],
   },
   {
@@ -139,6 +142,7 @@ const cases: Case[] = [
     ops: [
       { op: "add", path: "/spec/initContainers" },
       { op: "add", path: "/metadata/annotations" },
+      { op: "add", path: "/metadata/labels/metricspusher.dev~1pusher" },
     ],
   },
   {
@@ -151,6 +155,7 @@ const cases: Case[] = [
     ops: [
       { op: "add", path: "/spec/initContainers" },
       { op: "add", path: "/metadata/annotations/metricspusher.dev~1injected" },
+      { op: "add", path: "/metadata/labels/metricspusher.dev~1pusher" },
     ],
   },
   {
@@ -167,6 +172,7 @@ const cases: Case[] = [
     ops: [
       { op: "add", path: "/spec/initContainers" },
       { op: "add", path: "/metadata/annotations" },
+      { op: "add", path: "/metadata/labels/metricspusher.dev~1pusher" },
     ],
   },
   {
@@ -181,6 +187,7 @@ const cases: Case[] = [
       { op: "add", path: "/spec/volumes" },
       { op: "add", path: "/spec/initContainers" },
       { op: "add", path: "/metadata/annotations" },
+      { op: "add", path: "/metadata/labels/metricspusher.dev~1pusher" },
     ],
   },
 ];
@@ -209,10 +216,36 @@ describe("mutate", () => {
       );
       assert.equal(sidecars.length, 1);
       assert.equal(out.metadata?.annotations?.[Annotations.injected], `${r.pusher}@${r.hash}`);
+      assert.equal(out.metadata?.labels?.[Labels.pusher], r.pusher, "labelled with the MetricsPusher's name");
       for (const [k, v] of Object.entries(c.in.pod.metadata?.annotations ?? {}))
         assert.equal(out.metadata?.annotations?.[k], v, "keeps existing annotations");
     });
   }
+
+  it("labels the pod with the MetricsPusher's name, keeping its labels; also a pod without labels", () => {
+    const labelled = apply(pod(), (mutate(input()) as { patch: fastJsonPatch.Operation[] }).patch);
+    assert.deepEqual(labelled.metadata?.labels, { ...pod().metadata?.labels, [Labels.pusher]: "mp" });
+    const bare = pod({ annotations: { [Annotations.inject]: "mp" } });
+    delete bare.metadata!.labels;
+    const r = mutate(input({ pod: bare }));
+    assert.equal(r.kind, "patch");
+    assert.deepEqual(apply(bare, r.patch).metadata?.labels, { [Labels.pusher]: "mp" });
+  });
+
+  it("a MetricsPusher name too long for a label value gets the annotation only, not an invalid label", () => {
+    const long = `mp-${"x".repeat(61)}`; // 64 characters: a valid object name, not a valid label value
+    const p = pod({ annotations: { [Annotations.inject]: long } });
+    const r = mutate(input({ pushers: [pusher(long)], pod: p }));
+    assert.equal(r.kind, "patch");
+    const out = apply(p, r.patch);
+    assert.equal(out.metadata?.labels?.[Labels.pusher], undefined);
+    assert.equal(out.metadata?.annotations?.[Annotations.injected], `${long}@${r.hash}`);
+    const at63 = "m".repeat(63);
+    const p63 = pod({ annotations: { [Annotations.inject]: at63 } });
+    const r63 = mutate(input({ pushers: [pusher(at63)], pod: p63 }));
+    assert.equal(r63.kind, "patch");
+    assert.equal(apply(p63, r63.patch).metadata?.labels?.[Labels.pusher], at63);
+  });
 
   it("is idempotent: a reinvocation on the patched pod changes nothing", () => {
     for (const p of [pusher("mp"), pusher("mp", { sidecarMode: "Container" })]) {

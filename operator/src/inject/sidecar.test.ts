@@ -10,7 +10,7 @@ import {
   renderSidecar,
   resolveNative,
 } from "./sidecar.ts";
-import { defaults, pusher } from "./testdata.ts";
+import { defaults, pusher } from "./testdata.test-fixtures.ts";
 
 function envOf(c: V1Container): Record<string, string> {
   return Object.fromEntries((c.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));

@@ -5,8 +5,8 @@ import { randomBytes } from "node:crypto";
 import { AppsV1Api, CoreV1Api, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import type { CoreV1Event, KubeConfig, V1OwnerReference, V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { API_VERSION, KIND } from "../api/index.ts";
-import type { EventReason, EventType, MetricsPusher } from "../api/index.ts";
+import { API_VERSION, KIND, OPERATOR_COMPONENT } from "./api/index.ts";
+import type { EventReason, EventType, MetricsPusher } from "./api/index.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 
 export interface ObjectRef {
@@ -36,6 +36,8 @@ export interface EventRecorder {
   stop(timeoutMs?: number): Promise<void>;
 }
 
+/** The operator's name as Events give it: the name of its Deployment, field manager and pods' app label. */
+export const EVENT_COMPONENT = OPERATOR_COMPONENT;
 export const MAX_QUEUE = 1000;
 export const DEDUP_WINDOW_MS = 10 * 60_000;
 export const BUMP_INTERVAL_MS = 10_000;
@@ -120,8 +122,9 @@ export function createEventRecorder(opts: {
       count: 1,
       firstTimestamp: t,
       lastTimestamp: t,
-      source: { component: "metrics-pusher-operator", host: instance },
-      reportingComponent: "metricspusher.dev/operator",
+      // One name in both fields, so kubectl's SOURCE column and events.k8s.io's reportingController agree.
+      source: { component: EVENT_COMPONENT, host: instance },
+      reportingComponent: EVENT_COMPONENT,
       reportingInstance: instance,
     });
     recent.set(key, { name, count: 1, first: t.getTime(), lastBump: 0 });

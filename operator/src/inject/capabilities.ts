@@ -20,13 +20,9 @@ const serverSupportsNative = (gitVersion: string | undefined): boolean =>
 const kubeletSupportsNative = (node: V1Node): boolean =>
   atLeast(parseKubeVersion(node.status?.nodeInfo?.kubeletVersion), NATIVE_SIDECAR_MIN);
 
-export function nativeSidecarsSupported(serverGitVersion: string | undefined, nodes: readonly V1Node[]): boolean {
-  return serverSupportsNative(serverGitVersion) && nodes.every(kubeletSupportsNative);
-}
-
 /**
- * The same answer kept up to date from the node informer's events, so the webhook asks it in O(1) per admission
- * request instead of scanning every node.
+ * The answer kept up to date from /version and the node informer's events, so the webhook asks it in O(1) per
+ * admission request instead of scanning every node.
  */
 export class NativeSidecarSupport {
   #server = false;
