@@ -3,7 +3,10 @@ import assert from "node:assert/strict";
 import {
   ConfigError,
   DEFAULT_METRIC_PREFIX,
+  DURATION_VARIABLES,
   ENV,
+  MAX_DURATION,
+  MAX_DURATION_MS,
   RESERVED_HEADERS,
   formatDuration,
   formatHeaders,
@@ -325,6 +328,61 @@ describe("parse", () => {
       assert.ok(p.message.includes(c.contains), `"${p.message}" should contain ${c.contains}`);
     });
   }
+
+  describe("every duration is bounded by Node's timer limit (2^31-1 ms)", () => {
+    it("the bound is Node's, and its Go spelling parses back to it", () => {
+      assert.equal(MAX_DURATION_MS, 2 ** 31 - 1);
+      assert.equal(MAX_DURATION, "596h31m23.647s");
+      assert.equal(parseDuration(MAX_DURATION), MAX_DURATION_MS);
+    });
+    it("lists every duration variable, and each one's description states the bound", () => {
+      assert.deepEqual([...DURATION_VARIABLES].sort(), [
+        "PUSH_INTERVAL",
+        "SCRAPE_TIMEOUT",
+        "SHUTDOWN_TIMEOUT",
+        "TIMEOUT",
+      ]);
+      for (const name of DURATION_VARIABLES) assert.match(ENV[name].description, /at most 596h31m23\.647s/, name);
+    });
+    const over: [string, string][] = [
+      ["PUSH_INTERVAL", "600h"],
+      ["TIMEOUT", "2000h"],
+      ["SHUTDOWN_TIMEOUT", "597h"],
+      ["PUSH_INTERVAL", "596h31m23.648s"],
+      ["TIMEOUT", "99999999999999999999999h"],
+    ];
+    for (const [variable, value] of over) {
+      it(`refuses ${variable}=${value}, naming the variable and the bound`, () => {
+        const problems = problemsOf({ PROMETHEUS_REMOTE_WRITE_URL: URL_OK, [variable]: value });
+        const p = problems.find((x) => x.variable === variable);
+        assert.ok(p, `no problem for ${variable} in ${JSON.stringify(problems)}`);
+        assert.ok(p.message.startsWith(`${variable}="${value}"`), p.message);
+        assert.ok(p.message.includes("at most 596h31m23.647s"), p.message);
+      });
+    }
+    it("refuses SCRAPE_TIMEOUT over the bound even beside a PUSH_INTERVAL over it", () => {
+      const problems = problemsOf({
+        PROMETHEUS_REMOTE_WRITE_URL: URL_OK,
+        PUSH_INTERVAL: "700h",
+        SCRAPE_TIMEOUT: "650h",
+      });
+      assert.ok(problems.some((p) => p.variable === "PUSH_INTERVAL" && p.message.includes("at most")));
+      assert.ok(problems.some((p) => p.variable === "SCRAPE_TIMEOUT" && p.message.includes("at most")));
+    });
+    it("accepts the bound itself for every duration", () => {
+      const c = parse({
+        PROMETHEUS_REMOTE_WRITE_URL: URL_OK,
+        PUSH_INTERVAL: MAX_DURATION,
+        TIMEOUT: MAX_DURATION,
+        SHUTDOWN_TIMEOUT: MAX_DURATION,
+        SCRAPE_TIMEOUT: MAX_DURATION,
+      });
+      assert.deepEqual(
+        [c.pushIntervalMs, c.timeoutMs, c.shutdownTimeoutMs, c.scrapeTimeoutMs],
+        [MAX_DURATION_MS, MAX_DURATION_MS, MAX_DURATION_MS, MAX_DURATION_MS],
+      );
+    });
+  });
 
   it("reports every problem at once, in one error", () => {
     const problems = problemsOf({ PUSH_INTERVAL: "soon", TIMEOUT: "0", LOG_LEVEL: "loud", HTTP_PORT: "-1" });

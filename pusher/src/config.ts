@@ -21,12 +21,13 @@ export const ENV = {
     default: "30s",
     required: false,
     description:
-      "Collection and push period, a Go-style duration (500ms, 30s, 1m30s); > 0. Targets are scraped at the same period.",
+      "Collection and push period, a Go-style duration (500ms, 30s, 1m30s); > 0 and at most 596h31m23.647s. Targets are scraped at the same period.",
   },
   TIMEOUT: {
     default: "30s",
     required: false,
-    description: "Timeout of one Remote-Write HTTP request (connect, send and answer), a Go-style duration; > 0.",
+    description:
+      "Timeout of one Remote-Write HTTP request (connect, send and answer), a Go-style duration; > 0 and at most 596h31m23.647s.",
   },
   LOG_LEVEL: { default: "info", required: false, description: "Log level: debug, info, warn or error." },
   NAMESPACE: {
@@ -97,7 +98,7 @@ export const ENV = {
     default: "10s",
     required: false,
     description:
-      "On SIGTERM/SIGINT, how long to try to deliver what is buffered before exiting (loss is logged with a count).",
+      "On SIGTERM/SIGINT, how long to try to deliver what is buffered before exiting (loss is logged with a count); at most 596h31m23.647s.",
   },
   HTTP_PORT: {
     default: "0",
@@ -124,7 +125,7 @@ export const ENV = {
     default: "10s",
     required: false,
     description:
-      "Timeout of one scrape, a Go-style duration; at most PUSH_INTERVAL (when unset: the smaller of 10s and PUSH_INTERVAL).",
+      "Timeout of one scrape, a Go-style duration; at most PUSH_INTERVAL (when unset: the smaller of 10s and PUSH_INTERVAL) and at most 596h31m23.647s.",
   },
   SCRAPE_SAMPLE_LIMIT: {
     default: "0",
@@ -146,6 +147,22 @@ export const ENV = {
 } as const satisfies Record<string, EnvSpec>;
 
 export type EnvName = keyof typeof ENV;
+
+/**
+ * The largest duration any variable accepts: Node's timers hold a signed 32-bit count of milliseconds, and a longer
+ * delay fires after 1 ms instead (setInterval then runs flat out) or throws (AbortSignal.timeout). The operator's CRD
+ * repeats this bound for every duration field, so that what the apiserver admits the pusher accepts.
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+/** MAX_DURATION_MS as a Go duration: "596h31m23.647s" (for CEL: `duration(self) <= duration('596h31m23.647s')`). */
+export const MAX_DURATION = "596h31m23.647s";
+/** The variables that hold a duration, each bounded by MAX_DURATION_MS. */
+export const DURATION_VARIABLES = Object.freeze([
+  "PUSH_INTERVAL",
+  "TIMEOUT",
+  "SHUTDOWN_TIMEOUT",
+  "SCRAPE_TIMEOUT",
+] as const satisfies readonly EnvName[]);
 
 export const DEFAULT_METRIC_PREFIX = "knative_lambda_metric_pusher";
 
@@ -416,6 +433,10 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
       const ms = parseDuration(text);
       if (ms < min) {
         problem(name, text, `must be at least ${formatDuration(min)}`);
+        return fallback;
+      }
+      if (!(ms <= MAX_DURATION_MS)) {
+        problem(name, text, `must be at most ${MAX_DURATION} (2^31-1 ms, the longest delay Node's timers can wait)`);
         return fallback;
       }
       return ms;

@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { decodeWriteRequest, type DecodedSeries } from "../../pusher/src/remote-write/prompb.ts";
+import { MAX_DURATION } from "../../pusher/src/config.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const MAIN = join(ROOT, "pusher/src/main.ts");
@@ -471,6 +472,44 @@ describe("pusher against a scripted receiver", () => {
     const started = p.logs.find((l) => l.msg === "Pusher started");
     assert.equal(started?.httpPort, 0);
     assert.deepEqual(listeningPorts(p.child.pid!), [], "the pusher listens on a port");
+  });
+
+  /** The exit of a process that should stop by itself, or undefined when it is still running after `ms`. */
+  const exitWithin = async (p: Pusher, ms: number): Promise<{ code: number | null } | undefined> =>
+    Promise.race([p.exited, sleep(ms).then(() => undefined)]);
+
+  for (const [variable, value] of [
+    ["PUSH_INTERVAL", "600h"],
+    ["TIMEOUT", "2000h"],
+  ] as const) {
+    it(`exits 2 on ${variable}=${value} (over Node's timer limit), naming the variable and the bound`, async () => {
+      const { rx, p } = await setup({ [variable]: value });
+      const exit = await exitWithin(p, 8000);
+      assert.equal(
+        exit?.code,
+        2,
+        `exit ${JSON.stringify(exit)}, ${rx.requests.length} requests\n${p.output.slice(-10).join("\n")}`,
+      );
+      const text = p.output.join("\n");
+      assert.ok(text.includes(`${variable}="${value}"`), `${variable} not named:\n${text}`);
+      assert.ok(text.includes(`at most ${MAX_DURATION}`), `the bound is not stated:\n${text}`);
+      assert.equal(rx.requests.length, 0);
+    });
+  }
+
+  it("runs with every duration at the largest accepted value: one collection at start, no timer overflow", async () => {
+    const { rx, p } = await setup({
+      PUSH_INTERVAL: MAX_DURATION,
+      TIMEOUT: MAX_DURATION,
+      SHUTDOWN_TIMEOUT: MAX_DURATION,
+    });
+    await waitFor("the first collection delivered", () => rx.delivered().length > 0, p);
+    await sleep(2000);
+    assert.equal(rx.timestamps(HEARTBEAT).length, 1, "a timer fired early: more than the collection at start");
+    assert.ok(!p.output.some((l) => l.includes("TimeoutOverflowWarning")), p.output.join("\n"));
+    p.child.kill("SIGTERM");
+    const exit = await exitWithin(p, 5000);
+    assert.equal(exit?.code, 0, `SIGTERM: ${JSON.stringify(exit)}\n${p.output.slice(-10).join("\n")}`);
   });
 
   it("exits 2 naming every bad variable and its value", async () => {
