@@ -297,6 +297,22 @@ describe("pusher against a scripted receiver", () => {
     );
   });
 
+  it("429 with Retry-After: 0 still backs off: a handful of requests in 3 s, not a flood", async (t) => {
+    const { rx, p } = await setup();
+    for (let i = 0; i < 5000; i++)
+      rx.script.push({ kind: "status", status: 429, headers: { "Retry-After": "0" }, body: "slow down" });
+    await waitFor("a first 429", () => rx.requests.length > 0, p);
+    const first = rx.requests[0]!.at;
+    await sleep(3000);
+    const within = rx.requests.filter((r) => r.at - first <= 3000).length;
+    t.diagnostic(`${within} requests in 3 s answered 429 with Retry-After: 0`);
+    // The backoff alone (15–30 ms doubling to 5 s) allows about 8; before the fix, 1,200 were measured.
+    assert.ok(within >= 3 && within <= 20, `${within} requests in 3 s answered 429 with Retry-After: 0`);
+    rx.script.length = 0;
+    await waitFor("delivery once the receiver accepts", () => rx.delivered().length > 0, p);
+    assert.deepEqual(rx.delivered()[0]!.series, rx.requests[0]!.series, "the same batch was resent");
+  });
+
   it("drops a batch refused with 400 (counted, logged with status and body) and goes on", async () => {
     const { rx, p } = await setup();
     rx.script.push({ kind: "status", status: 400, body: "out of order sample" });

@@ -89,7 +89,10 @@ function status(code: number, body = "", retryAfter?: string): SendResult {
 }
 const down: SendResult = { kind: "error", reason: "network", message: "ECONNREFUSED" };
 
-function queue(send: ReturnType<typeof receiver>["send"], opts: { maxSamples?: number; maxPerSend?: number } = {}) {
+function queue(
+  send: ReturnType<typeof receiver>["send"],
+  opts: { maxSamples?: number; maxPerSend?: number; now?: () => number; random?: () => number } = {},
+) {
   const counts = new Counts();
   const logs: Log[] = [];
   const mk = (level: string) => (obj: object, msg: string) => void logs.push({ level, obj, msg });
@@ -99,7 +102,8 @@ function queue(send: ReturnType<typeof receiver>["send"], opts: { maxSamples?: n
     send,
     observer: counts,
     log: { debug: mk("debug"), info: mk("info"), warn: mk("warn"), error: mk("error") },
-    random: () => 0, // shortest backoff: 15 ms, 30 ms, ...
+    random: opts.random ?? (() => 0), // shortest backoff: 15 ms, 30 ms, ...
+    ...(opts.now ? { now: opts.now } : {}),
   });
   return { q, counts, logs };
 }
@@ -169,6 +173,28 @@ describe("SendQueue", () => {
     assert.deepEqual(counts.retriesBy, { rate_limited: 1 });
     await q.close(100);
   });
+
+  // The queue's clock is injected (a fixed instant), so "a date in the past" is past whatever the machine's time.
+  for (const [what, retryAfter] of [
+    ["Retry-After: 0", "0"],
+    ["a Retry-After date in the past", "Fri, 27 Nov 2026 03:59:00 GMT"],
+    ["a Retry-After that is not a delay", "garbage"],
+  ] as const) {
+    it(`429 with ${what} still backs off: the backoff is the floor`, async () => {
+      const NOW = Date.parse("2026-11-27T04:00:00Z");
+      const r = receiver([], status(429, "slow down", retryAfter));
+      // random 1: the full backoff, 30, 60, 120, 240, 480 ms … (930 ms before the 6th retry).
+      const { q, counts } = queue(r.send, { now: () => NOW, random: () => 1 });
+      q.push(tick(0, 1));
+      await sleep(1000);
+      await q.close(0);
+      const attempts = counts.attempts;
+      // Without the floor this loop ran flat out: hundreds of attempts in a second.
+      assert.ok(attempts >= 3 && attempts <= 8, `${attempts} attempts in 1 s with ${what}`);
+      // Every attempt but the one cut by close() was answered 429 and retried.
+      assert.ok(counts.retriesBy.rate_limited! >= attempts - 1, JSON.stringify(counts.retriesBy));
+    });
+  }
 
   it("drops a batch refused with 400, counts it, logs the status and body, and goes on", async () => {
     const r = receiver([status(400, "out of order sample")]);
