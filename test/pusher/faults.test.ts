@@ -313,6 +313,30 @@ describe("pusher against a scripted receiver", () => {
     assert.deepEqual(rx.delivered()[0]!.series, rx.requests[0]!.series, "the same batch was resent");
   });
 
+  it("refuses scraped samples timestamped in microseconds (too_far_in_future) and forwards the rest", async () => {
+    const target = http.createServer((_req, res) => {
+      const us = Date.now() * 1000;
+      res.end(`# TYPE micro_metric gauge\nmicro_metric 1 ${us}\n# TYPE plain_metric gauge\nplain_metric 2\n`);
+    });
+    await new Promise<void>((r) => target.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => target.close(() => r())));
+    const url = `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`;
+    const { rx, p } = await setup({ SCRAPE_TARGETS: url });
+    await waitFor(
+      "too_far_in_future counted",
+      () => (rx.latest(`${P}_samples_dropped_total`, { reason: "too_far_in_future" }) ?? 0) >= 2,
+      p,
+    );
+    const names = new Set(
+      rx
+        .delivered()
+        .flatMap((r) => r.series.flatMap((s) => s.labels.filter((l) => l.name === "__name__").map((l) => l.value))),
+    );
+    assert.ok(names.has("plain_metric"), "the target's other series were not forwarded");
+    assert.ok(!names.has("micro_metric"), "a sample timestamped in microseconds was forwarded");
+    assert.equal(rx.latest(`${P}_samples_dropped_total`, { reason: "out_of_order" }), 0);
+  });
+
   it("drops a batch refused with 400 (counted, logged with status and body) and goes on", async () => {
     const { rx, p } = await setup();
     rx.script.push({ kind: "status", status: 400, body: "out of order sample" });

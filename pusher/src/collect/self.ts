@@ -147,11 +147,18 @@ export function registerSelfMetrics(registry: Registry, prefix: string, buffered
   });
   const dropped = new Counter({
     name: `${p}_samples_dropped_total`,
-    help: "Samples that will never be delivered, by reason: buffer_full, out_of_order, rejected (4xx), shutdown, too_old (found in BUFFER_DIR over an hour old).",
+    help: "Samples that will never be delivered, by reason: buffer_full, out_of_order, rejected (4xx), shutdown, too_old (found in BUFFER_DIR over an hour old), too_far_in_future (timestamp over 10 minutes ahead of the pusher's clock).",
     labelNames: ["reason"],
     registers: [registry],
   });
-  for (const reason of ["buffer_full", "out_of_order", "rejected", "shutdown", "too_old"] satisfies DropReason[])
+  for (const reason of [
+    "buffer_full",
+    "out_of_order",
+    "rejected",
+    "shutdown",
+    "too_old",
+    "too_far_in_future",
+  ] satisfies DropReason[])
     dropped.inc({ reason }, 0);
   const retries = new Counter({
     name: `${p}_retries_total`,

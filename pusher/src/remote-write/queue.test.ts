@@ -91,7 +91,13 @@ const down: SendResult = { kind: "error", reason: "network", message: "ECONNREFU
 
 function queue(
   send: ReturnType<typeof receiver>["send"],
-  opts: { maxSamples?: number; maxPerSend?: number; now?: () => number; random?: () => number } = {},
+  opts: {
+    maxSamples?: number;
+    maxPerSend?: number;
+    now?: () => number;
+    random?: () => number;
+    forgetAfterMs?: number;
+  } = {},
 ) {
   const counts = new Counts();
   const logs: Log[] = [];
@@ -104,6 +110,7 @@ function queue(
     log: { debug: mk("debug"), info: mk("info"), warn: mk("warn"), error: mk("error") },
     random: opts.random ?? (() => 0), // shortest backoff: 15 ms, 30 ms, ...
     ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.forgetAfterMs !== undefined ? { forgetAfterMs: opts.forgetAfterMs } : {}),
   });
   return { q, counts, logs };
 }
@@ -219,6 +226,42 @@ describe("SendQueue", () => {
     q.push([{ labels: seriesA, value: 0, timestampMs: 1_000_000 + 7000, stale: true }]);
     await until(() => counts.sentN === 4);
     assert.deepEqual(counts.droppedBy, { out_of_order: 3 });
+    await q.close(100);
+  });
+
+  it("refuses samples over 10 minutes ahead of its clock (too_far_in_future), so vanished series are still forgotten", async () => {
+    const t0 = Date.parse("2026-11-27T04:00:00Z");
+    let now = t0;
+    const r = receiver([]);
+    const { q, counts } = queue(r.send, { now: () => now, forgetAfterMs: 60_000, maxPerSend: 1000 });
+    const vanishes: Labels = [{ name: "__name__", value: "vanishes" }];
+    const steady: Labels = [{ name: "__name__", value: "steady" }];
+    const micro: Labels = [{ name: "__name__", value: "micro" }]; // one sample in microseconds, then gone
+    const later: Labels = [{ name: "__name__", value: "later" }]; // appears after it, then vanishes
+    const edge: Labels = [{ name: "__name__", value: "edge" }];
+    const over: Labels = [{ name: "__name__", value: "over" }];
+    q.push([
+      { labels: vanishes, value: 1, timestampMs: now },
+      { labels: micro, value: 1, timestampMs: now * 1000 },
+      { labels: edge, value: 1, timestampMs: now + 10 * 60_000 }, // exactly 10 minutes ahead: accepted
+      { labels: over, value: 1, timestampMs: now + 10 * 60_000 + 1 },
+    ]);
+    assert.equal(counts.droppedBy.too_far_in_future, 2);
+    // Only "steady" goes on, for 20 minutes of the clock; the others vanish.
+    for (let i = 1; i <= 120; i++) {
+      now += 10_000;
+      q.push([
+        { labels: steady, value: i, timestampMs: now },
+        ...(i === 1 ? [{ labels: later, value: 1, timestampMs: now }] : []),
+      ]);
+    }
+    assert.equal(q.trackedSeries, 1, "series that vanished are still remembered: pruning stopped");
+    // "steady" itself is still remembered: an older sample of it is refused.
+    q.push([{ labels: steady, value: 0, timestampMs: now - 1 }]);
+    assert.equal(counts.droppedBy.out_of_order, 1);
+    await until(() => counts.sentN === 123);
+    const names = new Set(r.received.flatMap((x) => x.names));
+    assert.deepEqual([...names].sort(), ["edge", "later", "steady", "vanishes"]);
     await q.close(100);
   });
 

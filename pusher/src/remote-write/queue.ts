@@ -16,6 +16,13 @@ import type { SendResult } from "./client.ts";
 import { toWriteRequest } from "./encode.ts";
 import { RetryReason, decide } from "./retry.ts";
 
+/**
+ * Samples further ahead of the pusher's clock are refused. One such sample would otherwise become its series' "last
+ * timestamp" (every later sample of it refused as out of order) and the reference time of pruning (no series ever
+ * forgotten again). Prometheus' TSDB refuses samples this far ahead too (its out-of-bounds window is similar).
+ */
+export const MAX_FUTURE_MS = 10 * 60_000;
+
 /** Longest wait between two attempts of the last flush, once shutdown started. */
 const SHUTDOWN_RETRY_MS = 250;
 
@@ -30,6 +37,8 @@ export const DropReason = {
   Shutdown: "shutdown",
   /** Found in BUFFER_DIR after a restart, too old for a receiver to accept (over an hour). */
   TooOld: "too_old",
+  /** Timestamp more than MAX_FUTURE_MS ahead of the pusher's clock (e.g. a target exposing microseconds). */
+  TooFarInFuture: "too_far_in_future",
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 
@@ -121,6 +130,11 @@ export class SendQueue {
     );
   }
 
+  /** Series the order check remembers (forgotten after forgetAfterMs without a sample). */
+  get trackedSeries(): number {
+    return this.#last.size;
+  }
+
   /** Adds samples in order; returns at once. */
   push(samples: readonly Sample[]): void {
     if (this.#closing && this.#abort.signal.aborted) {
@@ -163,7 +177,13 @@ export class SendQueue {
   #accept(samples: readonly Sample[]): Sample[] {
     const accepted: Sample[] = [];
     let outOfOrder = 0;
+    let future = 0;
+    const latestAllowed = this.#now() + MAX_FUTURE_MS;
     for (const s of samples) {
+      if (!(s.timestampMs <= latestAllowed)) {
+        future++;
+        continue;
+      }
       const key = seriesKey(s.labels);
       const last = this.#last.get(key);
       if (last !== undefined && !(s.timestampMs > last)) {
@@ -176,6 +196,13 @@ export class SendQueue {
     if (outOfOrder > 0) {
       this.#o.observer.dropped(outOfOrder, DropReason.OutOfOrder);
       this.#o.log.debug({ samples: outOfOrder }, "Dropped samples not newer than the last one of their series");
+    }
+    if (future > 0) {
+      this.#o.observer.dropped(future, DropReason.TooFarInFuture);
+      this.#o.log.debug(
+        { samples: future, maxAheadMs: MAX_FUTURE_MS },
+        "Dropped samples timestamped too far ahead of the clock (microseconds instead of milliseconds?)",
+      );
     }
     return accepted;
   }
