@@ -6,6 +6,7 @@ import {
   DURATION_VARIABLES,
   ENV,
   MAX_DURATION,
+  credentialFileProblems,
   MAX_DURATION_MS,
   RESERVED_HEADERS,
   formatDuration,
@@ -328,6 +329,65 @@ describe("parse", () => {
       assert.ok(p.message.includes(c.contains), `"${p.message}" should contain ${c.contains}`);
     });
   }
+
+  describe("header values HTTP cannot send are refused at start (Node's own check)", () => {
+    for (const [what, value] of [
+      ["a character beyond Latin-1", "t€am"],
+      ["an inner line feed", "team\na"],
+      ["an inner carriage return", "team\ra"],
+      ["a control character", "te\u0001am"],
+      ["DEL", "team\u007f"],
+      ["NUL", "te\u0000am"],
+    ] as const) {
+      it(`refuses ${what}, naming the variable and the header but not the value`, () => {
+        const problems = problemsOf({
+          PROMETHEUS_REMOTE_WRITE_URL: URL_OK,
+          REMOTE_WRITE_HEADERS: JSON.stringify({ "X-Scope-OrgID": value }),
+        });
+        const p = problems.find((x) => x.variable === "REMOTE_WRITE_HEADERS");
+        assert.ok(p, JSON.stringify(problems));
+        assert.match(
+          p.message,
+          /^REMOTE_WRITE_HEADERS=.*header "X-Scope-OrgID": value holds a character HTTP cannot send/,
+        );
+        assert.ok(!p.message.includes("team"), `the value leaked into ${p.message}`);
+      });
+    }
+    it("accepts Latin-1 and tab, which HTTP sends", () => {
+      const c = parse({
+        PROMETHEUS_REMOTE_WRITE_URL: URL_OK,
+        REMOTE_WRITE_HEADERS: JSON.stringify({ "X-A": "équipe\tb" }),
+      });
+      assert.deepEqual(c.headers, { "X-A": "équipe\tb" });
+    });
+  });
+
+  describe("credentialFileProblems (the check at start)", () => {
+    const files: Record<string, string | undefined> = {
+      "/ok": "abc.def-ghi",
+      "/lf": "abc\ndef",
+      "/euro": "t€ken",
+      "/ctl": "ab\u0007c",
+    };
+    const read = (path: string): string | undefined => files[path];
+    it("refuses a bearer token HTTP cannot send, naming BEARER_TOKEN_FILE and the path, never the content", () => {
+      for (const path of ["/lf", "/euro", "/ctl"]) {
+        const problems = credentialFileProblems({ bearerTokenFile: path }, read);
+        assert.equal(problems.length, 1, path);
+        assert.equal(problems[0]!.variable, "BEARER_TOKEN_FILE");
+        assert.ok(
+          problems[0]!.message.startsWith(`BEARER_TOKEN_FILE="${path}": the file's content holds`),
+          problems[0]!.message,
+        );
+        assert.ok(!/abc|def|ken/.test(problems[0]!.message), problems[0]!.message);
+      }
+    });
+    it("accepts a sendable token, no token file, and a file not readable yet (it is retried, never fatal)", () => {
+      assert.deepEqual(credentialFileProblems({ bearerTokenFile: "/ok" }, read), []);
+      assert.deepEqual(credentialFileProblems({ bearerTokenFile: undefined }, read), []);
+      assert.deepEqual(credentialFileProblems({ bearerTokenFile: "/missing" }, read), []);
+    });
+  });
 
   describe("every duration is bounded by Node's timer limit (2^31-1 ms)", () => {
     it("the bound is Node's, and its Go spelling parses back to it", () => {

@@ -1,5 +1,6 @@
 // The pusher's environment contract: names, defaults and meaning of every variable, and parse(env) → frozen Config.
 // The operator imports this module to build the sidecar's env, so it must have no side effects on import.
+import { validateHeaderValue } from "node:http";
 import { isIP } from "node:net";
 
 export type EnvSpec = {
@@ -306,6 +307,50 @@ const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 // RFC 9110 token.
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
+/**
+ * Why Node's HTTP client would refuse to send this header value (it throws from http.request), or undefined when it
+ * can be sent. Node's own check, not a copy of it: line breaks, other control characters but tab, and characters
+ * beyond Latin-1 (`t€am`) are refused. The message never holds the value (it may be a secret).
+ */
+export function unsendableHeaderValue(name: string, value: string): string | undefined {
+  try {
+    validateHeaderValue(name, value);
+    return undefined;
+  } catch {
+    return "value holds a character HTTP cannot send (a line break, a control character, or one beyond Latin-1 such as €)";
+  }
+}
+
+/** The Authorization value for a bearer token, as the client sends it. */
+export function bearerAuthorization(token: string): string {
+  return `Bearer ${token}`;
+}
+
+/**
+ * Credential files whose content the client could never send, for the check at start (exit 2, naming the variable).
+ * `read` returns the trimmed content, or undefined when the file cannot be read: a missing file is not a problem at
+ * start (the Secret may come later; requests wait and retry). Basic-auth files are sent base64-encoded, so any content
+ * can be sent and none is refused here.
+ */
+export function credentialFileProblems(
+  config: Pick<Config, "bearerTokenFile">,
+  read: (path: string) => string | undefined,
+): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  if (config.bearerTokenFile !== undefined) {
+    const token = read(config.bearerTokenFile);
+    const why = token === undefined ? undefined : unsendableHeaderValue("Authorization", bearerAuthorization(token));
+    if (why !== undefined) {
+      problems.push({
+        variable: "BEARER_TOKEN_FILE",
+        value: config.bearerTokenFile,
+        message: `BEARER_TOKEN_FILE=${JSON.stringify(config.bearerTokenFile)}: the file's ${why.replace(/^value/, "content")}`,
+      });
+    }
+  }
+  return problems;
+}
+
 /** Formats labels for EXTERNAL_LABELS: `k=v,k2=v2`, quoting values that need it. Inverse of the parser. */
 export function formatLabels(labels: Readonly<Record<string, string>>): string {
   return Object.entries(labels)
@@ -570,8 +615,8 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
         problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}" is reserved by the protocol and cannot be set`);
       } else if (typeof value !== "string")
         problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}": value must be a string`);
-      else if (/[\r\n\0]/.test(value))
-        problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}": value holds a line break or NUL`);
+      else if (unsendableHeaderValue(name, value) !== undefined)
+        problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}": ${unsendableHeaderValue(name, value)}`);
       else if (seen.has(lower)) problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}" is repeated`);
       else {
         seen.add(lower);

@@ -4,7 +4,7 @@
 import { after, afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -550,6 +550,66 @@ describe("pusher against a scripted receiver", () => {
     p.child.kill("SIGTERM");
     const exit = await exitWithin(p, 5000);
     assert.equal(exit?.code, 0, `SIGTERM: ${JSON.stringify(exit)}\n${p.output.slice(-10).join("\n")}`);
+  });
+
+  it("exits 2 on a header value HTTP cannot send (X-Scope-OrgID: t€am), naming the variable", async () => {
+    const { rx, p } = await setup({ REMOTE_WRITE_HEADERS: '{"X-Scope-OrgID":"t€am"}' });
+    const exit = await exitWithin(p, 8000);
+    assert.equal(exit?.code, 2, `exit ${JSON.stringify(exit)}\n${p.output.slice(-10).join("\n")}`);
+    const text = p.output.join("\n");
+    assert.match(text, /REMOTE_WRITE_HEADERS=.*header "X-Scope-OrgID": value holds a character HTTP cannot send/);
+    assert.equal(rx.requests.length, 0);
+  });
+
+  it("exits 2 on a bearer token file with an inner line feed, naming BEARER_TOKEN_FILE (never the token)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "faults-token-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "token");
+    writeFileSync(file, "Qz-first\nQz-second\n");
+    const { rx, p } = await setup({ BEARER_TOKEN_FILE: file });
+    const exit = await exitWithin(p, 8000);
+    assert.equal(exit?.code, 2, `exit ${JSON.stringify(exit)}\n${p.output.slice(-10).join("\n")}`);
+    const text = p.output.join("\n");
+    assert.ok(text.includes(`BEARER_TOKEN_FILE="${file}"`), text);
+    assert.ok(!text.includes("Qz"), `the token leaked:\n${text}`);
+    assert.equal(rx.requests.length, 0);
+  });
+
+  it("a token file rotated to a value HTTP cannot send: logged, retried as credentials, used once fixed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "faults-token-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "token");
+    const rotate = (content: string): void => {
+      writeFileSync(`${file}.new`, content);
+      renameSync(`${file}.new`, file); // as Kubernetes swaps a Secret volume
+    };
+    rotate("good-1");
+    const { rx, p } = await setup({ BEARER_TOKEN_FILE: file });
+    await waitFor("a delivery with the first token", () => rx.delivered().length > 0, p);
+    assert.equal(rx.delivered()[0]!.headers.authorization, "Bearer good-1");
+    rotate("Qz\nQz");
+    await waitFor(
+      "the unsendable token logged",
+      () => p.logs.some((l) => l.msg === "Cannot use file content; requests wait until it is fixed"),
+      p,
+    );
+    const during = rx.requests.length;
+    await sleep(1500); // several intervals: the pusher lives on, and sends nothing with a broken token
+    assert.equal(p.child.exitCode, null, `the pusher exited\n${p.output.slice(-10).join("\n")}`);
+    assert.equal(rx.requests.length, during);
+    rotate("good-2");
+    await waitFor(
+      "a delivery with the fixed token",
+      () => rx.delivered().at(-1)?.headers.authorization === "Bearer good-2",
+      p,
+    );
+    await waitFor(
+      "credentials retries counted",
+      () => (rx.latest(`${P}_retries_total`, { reason: "credentials" }) ?? 0) > 0,
+      p,
+    );
+    assertContiguous(rx.timestamps(HEARTBEAT), "heartbeat across the broken token");
+    assert.ok(!p.output.join("\n").includes("Qz"), "the token leaked into the log");
   });
 
   it("exits 2 naming every bad variable and its value", async () => {

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Labels, Sample } from "../series.ts";
 import type { SendResult } from "./client.ts";
+import { toWriteRequest } from "./encode.ts";
 import { decodeWriteRequest } from "./prompb.ts";
 import { SendQueue, type QueueObserver } from "./queue.ts";
 
@@ -262,6 +263,104 @@ describe("SendQueue", () => {
     await until(() => counts.sentN === 123);
     const names = new Set(r.received.flatMap((x) => x.names));
     assert.deepEqual([...names].sort(), ["edge", "later", "steady", "vanishes"]);
+    await q.close(100);
+  });
+
+  it("a send that throws synchronously is a failed attempt: logged, counted as internal, retried, nothing lost", async () => {
+    const r = receiver([]);
+    let throws = 3;
+    // Not async: the throw happens before any promise exists, as http.request's header check does.
+    const send = (body: Uint8Array, signal: AbortSignal): Promise<SendResult> => {
+      if (throws > 0) {
+        throws--;
+        throw new TypeError('Invalid character in header content ["X-Scope-OrgID"]');
+      }
+      return r.send(body, signal);
+    };
+    const { q, counts, logs } = queue(send, { maxPerSend: 5 });
+    q.push(tick(0, 12));
+    await until(() => counts.sentN === 12);
+    assert.deepEqual(
+      r.received.flatMap((x) => x.values),
+      Array.from({ length: 12 }, (_, i) => i),
+    );
+    assert.deepEqual(counts.retriesBy, { internal: 3 });
+    assert.equal(counts.failedN, 15, "each failed attempt counts its 5 samples");
+    const errors = logs.filter((l) => l.level === "error");
+    assert.equal(errors.length, 1, "the same exception is logged once, not per attempt");
+    assert.match(JSON.stringify(errors[0]!.obj), /Invalid character in header content/);
+    await q.close(100);
+  });
+
+  it("a send that rejects, or an encoder that throws, is retried the same way", async () => {
+    const r = receiver([]);
+    let rejects = 1;
+    const send = async (body: Uint8Array, signal: AbortSignal): Promise<SendResult> => {
+      if (rejects-- > 0) throw new Error("rejected");
+      return r.send(body, signal);
+    };
+    const counts = new Counts();
+    let encodeThrows = 1;
+    const q = new SendQueue({
+      maxSamples: 1000,
+      maxPerSend: 100,
+      send,
+      observer: counts,
+      log: { debug() {}, info() {}, warn() {}, error() {} },
+      random: () => 0,
+      encode: (samples) => {
+        if (encodeThrows-- > 0) throw new RangeError("encoder bug");
+        return toWriteRequest(samples);
+      },
+    });
+    q.push(tick(0, 3));
+    await until(() => counts.sentN === 3);
+    assert.deepEqual(counts.retriesBy, { internal: 2 });
+    assert.deepEqual(
+      r.received.flatMap((x) => x.values),
+      [0, 1, 2],
+    );
+    await q.close(100);
+  });
+
+  it("anything else escaping the send loop restarts it (counted as internal); delivery goes on", async () => {
+    const r = receiver([]);
+    const counts = new Counts();
+    let blowUp = true;
+    const observer: QueueObserver = {
+      sent: (n) => {
+        if (blowUp) {
+          blowUp = false;
+          throw new Error("observer bug");
+        }
+        counts.sent(n);
+      },
+      failed: (n) => counts.failed(n),
+      dropped: (n, reason) => counts.dropped(n, reason),
+      retried: (reason) => counts.retried(reason),
+      attempt: () => counts.attempt(),
+      lastSuccess: (ms) => counts.lastSuccess(ms),
+    };
+    const errors: string[] = [];
+    const q = new SendQueue({
+      maxSamples: 1000,
+      maxPerSend: 100,
+      send: r.send,
+      observer,
+      log: { debug() {}, info() {}, warn() {}, error: (_o, msg) => void errors.push(msg) },
+      random: () => 0,
+    });
+    q.push(tick(0, 2));
+    await until(() => counts.sentN === 2);
+    q.push(tick(2, 2));
+    await until(() => counts.sentN === 4);
+    assert.deepEqual(counts.retriesBy, { internal: 1 });
+    assert.deepEqual(errors, ["Send loop failed; restarting it"]);
+    // The batch whose bookkeeping threw is sent again (an exact duplicate, which receivers accept), never lost.
+    assert.deepEqual(
+      r.received.flatMap((x) => x.values),
+      [0, 1, 0, 1, 2, 3],
+    );
     await q.close(100);
   });
 

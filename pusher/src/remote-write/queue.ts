@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { seriesKey, type Labels, type Sample } from "../series.ts";
 import type { SendResult } from "./client.ts";
 import { toWriteRequest } from "./encode.ts";
-import { RetryReason, decide } from "./retry.ts";
+import { RetryReason, backoffMs, decide } from "./retry.ts";
 
 /**
  * Samples further ahead of the pusher's clock are refused. One such sample would otherwise become its series' "last
@@ -113,12 +113,14 @@ export class SendQueue {
   #failingSince: number | undefined;
   #failedAttempts = 0;
   #journalFailing = false;
+  /** The first line of the last exception a send threw: each distinct one is logged once, with its stack. */
+  #lastThrow = "";
 
   constructor(options: QueueOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
     this.#encode = options.encode ?? toWriteRequest;
-    this.#loop = this.#run();
+    this.#loop = this.#supervise();
   }
 
   /** Samples waiting for delivery (the batch on the wire included). */
@@ -277,6 +279,45 @@ export class SendQueue {
     return { samples, body: undefined, retries: 0, onWire: false, evicted: false, wait: undefined };
   }
 
+  /**
+   * The root of the send path: whatever escapes #run (a bug) is logged, counted as a retry with reason "internal", and
+   * the loop restarted after a backoff with its state (the batch, the buffer) as it was. It never ends the process.
+   */
+  async #supervise(): Promise<void> {
+    for (let failures = 0; ; failures++) {
+      try {
+        await this.#run();
+        return;
+      } catch (e) {
+        if (this.#batch !== undefined) this.#batch.onWire = false;
+        this.#o.log.error({ err: errorText(e) }, "Send loop failed; restarting it");
+        this.#o.observer.retried(RetryReason.Internal);
+        try {
+          await sleep(backoffMs(failures, this.#o.random), undefined, { signal: this.#abort.signal });
+        } catch {
+          return; // aborted at the shutdown deadline: close() counts what is left
+        }
+      }
+    }
+  }
+
+  /** One attempt: encode (once) and send. A throw, synchronous or not, is a failed attempt like any other. */
+  async #attempt(b: Batch, signal: AbortSignal): Promise<SendResult> {
+    try {
+      b.body ??= this.#encode(b.samples); // encoded once, unless cut meanwhile
+      b.onWire = true;
+      return await this.#o.send(b.body, signal);
+    } catch (e) {
+      const stack = errorText(e);
+      const message = firstLine(stack);
+      if (message !== this.#lastThrow) {
+        this.#lastThrow = message;
+        this.#o.log.error({ err: stack }, "Remote write threw (a bug); retrying the batch");
+      }
+      return { kind: "error", reason: RetryReason.Internal, message };
+    }
+  }
+
   async #run(): Promise<void> {
     const signal = this.#abort.signal;
     while (!signal.aborted) {
@@ -295,10 +336,8 @@ export class SendQueue {
         this.#wake = undefined;
         continue;
       }
-      b.body ??= this.#encode(b.samples); // encoded once, unless cut meanwhile
-      b.onWire = true;
       const t0 = performance.now();
-      const result = await this.#o.send(b.body, signal);
+      const result = await this.#attempt(b, signal);
       b.onWire = false;
       this.#o.observer.attempt((performance.now() - t0) / 1000);
       if (signal.aborted) return; // close() counts what is left
@@ -402,4 +441,13 @@ export class SendQueue {
     if (left > 0) this.#o.observer.dropped(left, DropReason.Shutdown);
     return { lost: left, kept: 0 };
   }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e);
+}
+
+function firstLine(text: string): string {
+  const i = text.indexOf("\n");
+  return i < 0 ? text : text.slice(0, i);
 }

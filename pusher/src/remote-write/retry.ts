@@ -18,6 +18,8 @@ export const RetryReason = {
   Network: "network",
   Timeout: "timeout",
   Credentials: "credentials",
+  /** The send threw (a bug): logged with its stack, retried like a network error. */
+  Internal: "internal",
 } as const;
 export type RetryReason = (typeof RetryReason)[keyof typeof RetryReason];
 
@@ -29,7 +31,7 @@ export type Decision =
 /** The outcome of one attempt as the client saw it. */
 export type Attempt =
   | { readonly kind: "response"; readonly status: number; readonly retryAfter?: string | undefined }
-  | { readonly kind: "error"; readonly reason: "network" | "timeout" | "credentials" };
+  | { readonly kind: "error"; readonly reason: "network" | "timeout" | "credentials" | "internal" };
 
 /**
  * Backoff before retry number `attempt` (0 = first retry): 30 ms doubling up to 5 s, with "equal jitter" (half fixed,
