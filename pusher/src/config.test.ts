@@ -87,6 +87,7 @@ describe("parse", () => {
     assert.equal(c.bufferDir, undefined);
     assert.equal(c.bufferMaxBytes, 256 * 1024 * 1024);
     assert.equal(c.shutdownTimeoutMs, 10_000);
+    assert.equal(c.staleMarkersOnShutdown, false, "standalone default: no markers, as Prometheus' sender");
     assert.equal(c.httpPort, 0);
     assert.equal(c.metricPrefix, DEFAULT_METRIC_PREFIX);
     assert.deepEqual(c.scrapeTargets, []);
@@ -138,6 +139,7 @@ describe("parse", () => {
       BUFFER_DIR: "/var/lib/metrics-pusher/buffer",
       BUFFER_MAX_BYTES: "10Mi",
       SHUTDOWN_TIMEOUT: "0s",
+      STALE_MARKERS_ON_SHUTDOWN: "true",
       HTTP_PORT: "8080",
       METRIC_PREFIX: "my_pusher",
       SCRAPE_TARGETS: "http://127.0.0.1:8080/metrics, http://127.0.0.1:9100/metrics",
@@ -164,6 +166,7 @@ describe("parse", () => {
     assert.equal(c.bufferDir, "/var/lib/metrics-pusher/buffer");
     assert.equal(c.bufferMaxBytes, 10 * 1024 * 1024);
     assert.equal(c.shutdownTimeoutMs, 0);
+    assert.equal(c.staleMarkersOnShutdown, true);
     assert.equal(c.httpPort, 8080);
     assert.equal(c.metricPrefix, "my_pusher");
     assert.deepEqual(c.scrapeTargets, ["http://127.0.0.1:8080/metrics", "http://127.0.0.1:9100/metrics"]);
@@ -267,6 +270,12 @@ describe("parse", () => {
       env: { TLS_INSECURE_SKIP_VERIFY: "maybe" },
       variable: "TLS_INSECURE_SKIP_VERIFY",
       contains: "maybe",
+    },
+    {
+      name: "bad stale-marker switch",
+      env: { STALE_MARKERS_ON_SHUTDOWN: "sometimes" },
+      variable: "STALE_MARKERS_ON_SHUTDOWN",
+      contains: "true or false",
     },
     { name: "bad buffer", env: { BUFFER_MAX_SAMPLES: "lots" }, variable: "BUFFER_MAX_SAMPLES", contains: '"lots"' },
     {

@@ -101,6 +101,12 @@ export const ENV = {
     description:
       "On SIGTERM/SIGINT, how long to try to deliver what is buffered before exiting (loss is logged with a count); at most 596h31m23.647s.",
   },
+  STALE_MARKERS_ON_SHUTDOWN: {
+    default: "false",
+    required: false,
+    description:
+      "true to mark every series stale at SIGTERM/SIGINT, ending them at once on the receiver (the operator sets it in the sidecar, where the pod goes away). false, as Prometheus' sender does: the series carry on after a restart, no markers.",
+  },
   HTTP_PORT: {
     default: "0",
     required: false,
@@ -202,6 +208,7 @@ export interface Config {
   readonly bufferDir: string | undefined;
   readonly bufferMaxBytes: number;
   readonly shutdownTimeoutMs: number;
+  readonly staleMarkersOnShutdown: boolean;
   readonly httpPort: number;
   readonly httpAddress: string | undefined;
   readonly metricPrefix: string;
@@ -504,6 +511,12 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
     return n;
   };
   const file = (name: EnvName): string | undefined => raw(name);
+  const bool = (name: EnvName): boolean => {
+    const text = withDefault(name)!.toLowerCase();
+    if (["true", "1", "yes"].includes(text)) return true;
+    if (!["false", "0", "no"].includes(text)) problem(name, text, "must be true or false");
+    return false;
+  };
 
   // Remote-Write URL
   let remoteWriteUrl = "";
@@ -626,11 +639,7 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   }
 
   const tlsCaFile = file("TLS_CA_FILE");
-  let tlsInsecureSkipVerify = false;
-  const skipText = withDefault("TLS_INSECURE_SKIP_VERIFY")!.toLowerCase();
-  if (["true", "1", "yes"].includes(skipText)) tlsInsecureSkipVerify = true;
-  else if (!["false", "0", "no"].includes(skipText))
-    problem("TLS_INSECURE_SKIP_VERIFY", skipText, "must be true or false");
+  const tlsInsecureSkipVerify = bool("TLS_INSECURE_SKIP_VERIFY");
 
   const maxSamplesPerSend = integer("MAX_SAMPLES_PER_SEND", 1, 1_000_000, 2000);
   const bufferMaxSamples = integer("BUFFER_MAX_SAMPLES", 1, 100_000_000, 100_000);
@@ -653,6 +662,7 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   if (bufferDir !== undefined && !bufferDir.startsWith("/"))
     problem("BUFFER_DIR", bufferDir, "must be an absolute path");
   const shutdownTimeoutMs = duration("SHUTDOWN_TIMEOUT", 10_000, 0);
+  const staleMarkersOnShutdown = bool("STALE_MARKERS_ON_SHUTDOWN");
   const httpPort = integer("HTTP_PORT", 0, 65535, 0);
   const httpAddress = raw("HTTP_ADDRESS");
   if (httpAddress !== undefined && !isIP(httpAddress) && httpAddress !== "localhost") {
@@ -728,6 +738,7 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
     bufferDir,
     bufferMaxBytes,
     shutdownTimeoutMs,
+    staleMarkersOnShutdown,
     httpPort,
     httpAddress,
     metricPrefix,

@@ -246,15 +246,19 @@ async function main(): Promise<void> {
   const deadline = Date.now() + config.shutdownTimeoutMs;
   await Promise.race([current, sleep(config.shutdownTimeoutMs)]);
   await Promise.race([cycle(), sleep(Math.max(0, deadline - Date.now()))]);
-  // Our series end here: stale markers tell the receiver at once instead of after five minutes.
-  const staleAt = Math.max(Date.now(), lastCycleMs + 1);
-  await collectOnce(
-    cycleOptions([
-      ...(scraper ? [{ name: "scrape", collect: (now: number) => scraper.staleAll(now) }] : []),
-      { name: "self", collect: (now: number) => collector.staleAll(now) },
-    ]),
-    staleAt,
-  );
+  if (config.staleMarkersOnShutdown) {
+    // In a sidecar the pod is going away and our series end here: stale markers tell the receiver at once instead of
+    // after five minutes. Standalone (the default), the series carry on after a restart, as with Prometheus' sender,
+    // which sends no markers at shutdown: markers would open a gap in every series at each restart.
+    const staleAt = Math.max(Date.now(), lastCycleMs + 1);
+    await collectOnce(
+      cycleOptions([
+        ...(scraper ? [{ name: "scrape", collect: (now: number) => scraper.staleAll(now) }] : []),
+        { name: "self", collect: (now: number) => collector.staleAll(now) },
+      ]),
+      staleAt,
+    );
+  }
   const { lost, kept } = await q.close(Math.max(0, deadline - Date.now()));
   if (kept > 0) {
     log.warn(

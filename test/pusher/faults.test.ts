@@ -24,7 +24,9 @@ const INTERVAL_MS = 200;
 type Answer =
   | { kind: "status"; status: number; headers?: Record<string, string>; body?: string }
   | { kind: "hang" }
-  | { kind: "reset" };
+  | { kind: "reset" }
+  /** Answers `status` after `ms`: a receiver that takes seconds per request. */
+  | { kind: "slow"; ms: number; status: number };
 
 interface Received {
   at: number;
@@ -36,6 +38,8 @@ interface Received {
 class Receiver {
   readonly requests: Received[] = [];
   readonly script: Answer[] = [];
+  /** The answer once the script is used up. */
+  fallback: Answer = { kind: "status", status: 204 };
   #server: http.Server | undefined;
   #sockets = new Set<Socket>();
   port = 0;
@@ -49,7 +53,7 @@ class Receiver {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
-        const answer = this.script.shift() ?? { kind: "status", status: 204 };
+        const answer = this.script.shift() ?? this.fallback;
         let series: DecodedSeries[] = [];
         try {
           series = decodeWriteRequest(Buffer.concat(chunks));
@@ -61,6 +65,10 @@ class Receiver {
         if (answer.kind === "hang") return; // never answers
         if (answer.kind === "reset") {
           req.socket.resetAndDestroy();
+          return;
+        }
+        if (answer.kind === "slow") {
+          setTimeout(() => res.writeHead(answer.status).end(), answer.ms);
           return;
         }
         res.writeHead(answer.status, answer.headers).end(answer.body ?? "");
@@ -400,8 +408,8 @@ describe("pusher against a scripted receiver", () => {
     await waitFor("network retries counted", () => rx.latest(`${P}_retries_total`, { reason: "network" }) === 2, p);
   });
 
-  it("on SIGTERM delivers the last collection and stale markers for its own series, then exits 0", async () => {
-    const { rx, p } = await setup({ SHUTDOWN_TIMEOUT: "5s" });
+  it("with STALE_MARKERS_ON_SHUTDOWN=true, on SIGTERM delivers the last collection and stale markers for its own series, then exits 0", async () => {
+    const { rx, p } = await setup({ SHUTDOWN_TIMEOUT: "5s", STALE_MARKERS_ON_SHUTDOWN: "true" });
     await waitFor("two deliveries", () => rx.delivered().length >= 2, p);
     p.child.kill("SIGTERM");
     const { code } = await p.exited;
@@ -412,6 +420,58 @@ describe("pusher against a scripted receiver", () => {
     assert.ok(stale.some((s) => s.labels.some((l) => l.value === HEARTBEAT)));
     assertContiguous(rx.timestamps(HEARTBEAT), "heartbeat");
     assert.ok(p.logs.some((l) => l.msg === "Shutdown complete: every sample delivered"));
+  });
+
+  it("by default, on SIGTERM flushes what is queued and the last collection, with no stale marker, as Prometheus' sender", async () => {
+    const { rx, p } = await setup({ SHUTDOWN_TIMEOUT: "5s" });
+    await waitFor("two deliveries", () => rx.delivered().length >= 2, p);
+    const before = rx.timestamps(HEARTBEAT).length;
+    p.child.kill("SIGTERM");
+    const { code } = await p.exited;
+    assert.equal(code, 0, p.output.slice(-10).join("\n"));
+    assert.ok(rx.timestamps(HEARTBEAT).length > before, "the last collection was not delivered");
+    // A series that vanishes between two collections still gets its marker; what must not come is a marker for the
+    // series of the last collection, which carry on after a restart.
+    const last = Math.max(...rx.timestamps(HEARTBEAT));
+    const key = (s: DecodedSeries): string => JSON.stringify(s.labels);
+    const all = rx.delivered().flatMap((r) => r.series);
+    const live = new Set(all.filter((s) => s.samples.some((x) => !x.stale && x.timestampMs === last)).map(key));
+    const ended = all.filter((s) => live.has(key(s)) && s.samples.some((x) => x.stale && x.timestampMs >= last));
+    assert.ok(live.size > 20, `only ${live.size} series in the last collection`);
+    assert.deepEqual(ended.map(key), [], "stale markers were sent at shutdown");
+    assertContiguous(rx.timestamps(HEARTBEAT), "heartbeat");
+    assert.ok(p.logs.some((l) => l.msg === "Shutdown complete: every sample delivered"));
+  });
+
+  it("SIGTERM with a receiver taking 1 s per request: an in-order prefix within SHUTDOWN_TIMEOUT, the rest counted lost, exit in time", async (t) => {
+    const SHUTDOWN_MS = 3000;
+    const { rx, p } = await setup({
+      SHUTDOWN_TIMEOUT: `${SHUTDOWN_MS}ms`,
+      MAX_SAMPLES_PER_SEND: "100",
+      TIMEOUT: "30s",
+    });
+    await waitFor("a first delivery", () => rx.delivered().length > 0, p);
+    await rx.stop();
+    await sleep(10 * INTERVAL_MS); // a backlog of many batches
+    rx.fallback = { kind: "slow", ms: 1000, status: 204 };
+    await rx.start();
+    await waitFor("a first slow request", () => rx.requests.length > 1, p);
+    const signalledAt = Date.now();
+    p.child.kill("SIGTERM");
+    const exit = await exitWithin(p, SHUTDOWN_MS + 5000);
+    const took = Date.now() - signalledAt;
+    t.diagnostic(`exit ${took} ms after SIGTERM with SHUTDOWN_TIMEOUT ${SHUTDOWN_MS} ms`);
+    assert.equal(exit?.code, 0, `exit ${JSON.stringify(exit)}\n${p.output.slice(-10).join("\n")}`);
+    assert.ok(took <= SHUTDOWN_MS + 1500, `exited ${took} ms after SIGTERM, SHUTDOWN_TIMEOUT ${SHUTDOWN_MS} ms`);
+    // What arrived is a prefix in order: heartbeats strictly increasing, none missing between the first and the last.
+    const ts = rx.timestamps(HEARTBEAT);
+    assertContiguous(ts, "heartbeat delivered around the shutdown");
+    const during = rx.requests.filter((r) => r.at >= signalledAt).length;
+    assert.ok(during >= 1 && during <= 4, `${during} requests during a ${SHUTDOWN_MS} ms flush at 1 s each`);
+    const loss = p.logs.find((l) => typeof l.lost === "number");
+    assert.ok(loss && (loss.lost as number) > 0, `no loss logged\n${p.output.slice(-10).join("\n")}`);
+    assert.equal(loss.level, 40);
+    t.diagnostic(`${during} requests during the flush, ${String(loss.lost)} samples counted lost (reason shutdown)`);
   });
 
   it("on SIGTERM during an outage exits 0 within SHUTDOWN_TIMEOUT and logs the loss with a count", async () => {
