@@ -3,7 +3,11 @@ import assert from "node:assert/strict";
 import {
   ConfigError,
   DEFAULT_METRIC_PREFIX,
+  DURATION_VARIABLES,
   ENV,
+  MAX_DURATION,
+  credentialFileProblems,
+  MAX_DURATION_MS,
   RESERVED_HEADERS,
   formatDuration,
   formatHeaders,
@@ -83,6 +87,7 @@ describe("parse", () => {
     assert.equal(c.bufferDir, undefined);
     assert.equal(c.bufferMaxBytes, 256 * 1024 * 1024);
     assert.equal(c.shutdownTimeoutMs, 10_000);
+    assert.equal(c.staleMarkersOnShutdown, false, "standalone default: no markers, as Prometheus' sender");
     assert.equal(c.httpPort, 0);
     assert.equal(c.metricPrefix, DEFAULT_METRIC_PREFIX);
     assert.deepEqual(c.scrapeTargets, []);
@@ -134,6 +139,7 @@ describe("parse", () => {
       BUFFER_DIR: "/var/lib/metrics-pusher/buffer",
       BUFFER_MAX_BYTES: "10Mi",
       SHUTDOWN_TIMEOUT: "0s",
+      STALE_MARKERS_ON_SHUTDOWN: "true",
       HTTP_PORT: "8080",
       METRIC_PREFIX: "my_pusher",
       SCRAPE_TARGETS: "http://127.0.0.1:8080/metrics, http://127.0.0.1:9100/metrics",
@@ -160,6 +166,7 @@ describe("parse", () => {
     assert.equal(c.bufferDir, "/var/lib/metrics-pusher/buffer");
     assert.equal(c.bufferMaxBytes, 10 * 1024 * 1024);
     assert.equal(c.shutdownTimeoutMs, 0);
+    assert.equal(c.staleMarkersOnShutdown, true);
     assert.equal(c.httpPort, 8080);
     assert.equal(c.metricPrefix, "my_pusher");
     assert.deepEqual(c.scrapeTargets, ["http://127.0.0.1:8080/metrics", "http://127.0.0.1:9100/metrics"]);
@@ -264,6 +271,12 @@ describe("parse", () => {
       variable: "TLS_INSECURE_SKIP_VERIFY",
       contains: "maybe",
     },
+    {
+      name: "bad stale-marker switch",
+      env: { STALE_MARKERS_ON_SHUTDOWN: "sometimes" },
+      variable: "STALE_MARKERS_ON_SHUTDOWN",
+      contains: "true or false",
+    },
     { name: "bad buffer", env: { BUFFER_MAX_SAMPLES: "lots" }, variable: "BUFFER_MAX_SAMPLES", contains: '"lots"' },
     {
       name: "buffer < batch",
@@ -325,6 +338,120 @@ describe("parse", () => {
       assert.ok(p.message.includes(c.contains), `"${p.message}" should contain ${c.contains}`);
     });
   }
+
+  describe("header values HTTP cannot send are refused at start (Node's own check)", () => {
+    for (const [what, value] of [
+      ["a character beyond Latin-1", "t€am"],
+      ["an inner line feed", "team\na"],
+      ["an inner carriage return", "team\ra"],
+      ["a control character", "te\u0001am"],
+      ["DEL", "team\u007f"],
+      ["NUL", "te\u0000am"],
+    ] as const) {
+      it(`refuses ${what}, naming the variable and the header but not the value`, () => {
+        const problems = problemsOf({
+          PROMETHEUS_REMOTE_WRITE_URL: URL_OK,
+          REMOTE_WRITE_HEADERS: JSON.stringify({ "X-Scope-OrgID": value }),
+        });
+        const p = problems.find((x) => x.variable === "REMOTE_WRITE_HEADERS");
+        assert.ok(p, JSON.stringify(problems));
+        assert.match(
+          p.message,
+          /^REMOTE_WRITE_HEADERS=.*header "X-Scope-OrgID": value holds a character HTTP cannot send/,
+        );
+        assert.ok(!p.message.includes("team"), `the value leaked into ${p.message}`);
+      });
+    }
+    it("accepts Latin-1 and tab, which HTTP sends", () => {
+      const c = parse({
+        PROMETHEUS_REMOTE_WRITE_URL: URL_OK,
+        REMOTE_WRITE_HEADERS: JSON.stringify({ "X-A": "équipe\tb" }),
+      });
+      assert.deepEqual(c.headers, { "X-A": "équipe\tb" });
+    });
+  });
+
+  describe("credentialFileProblems (the check at start)", () => {
+    const files: Record<string, string | undefined> = {
+      "/ok": "abc.def-ghi",
+      "/lf": "abc\ndef",
+      "/euro": "t€ken",
+      "/ctl": "ab\u0007c",
+    };
+    const read = (path: string): string | undefined => files[path];
+    it("refuses a bearer token HTTP cannot send, naming BEARER_TOKEN_FILE and the path, never the content", () => {
+      for (const path of ["/lf", "/euro", "/ctl"]) {
+        const problems = credentialFileProblems({ bearerTokenFile: path }, read);
+        assert.equal(problems.length, 1, path);
+        assert.equal(problems[0]!.variable, "BEARER_TOKEN_FILE");
+        assert.ok(
+          problems[0]!.message.startsWith(`BEARER_TOKEN_FILE="${path}": the file's content holds`),
+          problems[0]!.message,
+        );
+        assert.ok(!/abc|def|ken/.test(problems[0]!.message), problems[0]!.message);
+      }
+    });
+    it("accepts a sendable token, no token file, and a file not readable yet (it is retried, never fatal)", () => {
+      assert.deepEqual(credentialFileProblems({ bearerTokenFile: "/ok" }, read), []);
+      assert.deepEqual(credentialFileProblems({ bearerTokenFile: undefined }, read), []);
+      assert.deepEqual(credentialFileProblems({ bearerTokenFile: "/missing" }, read), []);
+    });
+  });
+
+  describe("every duration is bounded by Node's timer limit (2^31-1 ms)", () => {
+    it("the bound is Node's, and its Go spelling parses back to it", () => {
+      assert.equal(MAX_DURATION_MS, 2 ** 31 - 1);
+      assert.equal(MAX_DURATION, "596h31m23.647s");
+      assert.equal(parseDuration(MAX_DURATION), MAX_DURATION_MS);
+    });
+    it("lists every duration variable, and each one's description states the bound", () => {
+      assert.deepEqual([...DURATION_VARIABLES].sort(), [
+        "PUSH_INTERVAL",
+        "SCRAPE_TIMEOUT",
+        "SHUTDOWN_TIMEOUT",
+        "TIMEOUT",
+      ]);
+      for (const name of DURATION_VARIABLES) assert.match(ENV[name].description, /at most 596h31m23\.647s/, name);
+    });
+    const over: [string, string][] = [
+      ["PUSH_INTERVAL", "600h"],
+      ["TIMEOUT", "2000h"],
+      ["SHUTDOWN_TIMEOUT", "597h"],
+      ["PUSH_INTERVAL", "596h31m23.648s"],
+      ["TIMEOUT", "99999999999999999999999h"],
+    ];
+    for (const [variable, value] of over) {
+      it(`refuses ${variable}=${value}, naming the variable and the bound`, () => {
+        const problems = problemsOf({ PROMETHEUS_REMOTE_WRITE_URL: URL_OK, [variable]: value });
+        const p = problems.find((x) => x.variable === variable);
+        assert.ok(p, `no problem for ${variable} in ${JSON.stringify(problems)}`);
+        assert.ok(p.message.startsWith(`${variable}="${value}"`), p.message);
+        assert.ok(p.message.includes("at most 596h31m23.647s"), p.message);
+      });
+    }
+    it("refuses SCRAPE_TIMEOUT over the bound even beside a PUSH_INTERVAL over it", () => {
+      const problems = problemsOf({
+        PROMETHEUS_REMOTE_WRITE_URL: URL_OK,
+        PUSH_INTERVAL: "700h",
+        SCRAPE_TIMEOUT: "650h",
+      });
+      assert.ok(problems.some((p) => p.variable === "PUSH_INTERVAL" && p.message.includes("at most")));
+      assert.ok(problems.some((p) => p.variable === "SCRAPE_TIMEOUT" && p.message.includes("at most")));
+    });
+    it("accepts the bound itself for every duration", () => {
+      const c = parse({
+        PROMETHEUS_REMOTE_WRITE_URL: URL_OK,
+        PUSH_INTERVAL: MAX_DURATION,
+        TIMEOUT: MAX_DURATION,
+        SHUTDOWN_TIMEOUT: MAX_DURATION,
+        SCRAPE_TIMEOUT: MAX_DURATION,
+      });
+      assert.deepEqual(
+        [c.pushIntervalMs, c.timeoutMs, c.shutdownTimeoutMs, c.scrapeTimeoutMs],
+        [MAX_DURATION_MS, MAX_DURATION_MS, MAX_DURATION_MS, MAX_DURATION_MS],
+      );
+    });
+  });
 
   it("reports every problem at once, in one error", () => {
     const problems = problemsOf({ PUSH_INTERVAL: "soon", TIMEOUT: "0", LOG_LEVEL: "loud", HTTP_PORT: "-1" });

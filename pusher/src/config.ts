@@ -1,5 +1,6 @@
 // The pusher's environment contract: names, defaults and meaning of every variable, and parse(env) → frozen Config.
 // The operator imports this module to build the sidecar's env, so it must have no side effects on import.
+import { validateHeaderValue } from "node:http";
 import { isIP } from "node:net";
 
 export type EnvSpec = {
@@ -21,12 +22,13 @@ export const ENV = {
     default: "30s",
     required: false,
     description:
-      "Collection and push period, a Go-style duration (500ms, 30s, 1m30s); > 0. Targets are scraped at the same period.",
+      "Collection and push period, a Go-style duration (500ms, 30s, 1m30s); > 0 and at most 596h31m23.647s. Targets are scraped at the same period.",
   },
   TIMEOUT: {
     default: "30s",
     required: false,
-    description: "Timeout of one Remote-Write HTTP request (connect, send and answer), a Go-style duration; > 0.",
+    description:
+      "Timeout of one Remote-Write HTTP request (connect, send and answer), a Go-style duration; > 0 and at most 596h31m23.647s.",
   },
   LOG_LEVEL: { default: "info", required: false, description: "Log level: debug, info, warn or error." },
   NAMESPACE: {
@@ -97,7 +99,13 @@ export const ENV = {
     default: "10s",
     required: false,
     description:
-      "On SIGTERM/SIGINT, how long to try to deliver what is buffered before exiting (loss is logged with a count).",
+      "On SIGTERM/SIGINT, how long to try to deliver what is buffered before exiting (loss is logged with a count); at most 596h31m23.647s.",
+  },
+  STALE_MARKERS_ON_SHUTDOWN: {
+    default: "false",
+    required: false,
+    description:
+      "true to mark every series stale at SIGTERM/SIGINT, ending them at once on the receiver (the operator sets it in the sidecar, where the pod goes away). false, as Prometheus' sender does: the series carry on after a restart, no markers.",
   },
   HTTP_PORT: {
     default: "0",
@@ -124,7 +132,7 @@ export const ENV = {
     default: "10s",
     required: false,
     description:
-      "Timeout of one scrape, a Go-style duration; at most PUSH_INTERVAL (when unset: the smaller of 10s and PUSH_INTERVAL).",
+      "Timeout of one scrape, a Go-style duration; at most PUSH_INTERVAL (when unset: the smaller of 10s and PUSH_INTERVAL) and at most 596h31m23.647s.",
   },
   SCRAPE_SAMPLE_LIMIT: {
     default: "0",
@@ -146,6 +154,22 @@ export const ENV = {
 } as const satisfies Record<string, EnvSpec>;
 
 export type EnvName = keyof typeof ENV;
+
+/**
+ * The largest duration any variable accepts: Node's timers hold a signed 32-bit count of milliseconds, and a longer
+ * delay fires after 1 ms instead (setInterval then runs flat out) or throws (AbortSignal.timeout). The operator's CRD
+ * repeats this bound for every duration field, so that what the apiserver admits the pusher accepts.
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+/** MAX_DURATION_MS as a Go duration: "596h31m23.647s" (for CEL: `duration(self) <= duration('596h31m23.647s')`). */
+export const MAX_DURATION = "596h31m23.647s";
+/** The variables that hold a duration, each bounded by MAX_DURATION_MS. */
+export const DURATION_VARIABLES = Object.freeze([
+  "PUSH_INTERVAL",
+  "TIMEOUT",
+  "SHUTDOWN_TIMEOUT",
+  "SCRAPE_TIMEOUT",
+] as const satisfies readonly EnvName[]);
 
 export const DEFAULT_METRIC_PREFIX = "knative_lambda_metric_pusher";
 
@@ -184,6 +208,7 @@ export interface Config {
   readonly bufferDir: string | undefined;
   readonly bufferMaxBytes: number;
   readonly shutdownTimeoutMs: number;
+  readonly staleMarkersOnShutdown: boolean;
   readonly httpPort: number;
   readonly httpAddress: string | undefined;
   readonly metricPrefix: string;
@@ -288,6 +313,50 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 // RFC 9110 token.
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * Why Node's HTTP client would refuse to send this header value (it throws from http.request), or undefined when it
+ * can be sent. Node's own check, not a copy of it: line breaks, other control characters but tab, and characters
+ * beyond Latin-1 (`t€am`) are refused. The message never holds the value (it may be a secret).
+ */
+export function unsendableHeaderValue(name: string, value: string): string | undefined {
+  try {
+    validateHeaderValue(name, value);
+    return undefined;
+  } catch {
+    return "value holds a character HTTP cannot send (a line break, a control character, or one beyond Latin-1 such as €)";
+  }
+}
+
+/** The Authorization value for a bearer token, as the client sends it. */
+export function bearerAuthorization(token: string): string {
+  return `Bearer ${token}`;
+}
+
+/**
+ * Credential files whose content the client could never send, for the check at start (exit 2, naming the variable).
+ * `read` returns the trimmed content, or undefined when the file cannot be read: a missing file is not a problem at
+ * start (the Secret may come later; requests wait and retry). Basic-auth files are sent base64-encoded, so any content
+ * can be sent and none is refused here.
+ */
+export function credentialFileProblems(
+  config: Pick<Config, "bearerTokenFile">,
+  read: (path: string) => string | undefined,
+): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  if (config.bearerTokenFile !== undefined) {
+    const token = read(config.bearerTokenFile);
+    const why = token === undefined ? undefined : unsendableHeaderValue("Authorization", bearerAuthorization(token));
+    if (why !== undefined) {
+      problems.push({
+        variable: "BEARER_TOKEN_FILE",
+        value: config.bearerTokenFile,
+        message: `BEARER_TOKEN_FILE=${JSON.stringify(config.bearerTokenFile)}: the file's ${why.replace(/^value/, "content")}`,
+      });
+    }
+  }
+  return problems;
+}
 
 /** Formats labels for EXTERNAL_LABELS: `k=v,k2=v2`, quoting values that need it. Inverse of the parser. */
 export function formatLabels(labels: Readonly<Record<string, string>>): string {
@@ -418,6 +487,10 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
         problem(name, text, `must be at least ${formatDuration(min)}`);
         return fallback;
       }
+      if (!(ms <= MAX_DURATION_MS)) {
+        problem(name, text, `must be at most ${MAX_DURATION} (2^31-1 ms, the longest delay Node's timers can wait)`);
+        return fallback;
+      }
       return ms;
     } catch (e) {
       problem(name, text, `${(e as Error).message} (use a Go duration such as 500ms, 30s or 1m30s)`);
@@ -438,6 +511,12 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
     return n;
   };
   const file = (name: EnvName): string | undefined => raw(name);
+  const bool = (name: EnvName): boolean => {
+    const text = withDefault(name)!.toLowerCase();
+    if (["true", "1", "yes"].includes(text)) return true;
+    if (!["false", "0", "no"].includes(text)) problem(name, text, "must be true or false");
+    return false;
+  };
 
   // Remote-Write URL
   let remoteWriteUrl = "";
@@ -549,8 +628,8 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
         problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}" is reserved by the protocol and cannot be set`);
       } else if (typeof value !== "string")
         problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}": value must be a string`);
-      else if (/[\r\n\0]/.test(value))
-        problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}": value holds a line break or NUL`);
+      else if (unsendableHeaderValue(name, value) !== undefined)
+        problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}": ${unsendableHeaderValue(name, value)}`);
       else if (seen.has(lower)) problem("REMOTE_WRITE_HEADERS", hdrText, `header "${name}" is repeated`);
       else {
         seen.add(lower);
@@ -560,11 +639,7 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   }
 
   const tlsCaFile = file("TLS_CA_FILE");
-  let tlsInsecureSkipVerify = false;
-  const skipText = withDefault("TLS_INSECURE_SKIP_VERIFY")!.toLowerCase();
-  if (["true", "1", "yes"].includes(skipText)) tlsInsecureSkipVerify = true;
-  else if (!["false", "0", "no"].includes(skipText))
-    problem("TLS_INSECURE_SKIP_VERIFY", skipText, "must be true or false");
+  const tlsInsecureSkipVerify = bool("TLS_INSECURE_SKIP_VERIFY");
 
   const maxSamplesPerSend = integer("MAX_SAMPLES_PER_SEND", 1, 1_000_000, 2000);
   const bufferMaxSamples = integer("BUFFER_MAX_SAMPLES", 1, 100_000_000, 100_000);
@@ -587,6 +662,7 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   if (bufferDir !== undefined && !bufferDir.startsWith("/"))
     problem("BUFFER_DIR", bufferDir, "must be an absolute path");
   const shutdownTimeoutMs = duration("SHUTDOWN_TIMEOUT", 10_000, 0);
+  const staleMarkersOnShutdown = bool("STALE_MARKERS_ON_SHUTDOWN");
   const httpPort = integer("HTTP_PORT", 0, 65535, 0);
   const httpAddress = raw("HTTP_ADDRESS");
   if (httpAddress !== undefined && !isIP(httpAddress) && httpAddress !== "localhost") {
@@ -662,6 +738,7 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
     bufferDir,
     bufferMaxBytes,
     shutdownTimeoutMs,
+    staleMarkersOnShutdown,
     httpPort,
     httpAddress,
     metricPrefix,

@@ -4,7 +4,9 @@ import { hostname } from "node:os";
 import { setInterval, setTimeout as sleep } from "node:timers/promises";
 import { pino, type Logger } from "pino";
 import { Registry } from "prom-client";
-import { ConfigError, formatDuration, parse, redactUrl, type Config } from "./config.ts";
+import { readFileSync } from "node:fs";
+import { ConfigError, credentialFileProblems, formatDuration, parse, redactUrl, type Config } from "./config.ts";
+import { collectOnce } from "./cycle.ts";
 import { RegistryCollector, registerSelfMetrics, selfTargetLabels } from "./collect/self.ts";
 import { startStatusServer, type StatusServer } from "./http.ts";
 import { RemoteWriteClient } from "./remote-write/client.ts";
@@ -23,7 +25,18 @@ const EXIT_CONFIG = 2;
 
 function readConfig(): Config {
   try {
-    return parse(process.env);
+    const config = parse(process.env);
+    // A credential file the client could never send (an inner line feed, a non-Latin-1 character) is a configuration
+    // error at start. One that cannot be read yet is not: the Secret may come later, and requests wait for it.
+    const problems = credentialFileProblems(config, (path) => {
+      try {
+        return readFileSync(path, "utf8").trim();
+      } catch {
+        return undefined;
+      }
+    });
+    if (problems.length > 0) throw new ConfigError(problems);
+    return config;
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     // Both a JSON line for log pipelines and plain text for a human reading `kubectl logs`.
@@ -184,22 +197,22 @@ async function main(): Promise<void> {
 
   let lastCycleMs = 0;
   const collectLog = log.child({ component: "collect" });
-  /** One collection: own metrics and scraped targets, one timestamp, straight into the queue. */
+  const cycleOptions = (sources: Parameters<typeof collectOnce>[0]["sources"]): Parameters<typeof collectOnce>[0] => ({
+    sources,
+    push: (samples) => q.push(samples),
+    log: collectLog,
+    failed: (source) => self.collectionFailed(source),
+  });
+  const collectSources = cycleOptions([
+    ...(scraper ? [{ name: "scrape", collect: (now: number) => scraper.scrape(now) }] : []),
+    { name: "self", collect: (now: number) => collector.collect(now) },
+  ]);
+  /** One collection: own metrics and scraped targets, one timestamp, straight into the queue. Never rejects. */
   const cycle = async (): Promise<void> => {
     // Timestamps of one series must increase even if the wall clock steps back a little.
     const now = Math.max(Date.now(), lastCycleMs + 1);
     lastCycleMs = now;
-    const started = performance.now();
-    try {
-      const [scraped, own] = await Promise.all([scraper?.scrape(now) ?? [], collector.collect(now)]);
-      q.push(scraped.length === 0 ? own : [...scraped, ...own]);
-      collectLog.debug(
-        { samples: scraped.length + own.length, ms: Math.round(performance.now() - started) },
-        "Collected",
-      );
-    } catch (e) {
-      collectLog.error({ err: (e as Error).message }, "Collection failed");
-    }
+    await collectOnce(collectSources, now);
   };
 
   let shuttingDown = false;
@@ -233,9 +246,19 @@ async function main(): Promise<void> {
   const deadline = Date.now() + config.shutdownTimeoutMs;
   await Promise.race([current, sleep(config.shutdownTimeoutMs)]);
   await Promise.race([cycle(), sleep(Math.max(0, deadline - Date.now()))]);
-  // Our series end here: stale markers tell the receiver at once instead of after five minutes.
-  const staleAt = Math.max(Date.now(), lastCycleMs + 1);
-  q.push([...(scraper?.staleAll(staleAt) ?? []), ...collector.staleAll(staleAt)]);
+  if (config.staleMarkersOnShutdown) {
+    // In a sidecar the pod is going away and our series end here: stale markers tell the receiver at once instead of
+    // after five minutes. Standalone (the default), the series carry on after a restart, as with Prometheus' sender,
+    // which sends no markers at shutdown: markers would open a gap in every series at each restart.
+    const staleAt = Math.max(Date.now(), lastCycleMs + 1);
+    await collectOnce(
+      cycleOptions([
+        ...(scraper ? [{ name: "scrape", collect: (now: number) => scraper.staleAll(now) }] : []),
+        { name: "self", collect: (now: number) => collector.staleAll(now) },
+      ]),
+      staleAt,
+    );
+  }
   const { lost, kept } = await q.close(Math.max(0, deadline - Date.now()));
   if (kept > 0) {
     log.warn(

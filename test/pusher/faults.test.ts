@@ -4,7 +4,7 @@
 import { after, afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { decodeWriteRequest, type DecodedSeries } from "../../pusher/src/remote-write/prompb.ts";
+import { MAX_DURATION } from "../../pusher/src/config.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const MAIN = join(ROOT, "pusher/src/main.ts");
@@ -23,7 +24,9 @@ const INTERVAL_MS = 200;
 type Answer =
   | { kind: "status"; status: number; headers?: Record<string, string>; body?: string }
   | { kind: "hang" }
-  | { kind: "reset" };
+  | { kind: "reset" }
+  /** Answers `status` after `ms`: a receiver that takes seconds per request. */
+  | { kind: "slow"; ms: number; status: number };
 
 interface Received {
   at: number;
@@ -35,6 +38,8 @@ interface Received {
 class Receiver {
   readonly requests: Received[] = [];
   readonly script: Answer[] = [];
+  /** The answer once the script is used up. */
+  fallback: Answer = { kind: "status", status: 204 };
   #server: http.Server | undefined;
   #sockets = new Set<Socket>();
   port = 0;
@@ -48,7 +53,7 @@ class Receiver {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
-        const answer = this.script.shift() ?? { kind: "status", status: 204 };
+        const answer = this.script.shift() ?? this.fallback;
         let series: DecodedSeries[];
         try {
           series = decodeWriteRequest(Buffer.concat(chunks));
@@ -60,6 +65,10 @@ class Receiver {
         if (answer.kind === "hang") return; // never answers
         if (answer.kind === "reset") {
           req.socket.resetAndDestroy();
+          return;
+        }
+        if (answer.kind === "slow") {
+          setTimeout(() => res.writeHead(answer.status).end(), answer.ms);
           return;
         }
         res.writeHead(answer.status, answer.headers).end(answer.body ?? "");
@@ -296,6 +305,46 @@ describe("pusher against a scripted receiver", () => {
     );
   });
 
+  it("429 with Retry-After: 0 still backs off: a handful of requests in 3 s, not a flood", async (t) => {
+    const { rx, p } = await setup();
+    for (let i = 0; i < 5000; i++)
+      rx.script.push({ kind: "status", status: 429, headers: { "Retry-After": "0" }, body: "slow down" });
+    await waitFor("a first 429", () => rx.requests.length > 0, p);
+    const first = rx.requests[0]!.at;
+    await sleep(3000);
+    const within = rx.requests.filter((r) => r.at - first <= 3000).length;
+    t.diagnostic(`${within} requests in 3 s answered 429 with Retry-After: 0`);
+    // The backoff alone (15–30 ms doubling to 5 s) allows about 8; before the fix, 1,200 were measured.
+    assert.ok(within >= 3 && within <= 20, `${within} requests in 3 s answered 429 with Retry-After: 0`);
+    rx.script.length = 0;
+    await waitFor("delivery once the receiver accepts", () => rx.delivered().length > 0, p);
+    assert.deepEqual(rx.delivered()[0]!.series, rx.requests[0]!.series, "the same batch was resent");
+  });
+
+  it("refuses scraped samples timestamped in microseconds (too_far_in_future) and forwards the rest", async () => {
+    const target = http.createServer((_req, res) => {
+      const us = Date.now() * 1000;
+      res.end(`# TYPE micro_metric gauge\nmicro_metric 1 ${us}\n# TYPE plain_metric gauge\nplain_metric 2\n`);
+    });
+    await new Promise<void>((r) => target.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => target.close(() => r())));
+    const url = `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`;
+    const { rx, p } = await setup({ SCRAPE_TARGETS: url });
+    await waitFor(
+      "too_far_in_future counted",
+      () => (rx.latest(`${P}_samples_dropped_total`, { reason: "too_far_in_future" }) ?? 0) >= 2,
+      p,
+    );
+    const names = new Set(
+      rx
+        .delivered()
+        .flatMap((r) => r.series.flatMap((s) => s.labels.filter((l) => l.name === "__name__").map((l) => l.value))),
+    );
+    assert.ok(names.has("plain_metric"), "the target's other series were not forwarded");
+    assert.ok(!names.has("micro_metric"), "a sample timestamped in microseconds was forwarded");
+    assert.equal(rx.latest(`${P}_samples_dropped_total`, { reason: "out_of_order" }), 0);
+  });
+
   it("drops a batch refused with 400 (counted, logged with status and body) and goes on", async () => {
     const { rx, p } = await setup();
     rx.script.push({ kind: "status", status: 400, body: "out of order sample" });
@@ -359,8 +408,8 @@ describe("pusher against a scripted receiver", () => {
     await waitFor("network retries counted", () => rx.latest(`${P}_retries_total`, { reason: "network" }) === 2, p);
   });
 
-  it("on SIGTERM delivers the last collection and stale markers for its own series, then exits 0", async () => {
-    const { rx, p } = await setup({ SHUTDOWN_TIMEOUT: "5s" });
+  it("with STALE_MARKERS_ON_SHUTDOWN=true, on SIGTERM delivers the last collection and stale markers for its own series, then exits 0", async () => {
+    const { rx, p } = await setup({ SHUTDOWN_TIMEOUT: "5s", STALE_MARKERS_ON_SHUTDOWN: "true" });
     await waitFor("two deliveries", () => rx.delivered().length >= 2, p);
     p.child.kill("SIGTERM");
     const { code } = await p.exited;
@@ -371,6 +420,58 @@ describe("pusher against a scripted receiver", () => {
     assert.ok(stale.some((s) => s.labels.some((l) => l.value === HEARTBEAT)));
     assertContiguous(rx.timestamps(HEARTBEAT), "heartbeat");
     assert.ok(p.logs.some((l) => l.msg === "Shutdown complete: every sample delivered"));
+  });
+
+  it("by default, on SIGTERM flushes what is queued and the last collection, with no stale marker, as Prometheus' sender", async () => {
+    const { rx, p } = await setup({ SHUTDOWN_TIMEOUT: "5s" });
+    await waitFor("two deliveries", () => rx.delivered().length >= 2, p);
+    const before = rx.timestamps(HEARTBEAT).length;
+    p.child.kill("SIGTERM");
+    const { code } = await p.exited;
+    assert.equal(code, 0, p.output.slice(-10).join("\n"));
+    assert.ok(rx.timestamps(HEARTBEAT).length > before, "the last collection was not delivered");
+    // A series that vanishes between two collections still gets its marker; what must not come is a marker for the
+    // series of the last collection, which carry on after a restart.
+    const last = Math.max(...rx.timestamps(HEARTBEAT));
+    const key = (s: DecodedSeries): string => JSON.stringify(s.labels);
+    const all = rx.delivered().flatMap((r) => r.series);
+    const live = new Set(all.filter((s) => s.samples.some((x) => !x.stale && x.timestampMs === last)).map(key));
+    const ended = all.filter((s) => live.has(key(s)) && s.samples.some((x) => x.stale && x.timestampMs >= last));
+    assert.ok(live.size > 20, `only ${live.size} series in the last collection`);
+    assert.deepEqual(ended.map(key), [], "stale markers were sent at shutdown");
+    assertContiguous(rx.timestamps(HEARTBEAT), "heartbeat");
+    assert.ok(p.logs.some((l) => l.msg === "Shutdown complete: every sample delivered"));
+  });
+
+  it("SIGTERM with a receiver taking 1 s per request: an in-order prefix within SHUTDOWN_TIMEOUT, the rest counted lost, exit in time", async (t) => {
+    const SHUTDOWN_MS = 3000;
+    const { rx, p } = await setup({
+      SHUTDOWN_TIMEOUT: `${SHUTDOWN_MS}ms`,
+      MAX_SAMPLES_PER_SEND: "100",
+      TIMEOUT: "30s",
+    });
+    await waitFor("a first delivery", () => rx.delivered().length > 0, p);
+    await rx.stop();
+    await sleep(10 * INTERVAL_MS); // a backlog of many batches
+    rx.fallback = { kind: "slow", ms: 1000, status: 204 };
+    await rx.start();
+    await waitFor("a first slow request", () => rx.requests.length > 1, p);
+    const signalledAt = Date.now();
+    p.child.kill("SIGTERM");
+    const exit = await exitWithin(p, SHUTDOWN_MS + 5000);
+    const took = Date.now() - signalledAt;
+    t.diagnostic(`exit ${took} ms after SIGTERM with SHUTDOWN_TIMEOUT ${SHUTDOWN_MS} ms`);
+    assert.equal(exit?.code, 0, `exit ${JSON.stringify(exit)}\n${p.output.slice(-10).join("\n")}`);
+    assert.ok(took <= SHUTDOWN_MS + 1500, `exited ${took} ms after SIGTERM, SHUTDOWN_TIMEOUT ${SHUTDOWN_MS} ms`);
+    // What arrived is a prefix in order: heartbeats strictly increasing, none missing between the first and the last.
+    const ts = rx.timestamps(HEARTBEAT);
+    assertContiguous(ts, "heartbeat delivered around the shutdown");
+    const during = rx.requests.filter((r) => r.at >= signalledAt).length;
+    assert.ok(during >= 1 && during <= 4, `${during} requests during a ${SHUTDOWN_MS} ms flush at 1 s each`);
+    const loss = p.logs.find((l) => typeof l.lost === "number");
+    assert.ok(loss && (loss.lost as number) > 0, `no loss logged\n${p.output.slice(-10).join("\n")}`);
+    assert.equal(loss.level, 40);
+    t.diagnostic(`${during} requests during the flush, ${String(loss.lost)} samples counted lost (reason shutdown)`);
   });
 
   it("on SIGTERM during an outage exits 0 within SHUTDOWN_TIMEOUT and logs the loss with a count", async () => {
@@ -471,6 +572,104 @@ describe("pusher against a scripted receiver", () => {
     const started = p.logs.find((l) => l.msg === "Pusher started");
     assert.equal(started?.httpPort, 0);
     assert.deepEqual(listeningPorts(p.child.pid!), [], "the pusher listens on a port");
+  });
+
+  /** The exit of a process that should stop by itself, or undefined when it is still running after `ms`. */
+  const exitWithin = async (p: Pusher, ms: number): Promise<{ code: number | null } | undefined> =>
+    Promise.race([p.exited, sleep(ms).then(() => undefined)]);
+
+  for (const [variable, value] of [
+    ["PUSH_INTERVAL", "600h"],
+    ["TIMEOUT", "2000h"],
+  ] as const) {
+    it(`exits 2 on ${variable}=${value} (over Node's timer limit), naming the variable and the bound`, async () => {
+      const { rx, p } = await setup({ [variable]: value });
+      const exit = await exitWithin(p, 8000);
+      assert.equal(
+        exit?.code,
+        2,
+        `exit ${JSON.stringify(exit)}, ${rx.requests.length} requests\n${p.output.slice(-10).join("\n")}`,
+      );
+      const text = p.output.join("\n");
+      assert.ok(text.includes(`${variable}="${value}"`), `${variable} not named:\n${text}`);
+      assert.ok(text.includes(`at most ${MAX_DURATION}`), `the bound is not stated:\n${text}`);
+      assert.equal(rx.requests.length, 0);
+    });
+  }
+
+  it("runs with every duration at the largest accepted value: one collection at start, no timer overflow", async () => {
+    const { rx, p } = await setup({
+      PUSH_INTERVAL: MAX_DURATION,
+      TIMEOUT: MAX_DURATION,
+      SHUTDOWN_TIMEOUT: MAX_DURATION,
+    });
+    await waitFor("the first collection delivered", () => rx.delivered().length > 0, p);
+    await sleep(2000);
+    assert.equal(rx.timestamps(HEARTBEAT).length, 1, "a timer fired early: more than the collection at start");
+    assert.ok(!p.output.some((l) => l.includes("TimeoutOverflowWarning")), p.output.join("\n"));
+    p.child.kill("SIGTERM");
+    const exit = await exitWithin(p, 5000);
+    assert.equal(exit?.code, 0, `SIGTERM: ${JSON.stringify(exit)}\n${p.output.slice(-10).join("\n")}`);
+  });
+
+  it("exits 2 on a header value HTTP cannot send (X-Scope-OrgID: t€am), naming the variable", async () => {
+    const { rx, p } = await setup({ REMOTE_WRITE_HEADERS: '{"X-Scope-OrgID":"t€am"}' });
+    const exit = await exitWithin(p, 8000);
+    assert.equal(exit?.code, 2, `exit ${JSON.stringify(exit)}\n${p.output.slice(-10).join("\n")}`);
+    const text = p.output.join("\n");
+    assert.match(text, /REMOTE_WRITE_HEADERS=.*header "X-Scope-OrgID": value holds a character HTTP cannot send/);
+    assert.equal(rx.requests.length, 0);
+  });
+
+  it("exits 2 on a bearer token file with an inner line feed, naming BEARER_TOKEN_FILE (never the token)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "faults-token-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "token");
+    writeFileSync(file, "Qz-first\nQz-second\n");
+    const { rx, p } = await setup({ BEARER_TOKEN_FILE: file });
+    const exit = await exitWithin(p, 8000);
+    assert.equal(exit?.code, 2, `exit ${JSON.stringify(exit)}\n${p.output.slice(-10).join("\n")}`);
+    const text = p.output.join("\n");
+    assert.ok(text.includes(`BEARER_TOKEN_FILE="${file}"`), text);
+    assert.ok(!text.includes("Qz"), `the token leaked:\n${text}`);
+    assert.equal(rx.requests.length, 0);
+  });
+
+  it("a token file rotated to a value HTTP cannot send: logged, retried as credentials, used once fixed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "faults-token-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "token");
+    const rotate = (content: string): void => {
+      writeFileSync(`${file}.new`, content);
+      renameSync(`${file}.new`, file); // as Kubernetes swaps a Secret volume
+    };
+    rotate("good-1");
+    const { rx, p } = await setup({ BEARER_TOKEN_FILE: file });
+    await waitFor("a delivery with the first token", () => rx.delivered().length > 0, p);
+    assert.equal(rx.delivered()[0]!.headers.authorization, "Bearer good-1");
+    rotate("Qz\nQz");
+    await waitFor(
+      "the unsendable token logged",
+      () => p.logs.some((l) => l.msg === "Cannot use file content; requests wait until it is fixed"),
+      p,
+    );
+    const during = rx.requests.length;
+    await sleep(1500); // several intervals: the pusher lives on, and sends nothing with a broken token
+    assert.equal(p.child.exitCode, null, `the pusher exited\n${p.output.slice(-10).join("\n")}`);
+    assert.equal(rx.requests.length, during);
+    rotate("good-2");
+    await waitFor(
+      "a delivery with the fixed token",
+      () => rx.delivered().at(-1)?.headers.authorization === "Bearer good-2",
+      p,
+    );
+    await waitFor(
+      "credentials retries counted",
+      () => (rx.latest(`${P}_retries_total`, { reason: "credentials" }) ?? 0) > 0,
+      p,
+    );
+    assertContiguous(rx.timestamps(HEARTBEAT), "heartbeat across the broken token");
+    assert.ok(!p.output.join("\n").includes("Qz"), "the token leaked into the log");
   });
 
   it("exits 2 naming every bad variable and its value", async () => {

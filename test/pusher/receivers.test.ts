@@ -75,6 +75,8 @@ function startPusher(receiver: Receiver, scrapeUrl: string): Promise<Peer> {
       HTTP_PORT: String(port),
       HTTP_ADDRESS: "127.0.0.1",
       LOG_LEVEL: "debug",
+      // As the operator renders it in the sidecar: the SIGTERM case below proves the markers reach Prometheus.
+      STALE_MARKERS_ON_SHUTDOWN: "true",
     }),
   });
 }

@@ -55,6 +55,13 @@ describe("renderSidecar", () => {
     });
   });
 
+  it("sets STALE_MARKERS_ON_SHUTDOWN=true: in a sidecar the pod is going away, its series end with it", () => {
+    const env = envOf(renderSidecar(pusher("mp", {}), defaults).container);
+    assert.equal(env.STALE_MARKERS_ON_SHUTDOWN, "true");
+    const cfg = parse({ ...env, NAMESPACE: "builds", POD_NAME: "p", NODE_NAME: "n" });
+    assert.equal(cfg.staleMarkersOnShutdown, true);
+  });
+
   it("mounts Secrets as optional volumes exposing only the referenced keys", () => {
     const r = renderSidecar(
       pusher("mp", {

@@ -85,6 +85,8 @@ export function renderSidecar(pusher: MetricsPusher, defaults: SidecarDefaults):
     set("SCRAPE_TIMEOUT", canonicalDuration(spec.scrape?.timeout));
   }
   if (spec.buffer?.maxSamples !== undefined) set("BUFFER_MAX_SAMPLES", String(spec.buffer.maxSamples));
+  // The pod is going away with the sidecar: its series end here (a standalone pusher's default is no markers).
+  set("STALE_MARKERS_ON_SHUTDOWN", "true");
 
   const volumes: V1Volume[] = [];
   const mounts: V1VolumeMount[] = [];

@@ -60,6 +60,8 @@ class TotalAllocated {
 export interface SelfMetrics {
   /** Binds the queue's events to the health metrics. */
   readonly observer: QueueObserver;
+  /** Counts a source of one collection that threw ("self", "scrape", "push"). */
+  collectionFailed(source: string): void;
   /** Stops the event-loop monitor and GC profiler. */
   close(): void;
 }
@@ -147,21 +149,42 @@ export function registerSelfMetrics(registry: Registry, prefix: string, buffered
   });
   const dropped = new Counter({
     name: `${p}_samples_dropped_total`,
-    help: "Samples that will never be delivered, by reason: buffer_full, out_of_order, rejected (4xx), shutdown, too_old (found in BUFFER_DIR over an hour old).",
+    help: "Samples that will never be delivered, by reason: buffer_full, out_of_order, rejected (4xx), shutdown, too_old (found in BUFFER_DIR over an hour old), too_far_in_future (timestamp over 10 minutes ahead of the pusher's clock).",
     labelNames: ["reason"],
     registers: [registry],
   });
-  for (const reason of ["buffer_full", "out_of_order", "rejected", "shutdown", "too_old"] satisfies DropReason[])
+  for (const reason of [
+    "buffer_full",
+    "out_of_order",
+    "rejected",
+    "shutdown",
+    "too_old",
+    "too_far_in_future",
+  ] satisfies DropReason[])
     dropped.inc({ reason }, 0);
   const retries = new Counter({
     name: `${p}_retries_total`,
-    help: "Remote-Write requests retried, by reason: server_error (5xx), rate_limited (429), network, timeout, credentials (a credential or CA file unreadable).",
+    help: "Remote-Write requests retried, by reason: server_error (5xx), rate_limited (429), network, timeout, credentials (a credential or CA file unreadable, or its content unsendable), internal (the send threw: a bug, logged).",
     labelNames: ["reason"],
     registers: [registry],
   });
-  for (const reason of ["server_error", "rate_limited", "network", "timeout", "credentials"] satisfies RetryReason[]) {
+  for (const reason of [
+    "server_error",
+    "rate_limited",
+    "network",
+    "timeout",
+    "credentials",
+    "internal",
+  ] satisfies RetryReason[]) {
     retries.inc({ reason }, 0);
   }
+  const collectionFailures = new Counter({
+    name: `${p}_collection_failures_total`,
+    help: "Collections in which a source threw (a bug, logged with its stack), by source: self, scrape, push. That source's samples of that cycle are lost; the loop goes on.",
+    labelNames: ["source"],
+    registers: [registry],
+  });
+  for (const source of ["self", "scrape", "push"]) collectionFailures.inc({ source }, 0);
   const duration = new Histogram({
     name: `${p}_push_duration_seconds`,
     help: "Duration of one Remote-Write request attempt, whatever its outcome.",
@@ -192,6 +215,7 @@ export function registerSelfMetrics(registry: Registry, prefix: string, buffered
       attempt: (seconds) => duration.observe(seconds),
       lastSuccess: (ms) => lastSuccess.set(ms / 1000),
     },
+    collectionFailed: (source) => collectionFailures.inc({ source }),
     close() {
       lag.disable();
       total.stop();

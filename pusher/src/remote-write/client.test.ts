@@ -140,6 +140,38 @@ describe("RemoteWriteClient", () => {
     assert.equal(seen.at(-1)!.headers.authorization, "Bearer tok-2-longer");
   });
 
+  it("a rotated token HTTP cannot send is a credentials error, logged once; the fixed file is used at once", async () => {
+    seen.length = 0;
+    logs.length = 0;
+    handler = (_req, res) => res.writeHead(200).end();
+    const file = join(dir, "rotated");
+    writeFileSync(file, "good-1");
+    const c = client({ bearerTokenFile: file });
+    assert.equal((await c.send(new Uint8Array(1))).kind, "response");
+    for (const bad of ["Qz\nQz", "Qz€Qz", "Qz\u0001Qz"]) {
+      writeFileSync(`${file}.new`, bad);
+      renameSync(`${file}.new`, file);
+      // Twice: a retry of the same batch sees the same problem and does not log it again.
+      for (let i = 0; i < 2; i++) {
+        const r = await c.send(new Uint8Array(1));
+        assert.equal(r.kind === "error" && r.reason, "credentials", JSON.stringify(r));
+        assert.ok(r.kind === "error" && r.message.includes(file), r.kind === "error" ? r.message : "");
+        assert.ok(r.kind === "error" && !r.message.includes("Qz"), "the token leaked into the error");
+      }
+    }
+    assert.equal(seen.length, 1, "a request went out with an unsendable token");
+    const warned = logs.filter(
+      (l) => l.level === "warn" && l.msg === "Cannot use file content; requests wait until it is fixed",
+    );
+    assert.equal(warned.length, 1, `one warning for the streak, not one per attempt: ${JSON.stringify(logs)}`);
+    assert.ok(!JSON.stringify(logs).includes("Qz"), "the token leaked into a log line");
+    writeFileSync(`${file}.new`, "good-2");
+    renameSync(`${file}.new`, file);
+    assert.equal((await c.send(new Uint8Array(1))).kind, "response");
+    assert.equal(seen.at(-1)!.headers.authorization, "Bearer good-2");
+    assert.ok(logs.some((l) => l.level === "info" && l.msg === "File is readable again"));
+  });
+
   it("reads basic auth from files", async () => {
     seen.length = 0;
     handler = (_req, res) => res.writeHead(200).end();

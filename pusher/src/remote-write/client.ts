@@ -4,7 +4,7 @@
 import http from "node:http";
 import https from "node:https";
 import tls from "node:tls";
-import { RESERVED_HEADERS, redactUrl } from "../config.ts";
+import { RESERVED_HEADERS, bearerAuthorization, redactUrl, unsendableHeaderValue } from "../config.ts";
 import { WatchedFile, type FileLog } from "./watched-file.ts";
 
 export const BODY_LOG_LIMIT = 1024;
@@ -34,7 +34,12 @@ export type SendResult =
       /** At most BODY_LOG_LIMIT bytes of the answer, for the log. */
       readonly body: string;
     }
-  | { readonly kind: "error"; readonly reason: "network" | "timeout" | "credentials"; readonly message: string };
+  | {
+      readonly kind: "error";
+      /** "internal": never from this client; the queue's name for a send that threw. */
+      readonly reason: "network" | "timeout" | "credentials" | "internal";
+      readonly message: string;
+    };
 
 export class RemoteWriteClient {
   readonly #url: URL;
@@ -68,7 +73,12 @@ export class RemoteWriteClient {
       "X-Prometheus-Remote-Write-Version": "0.1.0",
       "User-Agent": opts.userAgent,
     };
-    if (opts.bearerTokenFile) this.#bearer = new WatchedFile(opts.bearerTokenFile, "bearer token", opts.log);
+    // A rotated token HTTP cannot send (an inner line feed, a non-Latin-1 character) would make http.request throw:
+    // it is refused on read instead, logged once, and the batch retried (reason credentials) until the file is fixed.
+    if (opts.bearerTokenFile)
+      this.#bearer = new WatchedFile(opts.bearerTokenFile, "bearer token", opts.log, (token) =>
+        unsendableHeaderValue("Authorization", bearerAuthorization(token)),
+      );
     if (opts.basicAuthUsernameFile)
       this.#user = new WatchedFile(opts.basicAuthUsernameFile, "basic-auth user name", opts.log);
     if (opts.basicAuthPasswordFile)
@@ -82,7 +92,7 @@ export class RemoteWriteClient {
   }
 
   #authorization(): string | undefined {
-    if (this.#bearer) return `Bearer ${this.#bearer.read()}`;
+    if (this.#bearer) return bearerAuthorization(this.#bearer.read());
     if (this.#password) {
       const user = this.#user ? this.#user.read() : (this.#opts.basicAuthUsername ?? "");
       return basic(user, this.#password.read());
@@ -118,6 +128,12 @@ export class RemoteWriteClient {
       agent = this.#agentFor();
       headers = { ...this.#fixedHeaders, "Content-Length": String(body.byteLength) };
       if (auth !== undefined) headers.Authorization = auth;
+      // The last line of defence: config.ts and the file checks refuse such values already, but http.request would
+      // throw on one, and a send must never throw.
+      for (const [name, value] of Object.entries(headers)) {
+        const why = unsendableHeaderValue(name, value);
+        if (why !== undefined) throw new Error(`header ${name}: ${why}`);
+      }
     } catch (e) {
       return Promise.resolve({ kind: "error", reason: "credentials", message: (e as Error).message });
     }

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Labels, Sample } from "../series.ts";
 import type { SendResult } from "./client.ts";
+import { toWriteRequest } from "./encode.ts";
 import { decodeWriteRequest } from "./prompb.ts";
 import { SendQueue, type QueueObserver } from "./queue.ts";
 
@@ -89,7 +90,16 @@ function status(code: number, body = "", retryAfter?: string): SendResult {
 }
 const down: SendResult = { kind: "error", reason: "network", message: "ECONNREFUSED" };
 
-function queue(send: ReturnType<typeof receiver>["send"], opts: { maxSamples?: number; maxPerSend?: number } = {}) {
+function queue(
+  send: ReturnType<typeof receiver>["send"],
+  opts: {
+    maxSamples?: number;
+    maxPerSend?: number;
+    now?: () => number;
+    random?: () => number;
+    forgetAfterMs?: number;
+  } = {},
+) {
   const counts = new Counts();
   const logs: Log[] = [];
   const mk = (level: string) => (obj: object, msg: string) => void logs.push({ level, obj, msg });
@@ -99,7 +109,9 @@ function queue(send: ReturnType<typeof receiver>["send"], opts: { maxSamples?: n
     send,
     observer: counts,
     log: { debug: mk("debug"), info: mk("info"), warn: mk("warn"), error: mk("error") },
-    random: () => 0, // shortest backoff: 15 ms, 30 ms, ...
+    random: opts.random ?? (() => 0), // shortest backoff: 15 ms, 30 ms, ...
+    ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.forgetAfterMs !== undefined ? { forgetAfterMs: opts.forgetAfterMs } : {}),
   });
   return { q, counts, logs };
 }
@@ -170,6 +182,28 @@ describe("SendQueue", () => {
     await q.close(100);
   });
 
+  // The queue's clock is injected (a fixed instant), so "a date in the past" is past whatever the machine's time.
+  for (const [what, retryAfter] of [
+    ["Retry-After: 0", "0"],
+    ["a Retry-After date in the past", "Fri, 27 Nov 2026 03:59:00 GMT"],
+    ["a Retry-After that is not a delay", "garbage"],
+  ] as const) {
+    it(`429 with ${what} still backs off: the backoff is the floor`, async () => {
+      const NOW = Date.parse("2026-11-27T04:00:00Z");
+      const r = receiver([], status(429, "slow down", retryAfter));
+      // random 1: the full backoff, 30, 60, 120, 240, 480 ms … (930 ms before the 6th retry).
+      const { q, counts } = queue(r.send, { now: () => NOW, random: () => 1 });
+      q.push(tick(0, 1));
+      await sleep(1000);
+      await q.close(0);
+      const attempts = counts.attempts;
+      // Without the floor this loop ran flat out: hundreds of attempts in a second.
+      assert.ok(attempts >= 3 && attempts <= 8, `${attempts} attempts in 1 s with ${what}`);
+      // Every attempt but the one cut by close() was answered 429 and retried.
+      assert.ok(counts.retriesBy.rate_limited! >= attempts - 1, JSON.stringify(counts.retriesBy));
+    });
+  }
+
   it("drops a batch refused with 400, counts it, logs the status and body, and goes on", async () => {
     const r = receiver([status(400, "out of order sample")]);
     const { q, counts, logs } = queue(r.send, { maxPerSend: 2 });
@@ -193,6 +227,140 @@ describe("SendQueue", () => {
     q.push([{ labels: seriesA, value: 0, timestampMs: 1_000_000 + 7000, stale: true }]);
     await until(() => counts.sentN === 4);
     assert.deepEqual(counts.droppedBy, { out_of_order: 3 });
+    await q.close(100);
+  });
+
+  it("refuses samples over 10 minutes ahead of its clock (too_far_in_future), so vanished series are still forgotten", async () => {
+    const t0 = Date.parse("2026-11-27T04:00:00Z");
+    let now = t0;
+    const r = receiver([]);
+    const { q, counts } = queue(r.send, { now: () => now, forgetAfterMs: 60_000, maxPerSend: 1000 });
+    const vanishes: Labels = [{ name: "__name__", value: "vanishes" }];
+    const steady: Labels = [{ name: "__name__", value: "steady" }];
+    const micro: Labels = [{ name: "__name__", value: "micro" }]; // one sample in microseconds, then gone
+    const later: Labels = [{ name: "__name__", value: "later" }]; // appears after it, then vanishes
+    const edge: Labels = [{ name: "__name__", value: "edge" }];
+    const over: Labels = [{ name: "__name__", value: "over" }];
+    q.push([
+      { labels: vanishes, value: 1, timestampMs: now },
+      { labels: micro, value: 1, timestampMs: now * 1000 },
+      { labels: edge, value: 1, timestampMs: now + 10 * 60_000 }, // exactly 10 minutes ahead: accepted
+      { labels: over, value: 1, timestampMs: now + 10 * 60_000 + 1 },
+    ]);
+    assert.equal(counts.droppedBy.too_far_in_future, 2);
+    // Only "steady" goes on, for 20 minutes of the clock; the others vanish.
+    for (let i = 1; i <= 120; i++) {
+      now += 10_000;
+      q.push([
+        { labels: steady, value: i, timestampMs: now },
+        ...(i === 1 ? [{ labels: later, value: 1, timestampMs: now }] : []),
+      ]);
+    }
+    assert.equal(q.trackedSeries, 1, "series that vanished are still remembered: pruning stopped");
+    // "steady" itself is still remembered: an older sample of it is refused.
+    q.push([{ labels: steady, value: 0, timestampMs: now - 1 }]);
+    assert.equal(counts.droppedBy.out_of_order, 1);
+    await until(() => counts.sentN === 123);
+    const names = new Set(r.received.flatMap((x) => x.names));
+    assert.deepEqual([...names].sort(), ["edge", "later", "steady", "vanishes"]);
+    await q.close(100);
+  });
+
+  it("a send that throws synchronously is a failed attempt: logged, counted as internal, retried, nothing lost", async () => {
+    const r = receiver([]);
+    let throws = 3;
+    // Not async: the throw happens before any promise exists, as http.request's header check does.
+    const send = (body: Uint8Array, signal: AbortSignal): Promise<SendResult> => {
+      if (throws > 0) {
+        throws--;
+        throw new TypeError('Invalid character in header content ["X-Scope-OrgID"]');
+      }
+      return r.send(body, signal);
+    };
+    const { q, counts, logs } = queue(send, { maxPerSend: 5 });
+    q.push(tick(0, 12));
+    await until(() => counts.sentN === 12);
+    assert.deepEqual(
+      r.received.flatMap((x) => x.values),
+      Array.from({ length: 12 }, (_, i) => i),
+    );
+    assert.deepEqual(counts.retriesBy, { internal: 3 });
+    assert.equal(counts.failedN, 15, "each failed attempt counts its 5 samples");
+    const errors = logs.filter((l) => l.level === "error");
+    assert.equal(errors.length, 1, "the same exception is logged once, not per attempt");
+    assert.match(JSON.stringify(errors[0]!.obj), /Invalid character in header content/);
+    await q.close(100);
+  });
+
+  it("a send that rejects, or an encoder that throws, is retried the same way", async () => {
+    const r = receiver([]);
+    let rejects = 1;
+    const send = async (body: Uint8Array, signal: AbortSignal): Promise<SendResult> => {
+      if (rejects-- > 0) throw new Error("rejected");
+      return r.send(body, signal);
+    };
+    const counts = new Counts();
+    let encodeThrows = 1;
+    const q = new SendQueue({
+      maxSamples: 1000,
+      maxPerSend: 100,
+      send,
+      observer: counts,
+      log: { debug() {}, info() {}, warn() {}, error() {} },
+      random: () => 0,
+      encode: (samples) => {
+        if (encodeThrows-- > 0) throw new RangeError("encoder bug");
+        return toWriteRequest(samples);
+      },
+    });
+    q.push(tick(0, 3));
+    await until(() => counts.sentN === 3);
+    assert.deepEqual(counts.retriesBy, { internal: 2 });
+    assert.deepEqual(
+      r.received.flatMap((x) => x.values),
+      [0, 1, 2],
+    );
+    await q.close(100);
+  });
+
+  it("anything else escaping the send loop restarts it (counted as internal); delivery goes on", async () => {
+    const r = receiver([]);
+    const counts = new Counts();
+    let blowUp = true;
+    const observer: QueueObserver = {
+      sent: (n) => {
+        if (blowUp) {
+          blowUp = false;
+          throw new Error("observer bug");
+        }
+        counts.sent(n);
+      },
+      failed: (n) => counts.failed(n),
+      dropped: (n, reason) => counts.dropped(n, reason),
+      retried: (reason) => counts.retried(reason),
+      attempt: () => counts.attempt(),
+      lastSuccess: (ms) => counts.lastSuccess(ms),
+    };
+    const errors: string[] = [];
+    const q = new SendQueue({
+      maxSamples: 1000,
+      maxPerSend: 100,
+      send: r.send,
+      observer,
+      log: { debug() {}, info() {}, warn() {}, error: (_o, msg) => void errors.push(msg) },
+      random: () => 0,
+    });
+    q.push(tick(0, 2));
+    await until(() => counts.sentN === 2);
+    q.push(tick(2, 2));
+    await until(() => counts.sentN === 4);
+    assert.deepEqual(counts.retriesBy, { internal: 1 });
+    assert.deepEqual(errors, ["Send loop failed; restarting it"]);
+    // The batch whose bookkeeping threw is sent again (an exact duplicate, which receivers accept), never lost.
+    assert.deepEqual(
+      r.received.flatMap((x) => x.values),
+      [0, 1, 0, 1, 2, 3],
+    );
     await q.close(100);
   });
 

@@ -14,7 +14,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { seriesKey, type Sample } from "../series.ts";
 import type { SendResult } from "./client.ts";
 import { toWriteRequest } from "./encode.ts";
-import { RetryReason, decide } from "./retry.ts";
+import { RetryReason, backoffMs, decide } from "./retry.ts";
+
+/**
+ * Samples further ahead of the pusher's clock are refused. One such sample would otherwise become its series' "last
+ * timestamp" (every later sample of it refused as out of order) and the reference time of pruning (no series ever
+ * forgotten again). Prometheus' TSDB refuses samples this far ahead too (its out-of-bounds window is similar).
+ */
+export const MAX_FUTURE_MS = 10 * 60_000;
 
 /** Longest wait between two attempts of the last flush, once shutdown started. */
 const SHUTDOWN_RETRY_MS = 250;
@@ -30,6 +37,8 @@ export const DropReason = {
   Shutdown: "shutdown",
   /** Found in BUFFER_DIR after a restart, too old for a receiver to accept (over an hour). */
   TooOld: "too_old",
+  /** Timestamp more than MAX_FUTURE_MS ahead of the pusher's clock (e.g. a target exposing microseconds). */
+  TooFarInFuture: "too_far_in_future",
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 
@@ -104,12 +113,14 @@ export class SendQueue {
   #failingSince: number | undefined;
   #failedAttempts = 0;
   #journalFailing = false;
+  /** The first line of the last exception a send threw: each distinct one is logged once, with its stack. */
+  #lastThrow = "";
 
   constructor(options: QueueOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
     this.#encode = options.encode ?? toWriteRequest;
-    this.#loop = this.#run();
+    this.#loop = this.#supervise();
   }
 
   /** Samples waiting for delivery (the batch on the wire included). */
@@ -119,6 +130,11 @@ export class SendQueue {
       this.#head +
       (this.#batch !== undefined && !this.#batch.evicted ? this.#batch.samples.length : 0)
     );
+  }
+
+  /** Series the order check remembers (forgotten after forgetAfterMs without a sample). */
+  get trackedSeries(): number {
+    return this.#last.size;
   }
 
   /** Adds samples in order; returns at once. */
@@ -163,7 +179,13 @@ export class SendQueue {
   #accept(samples: readonly Sample[]): Sample[] {
     const accepted: Sample[] = [];
     let outOfOrder = 0;
+    let future = 0;
+    const latestAllowed = this.#now() + MAX_FUTURE_MS;
     for (const s of samples) {
+      if (!(s.timestampMs <= latestAllowed)) {
+        future++;
+        continue;
+      }
       const key = seriesKey(s.labels);
       const last = this.#last.get(key);
       if (last !== undefined && !(s.timestampMs > last)) {
@@ -176,6 +198,13 @@ export class SendQueue {
     if (outOfOrder > 0) {
       this.#o.observer.dropped(outOfOrder, DropReason.OutOfOrder);
       this.#o.log.debug({ samples: outOfOrder }, "Dropped samples not newer than the last one of their series");
+    }
+    if (future > 0) {
+      this.#o.observer.dropped(future, DropReason.TooFarInFuture);
+      this.#o.log.debug(
+        { samples: future, maxAheadMs: MAX_FUTURE_MS },
+        "Dropped samples timestamped too far ahead of the clock (microseconds instead of milliseconds?)",
+      );
     }
     return accepted;
   }
@@ -250,6 +279,45 @@ export class SendQueue {
     return { samples, body: undefined, retries: 0, onWire: false, evicted: false, wait: undefined };
   }
 
+  /**
+   * The root of the send path: whatever escapes #run (a bug) is logged, counted as a retry with reason "internal", and
+   * the loop restarted after a backoff with its state (the batch, the buffer) as it was. It never ends the process.
+   */
+  async #supervise(): Promise<void> {
+    for (let failures = 0; ; failures++) {
+      try {
+        await this.#run();
+        return;
+      } catch (e) {
+        if (this.#batch !== undefined) this.#batch.onWire = false;
+        this.#o.log.error({ err: errorText(e) }, "Send loop failed; restarting it");
+        this.#o.observer.retried(RetryReason.Internal);
+        try {
+          await sleep(backoffMs(failures, this.#o.random), undefined, { signal: this.#abort.signal });
+        } catch {
+          return; // aborted at the shutdown deadline: close() counts what is left
+        }
+      }
+    }
+  }
+
+  /** One attempt: encode (once) and send. A throw, synchronous or not, is a failed attempt like any other. */
+  async #attempt(b: Batch, signal: AbortSignal): Promise<SendResult> {
+    try {
+      b.body ??= this.#encode(b.samples); // encoded once, unless cut meanwhile
+      b.onWire = true;
+      return await this.#o.send(b.body, signal);
+    } catch (e) {
+      const stack = errorText(e);
+      const message = firstLine(stack);
+      if (message !== this.#lastThrow) {
+        this.#lastThrow = message;
+        this.#o.log.error({ err: stack }, "Remote write threw (a bug); retrying the batch");
+      }
+      return { kind: "error", reason: RetryReason.Internal, message };
+    }
+  }
+
   async #run(): Promise<void> {
     const signal = this.#abort.signal;
     while (!signal.aborted) {
@@ -268,10 +336,8 @@ export class SendQueue {
         this.#wake = undefined;
         continue;
       }
-      b.body ??= this.#encode(b.samples); // encoded once, unless cut meanwhile
-      b.onWire = true;
       const t0 = performance.now();
-      const result = await this.#o.send(b.body, signal);
+      const result = await this.#attempt(b, signal);
       b.onWire = false;
       this.#o.observer.attempt((performance.now() - t0) / 1000);
       if (signal.aborted) return; // close() counts what is left
@@ -375,4 +441,13 @@ export class SendQueue {
     if (left > 0) this.#o.observer.dropped(left, DropReason.Shutdown);
     return { lost: left, kept: 0 };
   }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e);
+}
+
+function firstLine(text: string): string {
+  const i = text.indexOf("\n");
+  return i < 0 ? text : text.slice(0, i);
 }

@@ -77,6 +77,41 @@ describe("decide, per status code", () => {
     );
   });
 
+  it("Retry-After never shortens the backoff: 0, a past date or garbage wait at least backoffMs(retry)", () => {
+    const past = "Fri, 27 Nov 2026 03:59:00 GMT"; // a minute before NOW, the injected clock
+    for (const retryAfter of ["0", past, "garbage", "", " 0 "]) {
+      for (const retry of [0, 1, 4, 10]) {
+        for (const status of [429, 503]) {
+          const d = decide({ kind: "response", status, retryAfter }, retry, NOW, half);
+          assert.equal(d.action, "retry");
+          assert.equal(
+            d.action === "retry" && d.delayMs,
+            backoffMs(retry, half),
+            `${status}, Retry-After ${JSON.stringify(retryAfter)}, retry ${retry}`,
+          );
+        }
+      }
+    }
+  });
+
+  it("Retry-After shorter than the backoff waits the backoff; longer waits Retry-After", () => {
+    // Retry 8: backoff 5 s (random 1). Retry-After 1 s is shorter; 7 s is longer.
+    const one = () => 1;
+    assert.equal(
+      (decide({ kind: "response", status: 429, retryAfter: "1" }, 8, NOW, one) as { delayMs: number }).delayMs,
+      5000,
+    );
+    assert.equal(
+      (decide({ kind: "response", status: 429, retryAfter: "7" }, 8, NOW, one) as { delayMs: number }).delayMs,
+      7000,
+    );
+    const soon = new Date(NOW + 2000).toUTCString();
+    assert.equal(
+      (decide({ kind: "response", status: 429, retryAfter: soon }, 8, NOW, one) as { delayMs: number }).delayMs,
+      5000,
+    );
+  });
+
   it("a 4xx with Retry-After is still dropped", () => {
     assert.equal(decide({ kind: "response", status: 400, retryAfter: "1" }, 0, NOW).action, "drop");
   });

@@ -1,6 +1,7 @@
 // A small file (credential, CA bundle) that is read again whenever it changes, so that a rotated Kubernetes Secret
 // takes effect without a restart. Kubernetes swaps a `..data` symlink: stat follows it, so the identity (inode, size,
-// mtime) changes. A file that cannot be read is an error for the request at hand, never for the process.
+// mtime) changes. A file that cannot be read, or whose content fails its check, is an error for the request at hand,
+// never for the process.
 import { readFileSync, statSync } from "node:fs";
 
 export interface FileLog {
@@ -11,9 +12,21 @@ export interface FileLog {
 export class UnreadableFileError extends Error {
   readonly path: string;
   constructor(path: string, cause: unknown) {
-    super(`cannot read ${path}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`);
+    super(
+      cause instanceof UnusableContentError
+        ? `cannot use ${path}: ${cause.message}`
+        : `cannot read ${path}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`,
+    );
     this.name = "UnreadableFileError";
     this.path = path;
+  }
+}
+
+/** Thrown by a content check: the file reads, but its content cannot be used (the message never holds it). */
+export class UnusableContentError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = "UnusableContentError";
   }
 }
 
@@ -21,14 +34,17 @@ export class WatchedFile {
   readonly path: string;
   readonly #what: string;
   readonly #log: FileLog;
+  /** Returns why the content cannot be used (e.g. a header value HTTP cannot send), or undefined. */
+  readonly #check: ((content: string) => string | undefined) | undefined;
   #identity = "";
   #content: string | undefined;
   #lastError = "";
 
-  constructor(path: string, what: string, log: FileLog) {
+  constructor(path: string, what: string, log: FileLog, check?: (content: string) => string | undefined) {
     this.path = path;
     this.#what = what;
     this.#log = log;
+    this.#check = check;
   }
 
   /** The current content with surrounding white space trimmed (as Prometheus does); throws UnreadableFileError. */
@@ -39,6 +55,9 @@ export class WatchedFile {
       identity = `${st.ino}:${st.size}:${st.mtimeMs}`;
       if (identity === this.#identity && this.#content !== undefined) return this.#content;
       const content = readFileSync(this.path, "utf8").trim();
+      // A bad content is not cached: the next read looks again, so a fixed file is picked up at once.
+      const unusable = this.#check?.(content);
+      if (unusable !== undefined) throw new UnusableContentError(unusable);
       const changed = this.#content !== undefined;
       this.#identity = identity;
       this.#content = content;
@@ -53,7 +72,9 @@ export class WatchedFile {
         this.#lastError = err.message;
         this.#log.warn(
           { file: this.path, what: this.#what, err: err.message },
-          "Cannot read file; requests wait until it can be read",
+          e instanceof UnusableContentError
+            ? "Cannot use file content; requests wait until it is fixed"
+            : "Cannot read file; requests wait until it can be read",
         );
       }
       throw err;
