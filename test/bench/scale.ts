@@ -16,7 +16,8 @@ import {
 } from "@kubernetes/client-node";
 import { Annotations, API_VERSION, CRD_NAME, GROUP, KIND, PLURAL, VERSION } from "../../operator/src/api/index.ts";
 import { startControlPlane, type ControlPlane } from "../controlplane/harness.ts";
-import { cpuSeconds, freePort, isAlive, memory, startProcess, waitFor, WaitAborted, type Proc } from "./lib/procs.ts";
+import { cpuSeconds, freePort, isAlive, memory, startProcess, type Proc } from "./lib/procs.ts";
+import { waitFor, WaitAborted } from "../lib/wait.ts";
 import { Better, log, median, MiB, type Row } from "./lib/report.ts";
 import { entry, REPO } from "./lib/senders.ts";
 
@@ -162,12 +163,11 @@ async function installCrd(cp: ControlPlane): Promise<void> {
   if (r.status !== 0) throw new Error(`kubectl apply of the MetricsPusher CRD failed: ${r.stderr}${r.stdout}`);
   const api = cp.kubeConfig.makeApiClient(ApiextensionsV1Api);
   await waitFor(
-    "the MetricsPusher CRD to be Established",
     async () => {
       const got = await api.readCustomResourceDefinition({ name: CRD_NAME });
       return got.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") ? true : undefined;
     },
-    30_000,
+    { timeoutMs: 30_000, message: "the MetricsPusher CRD to be Established" },
   );
 }
 
@@ -286,15 +286,13 @@ async function startOperator(
 /** Time until /readyz answers 200, watched alongside the stamping. */
 async function readyAt(op: Operator, timeoutMs: number): Promise<number> {
   await waitFor(
-    "the operator to be ready",
     async () => {
       if (!isAlive(op.proc)) throw new WaitAborted(`operator exited:\n${op.proc.tail()}`);
       const res = await fetch(op.probeUrl, { signal: AbortSignal.timeout(2000) });
       await res.arrayBuffer();
       return res.status === 200 ? true : undefined;
     },
-    timeoutMs,
-    100,
+    { timeoutMs: timeoutMs, intervalMs: 100, message: "the operator to be ready" },
   );
   return Date.now();
 }

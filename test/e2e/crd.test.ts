@@ -9,7 +9,7 @@ import { ApiException, ApiextensionsV1Api, CoreV1Api, CustomObjectsApi } from "@
 import { CRD_NAME, GROUP, PLURAL, VERSION } from "../../operator/src/api/index.ts";
 import { startControlPlane } from "../controlplane/harness.ts";
 import type { ControlPlane } from "../controlplane/harness.ts";
-import { eventually } from "./util.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const NS = "crd-test";
@@ -151,13 +151,12 @@ describe("MetricsPusher CRD on a real apiserver", { timeout: 300_000 }, () => {
     // kubectl, not client-node: the typed client would serialize the CRD through V1JSONSchemaProps and silently drop
     // the wire-named x-kubernetes-* keys of a parsed YAML (CEL rules, int-or-string).
     await kubectl("create", "-f", join(ROOT, "crds/metricspusher.dev_metricspushers.yaml"));
-    await eventually(
-      "CRD Established",
+    await waitFor(
       async () => {
         const c = await ext.readCustomResourceDefinition({ name: CRD_NAME });
         return c.status?.conditions?.some((x) => x.type === "Established" && x.status === "True");
       },
-      60_000,
+      { timeoutMs: 60_000, intervalMs: 100, message: "CRD Established" },
     );
     await cp.kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
   });

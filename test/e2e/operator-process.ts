@@ -8,7 +8,7 @@ import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ApiextensionsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { freePort, type ControlPlane } from "../controlplane/harness.ts";
-import { eventually } from "./util.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(HERE, "../..");
@@ -135,16 +135,14 @@ export async function startOperator(
         }
       }),
     async waitReady(timeoutMs = 60_000) {
-      await eventually(
-        `operator ${o.name} /readyz 200`,
+      await waitFor(
         async () => {
           if (exitInfo)
             throw new Error(`operator ${o.name} exited (${exitInfo}); last lines:\n${lines.slice(-20).join("\n")}`);
           const r = await fetch(`${probeUrl}/readyz`, { signal: AbortSignal.timeout(2000) });
           return r.status === 200;
         },
-        timeoutMs,
-        200,
+        { timeoutMs: timeoutMs, message: `operator ${o.name} /readyz 200` },
       ).catch((err: Error) => {
         throw new Error(`${err.message}\n--- last operator lines ---\n${lines.slice(-30).join("\n")}`);
       });
@@ -176,13 +174,12 @@ export async function installCrds(cp: ControlPlane): Promise<void> {
   const crds = join(ROOT, "crds");
   await kubectl(cp, "apply", "--server-side", existsSync(join(crds, "kustomization.yaml")) ? "-k" : "-f", crds);
   const ext = cp.kubeConfig.makeApiClient(ApiextensionsV1Api);
-  await eventually(
-    "CRD metricspushers.metricspusher.dev Established",
+  await waitFor(
     async () => {
       const crd = await ext.readCustomResourceDefinition({ name: "metricspushers.metricspusher.dev" });
       return crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True");
     },
-    30_000,
+    { timeoutMs: 30_000, intervalMs: 100, message: "CRD metricspushers.metricspusher.dev Established" },
   );
 }
 

@@ -5,7 +5,7 @@ import { AppsV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node"
 import { request } from "node:https";
 import { startControlPlane } from "../controlplane/harness.ts";
 import { createNamespace, installCrds, startOperator, OPERATOR_NAMESPACE } from "./operator-process.ts";
-import { eventually } from "./util.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const cp = await startControlPlane({ controllers: true });
 let op: Awaited<ReturnType<typeof startOperator>> | undefined;
@@ -49,11 +49,11 @@ try {
     },
   });
   const core = cp.kubeConfig.makeApiClient(CoreV1Api);
-  const pod = await eventually(
-    "builder pod",
-    async () => (await core.listNamespacedPod({ namespace: "builds" })).items[0],
-    60_000,
-  );
+  const pod = await waitFor(async () => (await core.listNamespacedPod({ namespace: "builds" })).items[0], {
+    timeoutMs: 60_000,
+    intervalMs: 100,
+    message: "builder pod",
+  });
   console.log("pod annotations:", JSON.stringify(pod.metadata?.annotations));
   console.log(
     "initContainers:",

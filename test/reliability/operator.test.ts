@@ -43,7 +43,7 @@ import { apiMessage, applyCrds, createNamespace, kubectl, ROOT } from "./lib/kub
 import { soak } from "./lib/mode.ts";
 import { startOperator, type OperatorProcess } from "./lib/operator.ts";
 import { startTcpProxy, type TcpProxy } from "./lib/tcpproxy.ts";
-import { waitFor } from "./lib/wait.ts";
+import { waitFor } from "../lib/wait.ts";
 
 // certs.ts backdates certificates by 5 min and renews when a third of (lifetime + backdate) is left: below ~2.5 min
 // every leaf is born due for renewal (reported). 3 min renews the leaf about 20 s after issue.

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { ApiextensionsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import type { ControlPlane } from "../../controlplane/harness.ts";
-import { waitFor } from "./wait.ts";
+import { waitFor } from "../../lib/wait.ts";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 const run = promisify(execFile);

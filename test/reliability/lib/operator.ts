@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { ROOT } from "./kube.ts";
 import { freePort, parseExposition, type ExpoSample, type LogLine } from "./pusher.ts";
-import { waitFor } from "./wait.ts";
+import { waitFor } from "../../lib/wait.ts";
 import { collectOutput } from "./output.ts";
 
 const live = new Set<ChildProcess>();

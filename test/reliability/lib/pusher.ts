@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { waitFor } from "./wait.ts";
+import { waitFor } from "../../lib/wait.ts";
 import { collectOutput } from "./output.ts";
 import { freePort } from "../../lib/net.ts";
 
