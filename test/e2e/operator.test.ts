@@ -21,13 +21,8 @@ import {
   VERSION,
   type Clients,
 } from "./kube.ts";
-import {
-  createNamespace,
-  installCrds,
-  OPERATOR_NAMESPACE,
-  startOperator,
-  type OperatorProcess,
-} from "./operator-process.ts";
+import { applyCrds, createNamespace } from "../lib/kube.ts";
+import { OPERATOR_NAMESPACE, startOperator, type OperatorProcess } from "../lib/operator.ts";
 import { waitFor } from "../lib/wait.ts";
 
 const NS = "builds";
@@ -41,7 +36,7 @@ describe("operator end to end", { timeout: 420_000 }, () => {
   before(async () => {
     cp = await startControlPlane({ controllers: true });
     c = clients(cp.kubeConfig);
-    await installCrds(cp);
+    await applyCrds(cp);
     await createNamespace(cp.kubeConfig, OPERATOR_NAMESPACE);
     await createNamespace(cp.kubeConfig, NS);
     await createNamespace(cp.kubeConfig, "other");

@@ -20,14 +20,8 @@ import {
   VERSION,
   type Clients,
 } from "./kube.ts";
-import {
-  createNamespace,
-  installCrds,
-  OPERATOR_NAMESPACE,
-  operatorPorts,
-  startOperator,
-  type OperatorProcess,
-} from "./operator-process.ts";
+import { applyCrds, createNamespace } from "../lib/kube.ts";
+import { OPERATOR_NAMESPACE, operatorPorts, startOperator, type OperatorProcess } from "../lib/operator.ts";
 import { waitFor } from "../lib/wait.ts";
 
 const NS = "builds";
@@ -49,7 +43,7 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
   before(async () => {
     cp = await startControlPlane({ controllers: true });
     c = clients(cp.kubeConfig);
-    await installCrds(cp);
+    await applyCrds(cp);
     await createNamespace(cp.kubeConfig, OPERATOR_NAMESPACE);
     await createNamespace(cp.kubeConfig, NS);
     portsA = await operatorPorts();

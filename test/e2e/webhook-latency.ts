@@ -4,13 +4,14 @@
 import { AppsV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { request } from "node:https";
 import { startControlPlane } from "../controlplane/harness.ts";
-import { createNamespace, installCrds, startOperator, OPERATOR_NAMESPACE } from "./operator-process.ts";
+import { applyCrds, createNamespace } from "../lib/kube.ts";
+import { OPERATOR_NAMESPACE, startOperator } from "../lib/operator.ts";
 import { waitFor } from "../lib/wait.ts";
 
 const cp = await startControlPlane({ controllers: true });
 let op: Awaited<ReturnType<typeof startOperator>> | undefined;
 try {
-  await installCrds(cp);
+  await applyCrds(cp);
   await createNamespace(cp.kubeConfig, OPERATOR_NAMESPACE);
   await createNamespace(cp.kubeConfig, "builds");
   const t0 = Date.now();
