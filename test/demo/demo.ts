@@ -21,6 +21,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { waitFor, WaitAborted, WaitTimeout } from "../lib/wait.ts";
+import { OPERATOR_NAMESPACE, operatorEnv, operatorPorts } from "../lib/operator.ts";
 import {
   AdmissionregistrationV1Api,
   ApiException,
@@ -52,7 +53,6 @@ const NODE = process.execPath;
 const EXIT_AFTER_SERIES = process.env.DEMO_EXIT === "1" || process.env.DEMO_EXIT === "true";
 /** Every wait on the cluster or a process; a busy 2-core machine needs most of it. */
 const WAIT_MS = Number(process.env.DEMO_TIMEOUT_MS ?? 90_000);
-const OPERATOR_NAMESPACE = "metrics-pusher-system";
 const SAMPLES_NAMESPACE = "builds";
 const PUSHER_NAME = "builders";
 const DEPLOYMENT_NAME = "builder";
@@ -639,21 +639,12 @@ async function main(): Promise<void> {
     "Starting the operator as a local process (node operator/src/main.ts, webhook at https://127.0.0.1)",
     async () => {
       await kubectl(["create", "namespace", OPERATOR_NAMESPACE]);
-      const ports = { webhook: await freePort(), metrics: await freePort(), probe: await freePort() };
-      const webhookUrl = `https://127.0.0.1:${ports.webhook}/mutate-v1-pod`;
-      const env = {
-        PATH: process.env.PATH ?? "/usr/bin:/bin",
-        HOME: process.env.HOME ?? "/tmp",
-        KUBECONFIG: cp.kubeconfigPath,
-        WEBHOOK_URL: webhookUrl,
-        WEBHOOK_PORT: String(ports.webhook),
-        METRICS_PORT: String(ports.metrics),
-        PROBE_PORT: String(ports.probe),
-        BIND_ADDRESS: "127.0.0.1",
-        POD_NAMESPACE: OPERATOR_NAMESPACE,
-        POD_NAME: "metrics-pusher-operator-demo",
+      const ports = await operatorPorts();
+      const env: Record<string, string> = {
+        ...operatorEnv({ kubeconfigPath: cp.kubeconfigPath, ports, name: "metrics-pusher-operator-demo" }),
         LOG_LEVEL: "info",
       };
+      const webhookUrl = env.WEBHOOK_URL!;
       const p = startLocal(
         "operator",
         ["--conditions=source", join(ROOT, "operator/src/main.ts")],
@@ -712,6 +703,14 @@ async function main(): Promise<void> {
   say("config/samples/ is applied as it is, except (rewritten at apply time for this machine):");
   for (const c of samples.changes) say(`  - ${c}`);
   say();
+  const readSamplePusher = async (): Promise<MetricsPusher> =>
+    (await custom.getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: SAMPLES_NAMESPACE,
+      name: PUSHER_NAME,
+    })) as MetricsPusher;
   await step(
     "Applying the Namespace, the Secret and the MetricsPusher (kubectl apply -f -)",
     async () => {
@@ -720,13 +719,7 @@ async function main(): Promise<void> {
       await waitFor(
         async () => {
           operatorAlive();
-          const mp = (await custom.getNamespacedCustomObject({
-            group: GROUP,
-            version: VERSION,
-            plural: PLURAL,
-            namespace: SAMPLES_NAMESPACE,
-            name: PUSHER_NAME,
-          })) as MetricsPusher;
+          const mp = await readSamplePusher();
           return (mp.metadata.finalizers ?? []).length > 0;
         },
         {
@@ -778,13 +771,7 @@ async function main(): Promise<void> {
     () =>
       waitFor(
         async () => {
-          const mp = (await custom.getNamespacedCustomObject({
-            group: GROUP,
-            version: VERSION,
-            plural: PLURAL,
-            namespace: SAMPLES_NAMESPACE,
-            name: PUSHER_NAME,
-          })) as MetricsPusher;
+          const mp = await readSamplePusher();
           return (
             mp.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
             mp.status?.matchedDeployments === 1

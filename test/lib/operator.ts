@@ -1,12 +1,13 @@
 // The real operator (operator/src/main.ts) as a local process against a test control plane, in webhook URL mode on
 // free loopback ports: the kube-apiserver calls https://127.0.0.1:<port>/mutate-v1-pod over TLS. Killed by pid on
 // stop and when the test process exits, also after a crash.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ControlPlane } from "../controlplane/harness.ts";
+import { killOnExit } from "./children.ts";
 import { samplesOf, sumOf, type ExpoSample } from "./exposition.ts";
 import { ROOT } from "./kube.ts";
 import { freePort } from "./net.ts";
@@ -62,9 +63,6 @@ export interface StartOperatorOptions {
   readyTimeoutMs?: number;
 }
 
-const live = new Set<ChildProcess>();
-let exitHandler = false;
-
 /** Three distinct free loopback ports. */
 export async function operatorPorts(): Promise<OperatorPorts> {
   const ports = new Set<number>();
@@ -73,33 +71,30 @@ export async function operatorPorts(): Promise<OperatorPorts> {
   return { webhook, metrics, probe };
 }
 
-export async function startOperator(o: StartOperatorOptions): Promise<OperatorProcess> {
-  if (!exitHandler) {
-    exitHandler = true;
-    process.on("exit", () => {
-      for (const c of live)
-        if (c.pid !== undefined && c.exitCode === null)
-          try {
-            process.kill(c.pid, "SIGKILL");
-          } catch {
-            /* gone */
-          }
-    });
-  }
-  const name = o.name ?? "operator";
-  const ports = o.ports ?? (await operatorPorts());
-  const webhookUrl = `https://127.0.0.1:${ports.webhook}/mutate-v1-pod`;
-  const env: Record<string, string> = {
+const webhookUrlOf = (ports: OperatorPorts): string => `https://127.0.0.1:${ports.webhook}/mutate-v1-pod`;
+
+/** The environment of an operator on loopback in webhook URL mode (the tests' and the demo's), without log level. */
+export function operatorEnv(o: { kubeconfigPath: string; ports: OperatorPorts; name: string }): Record<string, string> {
+  return {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
     HOME: process.env.HOME ?? "/tmp",
-    KUBECONFIG: o.kubeconfigPath ?? o.cp.kubeconfigPath,
-    WEBHOOK_URL: webhookUrl,
-    WEBHOOK_PORT: String(ports.webhook),
-    METRICS_PORT: String(ports.metrics),
-    PROBE_PORT: String(ports.probe),
+    KUBECONFIG: o.kubeconfigPath,
+    WEBHOOK_URL: webhookUrlOf(o.ports),
+    WEBHOOK_PORT: String(o.ports.webhook),
+    METRICS_PORT: String(o.ports.metrics),
+    PROBE_PORT: String(o.ports.probe),
     BIND_ADDRESS: "127.0.0.1",
     POD_NAMESPACE: OPERATOR_NAMESPACE,
-    POD_NAME: name,
+    POD_NAME: o.name,
+  };
+}
+
+export async function startOperator(o: StartOperatorOptions): Promise<OperatorProcess> {
+  const name = o.name ?? "operator";
+  const ports = o.ports ?? (await operatorPorts());
+  const webhookUrl = webhookUrlOf(ports);
+  const env: Record<string, string> = {
+    ...operatorEnv({ kubeconfigPath: o.kubeconfigPath ?? o.cp.kubeconfigPath, ports, name }),
     LOG_LEVEL: "debug",
     // Short enough that a takeover happens within a test, long enough for a loaded 2-core machine.
     LEASE_DURATION: "6s",
@@ -113,7 +108,7 @@ export async function startOperator(o: StartOperatorOptions): Promise<OperatorPr
     env,
     stdio: ["ignore", "pipe", "pipe"],
   });
-  live.add(child);
+  killOnExit(child);
   if (child.pid === undefined) throw new Error(`the operator ${name} did not start`);
   const pid = child.pid;
 
@@ -131,7 +126,6 @@ export async function startOperator(o: StartOperatorOptions): Promise<OperatorPr
   const exited = new Promise<ExitInfo>((resolve) =>
     child.on("exit", (code, signal) => {
       exitInfo = { code, signal };
-      live.delete(child);
       file.end();
       resolve(exitInfo);
     }),

@@ -8,26 +8,11 @@ import { fileURLToPath } from "node:url";
 import { waitFor } from "../../lib/wait.ts";
 import { collectOutput } from "./output.ts";
 import { freePort } from "../../lib/net.ts";
+import { killOnExit } from "../../lib/children.ts";
 import { samplesOf, sumOf, type ExpoSample } from "../../lib/exposition.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 export const PUSHER_MAIN = join(ROOT, "pusher/src/main.ts");
-
-const live = new Set<ChildProcess>();
-let handlersInstalled = false;
-function installExitHandler(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.on("exit", () => {
-    for (const c of live)
-      if (c.pid !== undefined && c.exitCode === null)
-        try {
-          process.kill(c.pid, "SIGKILL");
-        } catch {
-          /* gone */
-        }
-  });
-}
 
 export { freePort };
 
@@ -70,7 +55,6 @@ export interface StartPusherOptions {
 }
 
 export async function startPusher(options: StartPusherOptions): Promise<PusherProcess> {
-  installExitHandler();
   const httpPort = options.env.HTTP_PORT ? Number(options.env.HTTP_PORT) : await freePort();
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
@@ -86,13 +70,12 @@ export async function startPusher(options: StartPusherOptions): Promise<PusherPr
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
   });
-  live.add(child);
+  killOnExit(child);
   const { logs, raw: rawOutput } = collectOutput<LogLine>(child);
   let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.on("exit", (code, signal) => {
       exitInfo = { code, signal };
-      live.delete(child);
       resolve(exitInfo);
     });
   });
