@@ -1,8 +1,11 @@
 // Runs the test suites with node's built-in test runner (its summary is what CI reads).
 // `unit` runs only the tests beside the code; the default runs those and every test under test/ that starts real
 // parts (control plane, Prometheus, VictoriaMetrics).
-import { spawnSync } from "node:child_process";
-import { globSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { globSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
 
 const unit = ["pusher/src/**/*.test.ts", "operator/src/**/*.test.ts"];
 const real = ["test/**/*.test.ts"];
@@ -15,13 +18,45 @@ if (files.length === 0) {
   console.error(`no test files match ${patterns.join(" ")}`);
   process.exit(1);
 }
+const tmp = mkdtempSync(join(tmpdir(), "run-tests-"));
+const durationsFile = join(tmp, "durations.json");
 const args = [
   "--conditions=source",
   "--test",
   "--test-reporter=spec",
+  "--test-reporter-destination=stdout",
+  `--test-reporter=${join(import.meta.dirname, "file-durations.ts")}`,
+  `--test-reporter-destination=${durationsFile}`,
   // Files that start real parts are heavy; two cores run them one at a time.
   "--test-concurrency=1",
   ...files,
 ];
-const r = spawnSync(process.execPath, args, { stdio: "inherit" });
-process.exit(r.status ?? 1);
+// Spec's output is passed through line by line; its closing summary (the `ℹ tests/pass/fail …` block) is held back
+// so that the table of file durations goes before it and the summary stays the last lines, where CI reads them.
+const env =
+  process.stdout.isTTY && process.env.NO_COLOR === undefined ? { FORCE_COLOR: "1", ...process.env } : process.env;
+const child = spawn(process.execPath, args, { stdio: ["inherit", "pipe", "inherit"], env });
+let held: string[] = [];
+const lines = createInterface({ input: child.stdout });
+lines.on("line", (line) => {
+  if (/^(\u001b\[[0-9;]*m)*ℹ /.test(line)) {
+    held.push(line);
+    return;
+  }
+  for (const h of held) console.log(h);
+  held = [];
+  console.log(line);
+});
+const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
+try {
+  const durations = JSON.parse(readFileSync(durationsFile, "utf8")) as Array<{ file: string; ms: number }>;
+  const width = Math.max(...durations.map((d) => d.file.length));
+  console.log("\nduration per test file (wall time, one file at a time):");
+  for (const d of durations) console.log(`  ${d.file.padEnd(width)}  ${(d.ms / 1000).toFixed(1).padStart(7)} s`);
+  console.log();
+} catch (err) {
+  console.log(`(no file durations: ${(err as Error).message})`);
+}
+rmSync(tmp, { recursive: true, force: true });
+for (const h of held) console.log(h);
+process.exit(code ?? 1);

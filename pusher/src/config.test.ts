@@ -15,8 +15,8 @@ import {
   parse,
   parseBytes,
   parseDuration,
-  redactUrl,
 } from "./config.ts";
+import { redactUrl } from "./redact.ts";
 
 const URL_OK = "http://127.0.0.1:9090/api/v1/write";
 

@@ -2,6 +2,7 @@
 // The operator imports this module to build the sidecar's env, so it must have no side effects on import.
 import { validateHeaderValue } from "node:http";
 import { isIP } from "node:net";
+import { redactUrl } from "./redact.ts";
 
 export type EnvSpec = {
   readonly default?: string;
@@ -407,19 +408,6 @@ function splitPairs(text: string): [string, string][] {
     if (text[i] === ",") i++;
   }
   return pairs;
-}
-
-/** Replaces the user-info part of a URL so that it can be logged. */
-export function redactUrl(raw: string): string {
-  try {
-    const u = new URL(raw);
-    if (u.username === "" && u.password === "") return raw;
-    u.username = "REDACTED";
-    u.password = u.password === "" ? "" : "REDACTED";
-    return u.toString();
-  } catch {
-    return raw.replace(/\/\/[^/@]*@/, "//REDACTED@");
-  }
 }
 
 const SIZE_UNITS: Readonly<Record<string, number>> = {

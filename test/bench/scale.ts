@@ -2,12 +2,9 @@
 // namespace. The operator starts with pusher image A and stamps every Deployment; then it is restarted with image B
 // (how a default-image change reaches the cluster: an operator upgrade) and the time until every Deployment carries
 // the new stamp is measured from outside, by a watch on Deployments, with the operator's RSS from /proc.
-import { spawnSync } from "node:child_process";
-import { join } from "node:path";
 import { inspect } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
-  ApiextensionsV1Api,
   AppsV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -15,9 +12,11 @@ import {
   type KubeConfig,
   type V1Deployment,
 } from "@kubernetes/client-node";
-import { Annotations, API_VERSION, CRD_NAME, GROUP, KIND, PLURAL, VERSION } from "../../operator/src/api/index.ts";
+import { Annotations, API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../operator/src/api/index.ts";
 import { startControlPlane, type ControlPlane } from "../controlplane/harness.ts";
-import { cpuSeconds, freePort, isAlive, memory, startProcess, waitFor, WaitAborted, type Proc } from "./lib/procs.ts";
+import { cpuSeconds, freePort, isAlive, memory, startProcess, type Proc } from "./lib/procs.ts";
+import { waitFor, WaitAborted } from "../lib/wait.ts";
+import { applyCrds } from "../lib/kube.ts";
 import { Better, log, median, MiB, type Row } from "./lib/report.ts";
 import { entry, REPO } from "./lib/senders.ts";
 
@@ -145,34 +144,6 @@ async function pool<T>(items: readonly T[], concurrency: number, fn: (item: T) =
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
 }
 
-/** kubectl apply of the committed CRD (the typed client would drop its `x-kubernetes-*` keys), then Established. */
-async function installCrd(cp: ControlPlane): Promise<void> {
-  const r = spawnSync(
-    join(cp.binDir, "kubectl"),
-    [
-      "--kubeconfig",
-      cp.kubeconfigPath,
-      "apply",
-      "--server-side",
-      "-f",
-      join(REPO, "crds/metricspusher.dev_metricspushers.yaml"),
-    ],
-    {
-      encoding: "utf8",
-    },
-  );
-  if (r.status !== 0) throw new Error(`kubectl apply of the MetricsPusher CRD failed: ${r.stderr}${r.stdout}`);
-  const api = cp.kubeConfig.makeApiClient(ApiextensionsV1Api);
-  await waitFor(
-    "the MetricsPusher CRD to be Established",
-    async () => {
-      const got = await api.readCustomResourceDefinition({ name: CRD_NAME });
-      return got.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") ? true : undefined;
-    },
-    30_000,
-  );
-}
-
 function namespaceName(i: number): string {
   return `scale-${String(i).padStart(3, "0")}`;
 }
@@ -288,15 +259,13 @@ async function startOperator(
 /** Time until /readyz answers 200, watched alongside the stamping. */
 async function readyAt(op: Operator, timeoutMs: number): Promise<number> {
   await waitFor(
-    "the operator to be ready",
     async () => {
       if (!isAlive(op.proc)) throw new WaitAborted(`operator exited:\n${op.proc.tail()}`);
       const res = await fetch(op.probeUrl, { signal: AbortSignal.timeout(2000) });
       await res.arrayBuffer();
       return res.status === 200 ? true : undefined;
     },
-    timeoutMs,
-    100,
+    { timeoutMs: timeoutMs, intervalMs: 100, message: "the operator to be ready" },
   );
   return Date.now();
 }
@@ -330,7 +299,7 @@ export async function benchScale(opts: ScaleOptions): Promise<ScaleResult> {
   let populateS: number;
   const timeoutMs = Math.max(120_000, opts.deployments * 200);
   try {
-    await installCrd(cp);
+    await applyCrds(cp);
     const t0 = Date.now();
     await populate(cp.kubeConfig, opts.deployments, opts.createConcurrency ?? 16);
     populateS = (Date.now() - t0) / 1000;

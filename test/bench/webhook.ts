@@ -9,7 +9,8 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { createCA, issueCert } from "../controlplane/pki.ts";
 import { admissionReviews } from "./lib/admission.ts";
-import { cpuSeconds, memory, startProcess, tempDir, waitFor, WaitAborted, isAlive, type Proc } from "./lib/procs.ts";
+import { cpuSeconds, memory, startProcess, tempDir, isAlive, type Proc } from "./lib/procs.ts";
+import { waitFor, WaitAborted } from "../lib/wait.ts";
 import { Better, log, median, quantile, MiB, type Row } from "./lib/report.ts";
 import { REPO } from "./lib/senders.ts";
 
@@ -98,7 +99,6 @@ async function startServer(
     },
   );
   const port = await waitFor(
-    "the webhook server to listen",
     () => {
       if (!isAlive(proc)) throw new WaitAborted(`webhook server exited:\n${proc.tail()}`);
       try {
@@ -107,8 +107,7 @@ async function startServer(
         return undefined;
       }
     },
-    30_000,
-    100,
+    { timeoutMs: 30_000, intervalMs: 100, message: "the webhook server to listen" },
   );
   return { proc, port, caPem: ca.certPem };
 }

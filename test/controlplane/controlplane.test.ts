@@ -7,7 +7,7 @@ import { inspect } from "node:util";
 import { existsSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { randomBytes } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
+import { waitFor } from "../lib/wait.ts";
 import {
   AdmissionregistrationV1Api,
   ApiException,
@@ -49,26 +49,6 @@ async function createNamespace(labels: Record<string, string> = {}): Promise<str
   const name = uniqueName("cp-test");
   await core.createNamespace({ body: { metadata: { name, labels } } });
   return name;
-}
-
-/** Polls until `check` returns a value (not undefined) or the time is up; the failure names what was awaited. */
-async function eventually<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs / 1000}s waiting for ${what}${last ? `: ${last instanceof Error ? String(last) : inspect(last)}` : ""}`,
-      );
-    }
-    await sleep(250);
-  }
 }
 
 async function apiError(promise: Promise<unknown>): Promise<ApiException<unknown>> {
@@ -133,10 +113,13 @@ it("a namespace and a CRD can be created; the CRD becomes Established and accept
       },
     },
   });
-  await eventually("the CRD to be Established", 30_000, async () => {
-    const crd = await extensions.readCustomResourceDefinition({ name: crdName });
-    return crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") ? true : undefined;
-  });
+  await waitFor(
+    async () => {
+      const crd = await extensions.readCustomResourceDefinition({ name: crdName });
+      return crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") ? true : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 250, message: "the CRD to be Established" },
+  );
 
   const objects = cp.kubeConfig.makeApiClient(CustomObjectsApi);
   const ref = { group, version: "v1", namespace, plural: "widgets" };
@@ -174,10 +157,13 @@ it(DEPLOYMENT_TEST, { timeout: 90_000 }, async () => {
     },
   });
 
-  const pods = await eventually("2 Pods from the ReplicaSet", 60_000, async () => {
-    const list = await core.listNamespacedPod({ namespace, labelSelector: "app=builder" });
-    return list.items.length === 2 ? list.items : undefined;
-  });
+  const pods = await waitFor(
+    async () => {
+      const list = await core.listNamespacedPod({ namespace, labelSelector: "app=builder" });
+      return list.items.length === 2 ? list.items : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 250, message: "2 Pods from the ReplicaSet" },
+  );
   const replicaSets = await apps.listNamespacedReplicaSet({ namespace });
   assert.equal(replicaSets.items.length, 1);
   const replicaSet = replicaSets.items[0]!;
@@ -273,14 +259,17 @@ it(WEBHOOK_TEST, { timeout: 120_000 }, async (t) => {
   t.after(() => admissionregistration.deleteMutatingWebhookConfiguration({ name: configName }));
 
   // The apiserver picks new configurations up from an informer; a dry-run Pod shows when it has.
-  await eventually("the webhook configuration to take effect", 30_000, async () => {
-    const probe = await core.createNamespacedPod({
-      namespace,
-      dryRun: "All",
-      body: { metadata: { name: "probe" }, spec: { containers: [{ name: "main", image: PAUSE_IMAGE }] } },
-    });
-    return probe.metadata?.annotations?.["tests.metrics-pusher.dev/mutated"] === "true" ? true : undefined;
-  });
+  await waitFor(
+    async () => {
+      const probe = await core.createNamespacedPod({
+        namespace,
+        dryRun: "All",
+        body: { metadata: { name: "probe" }, spec: { containers: [{ name: "main", image: PAUSE_IMAGE }] } },
+      });
+      return probe.metadata?.annotations?.["tests.metrics-pusher.dev/mutated"] === "true" ? true : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 250, message: "the webhook configuration to take effect" },
+  );
 
   const apps = cp.kubeConfig.makeApiClient(AppsV1Api);
   const labels = { app: "mutated" };
@@ -295,10 +284,13 @@ it(WEBHOOK_TEST, { timeout: 120_000 }, async (t) => {
       },
     },
   });
-  const pod = await eventually("the ReplicaSet's Pod", 60_000, async () => {
-    const list = await core.listNamespacedPod({ namespace, labelSelector: "app=mutated" });
-    return list.items[0];
-  });
+  const pod = await waitFor(
+    async () => {
+      const list = await core.listNamespacedPod({ namespace, labelSelector: "app=mutated" });
+      return list.items[0];
+    },
+    { timeoutMs: 60_000, intervalMs: 250, message: "the ReplicaSet's Pod" },
+  );
   const mutated = pod.metadata?.annotations?.["tests.metrics-pusher.dev/mutated"];
   assert.equal(mutated, "true", "the stored Pod carries the mutation");
   assert.match(pod.metadata?.generateName ?? "", /^mutated-[a-z0-9]+-$/);
@@ -387,9 +379,11 @@ it("RBAC is enforced: a ServiceAccount without permissions is refused until a Ro
       subjects: [{ kind: "ServiceAccount", name: account, namespace }],
     },
   });
-  await eventually("the RoleBinding to take effect", 15_000, async () =>
-    (await review()).status?.allowed ? true : undefined,
-  );
+  await waitFor(async () => ((await review()).status?.allowed ? true : undefined), {
+    timeoutMs: 15_000,
+    intervalMs: 250,
+    message: "the RoleBinding to take effect",
+  });
   const pods = await asAccount.listNamespacedPod({ namespace });
   assert.deepEqual(pods.items, []);
 });

@@ -20,6 +20,8 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { waitFor, WaitAborted, WaitTimeout } from "../lib/wait.ts";
+import { OPERATOR_NAMESPACE, operatorEnv, operatorPorts } from "../lib/operator.ts";
 import {
   AdmissionregistrationV1Api,
   ApiException,
@@ -51,7 +53,6 @@ const NODE = process.execPath;
 const EXIT_AFTER_SERIES = process.env.DEMO_EXIT === "1" || process.env.DEMO_EXIT === "true";
 /** Every wait on the cluster or a process; a busy 2-core machine needs most of it. */
 const WAIT_MS = Number(process.env.DEMO_TIMEOUT_MS ?? 90_000);
-const OPERATOR_NAMESPACE = "metrics-pusher-system";
 const SAMPLES_NAMESPACE = "builds";
 const PUSHER_NAME = "builders";
 const DEPLOYMENT_NAME = "builder";
@@ -70,7 +71,8 @@ const elapsed = (): string => `${((performance.now() - startedAt) / 1000).toFixe
 const say = (line = ""): void => void process.stdout.write(`${line}\n`);
 const progress = (line: string): void => say(`[${elapsed()}] ${line}`);
 
-class DemoError extends Error {}
+// A DemoError thrown by a wait's check ends the wait at once (a process died): it is a WaitAborted.
+class DemoError extends WaitAborted {}
 
 async function step<T>(title: string, fn: () => Promise<T>, done?: (v: T) => string): Promise<T> {
   const t = performance.now();
@@ -93,35 +95,6 @@ async function step<T>(title: string, fn: () => Promise<T>, done?: (v: T) => str
     throw err;
   } finally {
     clearInterval(ticker);
-  }
-}
-
-/**
- * Polls `check` until it returns a truthy value; the error names what was awaited and what was seen last. A DemoError
- * thrown by `check` (a process died) ends the wait at once; other errors are taken as "not yet".
- */
-async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined | false>,
-  timeoutMs = WAIT_MS,
-  intervalMs = 500,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = "";
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-      last = "";
-    } catch (err) {
-      if (err instanceof DemoError) throw err;
-      last = (err as Error).message.split("\n")[0] ?? "";
-    }
-    if (Date.now() > deadline)
-      throw new DemoError(
-        `timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}${last ? ` (last seen: ${last})` : ""}`,
-      );
-    await sleep(intervalMs);
   }
 }
 
@@ -651,10 +624,13 @@ async function main(): Promise<void> {
     async () => {
       await kubectl(["apply", "--server-side", "-k", join(ROOT, "crds")]);
       const ext = kc.makeApiClient(ApiextensionsV1Api);
-      await waitFor(`CRD ${CRD_NAME} Established`, async () => {
-        const crd = await ext.readCustomResourceDefinition({ name: CRD_NAME });
-        return crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True");
-      });
+      await waitFor(
+        async () => {
+          const crd = await ext.readCustomResourceDefinition({ name: CRD_NAME });
+          return crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True");
+        },
+        { timeoutMs: WAIT_MS, intervalMs: 500, message: `CRD ${CRD_NAME} Established` },
+      );
     },
     () => `CRD ${CRD_NAME} established`,
   );
@@ -663,21 +639,12 @@ async function main(): Promise<void> {
     "Starting the operator as a local process (node operator/src/main.ts, webhook at https://127.0.0.1)",
     async () => {
       await kubectl(["create", "namespace", OPERATOR_NAMESPACE]);
-      const ports = { webhook: await freePort(), metrics: await freePort(), probe: await freePort() };
-      const webhookUrl = `https://127.0.0.1:${ports.webhook}/mutate-v1-pod`;
-      const env = {
-        PATH: process.env.PATH ?? "/usr/bin:/bin",
-        HOME: process.env.HOME ?? "/tmp",
-        KUBECONFIG: cp.kubeconfigPath,
-        WEBHOOK_URL: webhookUrl,
-        WEBHOOK_PORT: String(ports.webhook),
-        METRICS_PORT: String(ports.metrics),
-        PROBE_PORT: String(ports.probe),
-        BIND_ADDRESS: "127.0.0.1",
-        POD_NAMESPACE: OPERATOR_NAMESPACE,
-        POD_NAME: "metrics-pusher-operator-demo",
+      const ports = await operatorPorts();
+      const env: Record<string, string> = {
+        ...operatorEnv({ kubeconfigPath: cp.kubeconfigPath, ports, name: "metrics-pusher-operator-demo" }),
         LOG_LEVEL: "info",
       };
+      const webhookUrl = env.WEBHOOK_URL!;
       const p = startLocal(
         "operator",
         ["--conditions=source", join(ROOT, "operator/src/main.ts")],
@@ -690,24 +657,31 @@ async function main(): Promise<void> {
           throw new DemoError(`the operator exited (${p.exitInfo}); its last lines:\n${tail(p)}`);
       };
       try {
-        await waitFor("the operator's /readyz to answer 200", async () => {
-          alive();
-          const r = await fetch(`http://127.0.0.1:${ports.probe}/readyz`, { signal: AbortSignal.timeout(2000) });
-          await r.arrayBuffer();
-          return r.status === 200;
-        });
+        await waitFor(
+          async () => {
+            alive();
+            const r = await fetch(`http://127.0.0.1:${ports.probe}/readyz`, { signal: AbortSignal.timeout(2000) });
+            await r.arrayBuffer();
+            return r.status === 200;
+          },
+          { timeoutMs: WAIT_MS, intervalMs: 500, message: "the operator's /readyz to answer 200" },
+        );
         const admission = kc.makeApiClient(AdmissionregistrationV1Api);
         await waitFor(
-          "the MutatingWebhookConfiguration metrics-pusher to point at the operator, with a caBundle",
           async () => {
             alive();
             const cc = (await admission.readMutatingWebhookConfiguration({ name: "metrics-pusher" })).webhooks?.[0]
               ?.clientConfig;
             return cc?.url === webhookUrl && !!cc.caBundle;
           },
+          {
+            timeoutMs: WAIT_MS,
+            intervalMs: 500,
+            message: "the MutatingWebhookConfiguration metrics-pusher to point at the operator, with a caBundle",
+          },
         );
       } catch (err) {
-        if (err instanceof DemoError && p.exitInfo === undefined)
+        if ((err instanceof DemoError || err instanceof WaitTimeout) && p.exitInfo === undefined)
           throw new DemoError(`${err.message}\n  the operator's last lines:\n${tail(p)}`);
         throw err;
       }
@@ -729,23 +703,29 @@ async function main(): Promise<void> {
   say("config/samples/ is applied as it is, except (rewritten at apply time for this machine):");
   for (const c of samples.changes) say(`  - ${c}`);
   say();
+  const readSamplePusher = async (): Promise<MetricsPusher> =>
+    (await custom.getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: SAMPLES_NAMESPACE,
+      name: PUSHER_NAME,
+    })) as MetricsPusher;
   await step(
     "Applying the Namespace, the Secret and the MetricsPusher (kubectl apply -f -)",
     async () => {
       await kubectl(["apply", "-f", "-"], samples.first);
       // The controller adds its finalizer once it has seen the MetricsPusher: from then on the webhook knows it too.
       await waitFor(
-        `the controller to pick up MetricsPusher ${SAMPLES_NAMESPACE}/${PUSHER_NAME} (its finalizer)`,
         async () => {
           operatorAlive();
-          const mp = (await custom.getNamespacedCustomObject({
-            group: GROUP,
-            version: VERSION,
-            plural: PLURAL,
-            namespace: SAMPLES_NAMESPACE,
-            name: PUSHER_NAME,
-          })) as MetricsPusher;
+          const mp = await readSamplePusher();
           return (mp.metadata.finalizers ?? []).length > 0;
+        },
+        {
+          timeoutMs: WAIT_MS,
+          intervalMs: 500,
+          message: `the controller to pick up MetricsPusher ${SAMPLES_NAMESPACE}/${PUSHER_NAME} (its finalizer)`,
         },
       );
     },
@@ -758,7 +738,6 @@ async function main(): Promise<void> {
       let seenWithout = "";
       try {
         return await waitFor(
-          `a Pod of Deployment ${SAMPLES_NAMESPACE}/${DEPLOYMENT_NAME} with the ${SIDECAR_CONTAINER_NAME} container`,
           async () => {
             operatorAlive();
             const p = await newestPod(core, true);
@@ -767,6 +746,11 @@ async function main(): Promise<void> {
               if (any) seenWithout = any.metadata?.name ?? "";
             }
             return p;
+          },
+          {
+            timeoutMs: WAIT_MS,
+            intervalMs: 500,
+            message: `a Pod of Deployment ${SAMPLES_NAMESPACE}/${DEPLOYMENT_NAME} with the ${SIDECAR_CONTAINER_NAME} container`,
           },
         );
       } catch (err) {
@@ -785,27 +769,23 @@ async function main(): Promise<void> {
   await step(
     `Waiting for MetricsPusher ${PUSHER_NAME} to report Ready with 1 matched Deployment`,
     () =>
-      waitFor("status Ready=True and matchedWorkloads=1", async () => {
-        const mp = (await custom.getNamespacedCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          namespace: SAMPLES_NAMESPACE,
-          name: PUSHER_NAME,
-        })) as MetricsPusher;
-        return (
-          mp.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
-          mp.status?.matchedWorkloads === 1
-        );
-      }),
+      waitFor(
+        async () => {
+          const mp = await readSamplePusher();
+          return (
+            mp.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
+            mp.status?.matchedWorkloads === 1
+          );
+        },
+        { timeoutMs: WAIT_MS, intervalMs: 500, message: "status Ready=True and matchedWorkloads=1" },
+      ),
     () => `MetricsPusher ${PUSHER_NAME} Ready, 1 matched Deployment`,
   );
   // Events are sent asynchronously by the webhook; give them a moment, but show what is there either way.
   await waitFor(
-    "the Injected Event",
     async () =>
       (await core.listNamespacedEvent({ namespace: SAMPLES_NAMESPACE })).items.some((e) => e.reason === "Injected"),
-    15_000,
+    { timeoutMs: 15_000, intervalMs: 500, message: "the Injected Event" },
   ).catch(() => undefined);
 
   // 4. What happened.
@@ -855,7 +835,6 @@ async function main(): Promise<void> {
     async () => {
       try {
         return await waitFor(
-          'knative_lambda_metric_pusher_heartbeat and up/http_requests_total of job="builder" in Prometheus',
           async () => {
             if (running.process.exitInfo !== undefined)
               throw new DemoError(
@@ -878,9 +857,14 @@ async function main(): Promise<void> {
               throw new Error(`${own.length + scraped.length} series so far; missing ${missing.join(", ")}`);
             return { own, scraped };
           },
+          {
+            timeoutMs: WAIT_MS,
+            intervalMs: 500,
+            message: 'knative_lambda_metric_pusher_heartbeat and up/http_requests_total of job="builder" in Prometheus',
+          },
         );
       } catch (err) {
-        if (err instanceof DemoError && running.process.exitInfo === undefined)
+        if ((err instanceof DemoError || err instanceof WaitTimeout) && running.process.exitInfo === undefined)
           throw new DemoError(`${err.message}\n  the pusher's last lines:\n${tail(running.process)}`);
         throw err;
       }

@@ -2,16 +2,14 @@
 // message naming the field (OpenAPI schema + CEL rules).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { ApiException, ApiextensionsV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { CRD_NAME, GROUP, PLURAL, VERSION } from "../../operator/src/api/index.ts";
 import { startControlPlane } from "../controlplane/harness.ts";
 import type { ControlPlane } from "../controlplane/harness.ts";
-import { eventually } from "./util.ts";
+import { kubectl as kubectlIn, ROOT } from "../lib/kube.ts";
+import { waitFor } from "../lib/wait.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
 const NS = "crd-test";
 
 type Spec = Record<string, unknown>;
@@ -132,17 +130,8 @@ const invalid: Array<{ name: string; spec: Spec; field: string }> = [
 describe("MetricsPusher CRD on a real apiserver", { timeout: 300_000 }, () => {
   let cp: ControlPlane;
   let custom: CustomObjectsApi;
-  const kubectl = async (...args: string[]) =>
-    (await promisify(execFile)(join(cp.binDir, "kubectl"), ["--kubeconfig", cp.kubeconfigPath, ...args])).stdout;
-  const kubectlStdin = (input: string, ...args: string[]) =>
-    new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
-      const child = execFile(
-        join(cp.binDir, "kubectl"),
-        ["--kubeconfig", cp.kubeconfigPath, ...args],
-        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve({ stdout, stderr })),
-      );
-      child.stdin?.end(input);
-    });
+  const kubectl = async (...args: string[]) => (await kubectlIn(cp, args)).stdout;
+  const kubectlStdin = (input: string, ...args: string[]) => kubectlIn(cp, args, input);
 
   before(async () => {
     cp = await startControlPlane();
@@ -151,13 +140,12 @@ describe("MetricsPusher CRD on a real apiserver", { timeout: 300_000 }, () => {
     // kubectl, not client-node: the typed client would serialize the CRD through V1JSONSchemaProps and silently drop
     // the wire-named x-kubernetes-* keys of a parsed YAML (CEL rules, int-or-string).
     await kubectl("create", "-f", join(ROOT, "crds/metricspusher.dev_metricspushers.yaml"));
-    await eventually(
-      "CRD Established",
+    await waitFor(
       async () => {
         const c = await ext.readCustomResourceDefinition({ name: CRD_NAME });
         return c.status?.conditions?.some((x) => x.type === "Established" && x.status === "True");
       },
-      60_000,
+      { timeoutMs: 60_000, intervalMs: 100, message: "CRD Established" },
     );
     await cp.kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
   });

@@ -11,7 +11,7 @@ import {
 } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION } from "../../operator/src/api/index.ts";
 import type { MetricsPusher, MetricsPusherSpec } from "../../operator/src/api/index.ts";
-import { eventually } from "./util.ts";
+import { waitFor } from "../lib/wait.ts";
 
 export { GROUP, PLURAL, VERSION };
 
@@ -108,8 +108,7 @@ export async function currentPods(
   deploymentName: string,
   timeoutMs = 60_000,
 ): Promise<{ rs: V1ReplicaSet; pods: V1Pod[]; replicaSets: number }> {
-  return eventually(
-    `pods of the current ReplicaSet of Deployment ${namespace}/${deploymentName}`,
+  return waitFor(
     async () => {
       const dep = await c.apps.readNamespacedDeployment({ namespace, name: deploymentName });
       const rsList = await c.apps.listNamespacedReplicaSet({ namespace });
@@ -125,8 +124,11 @@ export async function currentPods(
       if (pods.length < (dep.spec?.replicas ?? 1)) return undefined;
       return { rs, pods, replicaSets: owned.length };
     },
-    timeoutMs,
-    250,
+    {
+      timeoutMs: timeoutMs,
+      intervalMs: 250,
+      message: `pods of the current ReplicaSet of Deployment ${namespace}/${deploymentName}`,
+    },
   );
 }
 

@@ -6,7 +6,7 @@ import pino from "pino";
 import { createInformer } from "../../operator/src/kube/informer.ts";
 import { LeaderElector } from "../../operator/src/kube/leader.ts";
 import { startControlPlane, type ControlPlane } from "../controlplane/harness.ts";
-import { eventually } from "./util.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const log = pino({ level: process.env.TEST_LOG ?? "silent" });
 const NS = "default";
@@ -51,7 +51,7 @@ describe("leader election on a real apiserver", { timeout: 240_000 }, () => {
     const eb = elector("handover", "b", b, long);
     ea.start();
     eb.start();
-    await eventually("one leader", () => a.leading || b.leading, 20_000);
+    await waitFor(() => a.leading || b.leading, { timeoutMs: 20_000, intervalMs: 100, message: "one leader" });
     // Several retry periods: the other candidate must stay a follower while the leader renews.
     await new Promise((r) => setTimeout(r, 2000));
     assert.equal(Number(a.leading) + Number(b.leading), 1, "exactly one leader");
@@ -66,7 +66,7 @@ describe("leader election on a real apiserver", { timeout: 240_000 }, () => {
     const released = await coord.readNamespacedLease({ name: "handover", namespace: NS });
     const leaderId = a.leading ? "b" : "a";
     assert.notEqual(released.spec?.holderIdentity, leaderId, "the stopped leader released the Lease");
-    await eventually("follower takes over", () => followerState.leading, 10_000);
+    await waitFor(() => followerState.leading, { timeoutMs: 10_000, intervalMs: 100, message: "follower takes over" });
     const handoverMs = Date.now() - stoppedAt;
     // Released: the follower need not wait for the 10 s lease duration (it retries every 300-660 ms).
     assert.ok(handoverMs < 5000, `handover took ${handoverMs} ms`);
@@ -98,7 +98,7 @@ describe("leader election on a real apiserver", { timeout: 240_000 }, () => {
     const e = elector("crash", "survivor", s);
     const started = Date.now();
     e.start();
-    await eventually("survivor leads", () => s.leading, 15_000);
+    await waitFor(() => s.leading, { timeoutMs: 15_000, intervalMs: 100, message: "survivor leads" });
     const waited = Date.now() - started;
     assert.ok(waited >= 2900, `took over after ${waited} ms, before the 3 s lease duration expired`);
     await e.stop();
@@ -136,11 +136,11 @@ describe("resilient informer on a real apiserver", { timeout: 240_000 }, () => {
       body: [{ op: "replace", path: "/data/a", value: "2" }],
     });
     await core.deleteNamespacedConfigMap({ namespace: NS, name: "before" });
-    await eventually(
-      "watch events",
-      () => events.includes("delete before") && inf.get(NS, "later")?.data?.a === "2",
-      10_000,
-    );
+    await waitFor(() => events.includes("delete before") && inf.get(NS, "later")?.data?.a === "2", {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      message: "watch events",
+    });
     assert.ok(events.includes("add later"), events.join(", "));
     await inf.stop();
   });
@@ -162,7 +162,7 @@ describe("resilient informer on a real apiserver", { timeout: 240_000 }, () => {
       onError: (e) => errors.push(e),
     });
     inf.start();
-    await eventually("several failed attempts", () => errors.length >= 3, 15_000);
+    await waitFor(() => errors.length >= 3, { timeoutMs: 15_000, intervalMs: 100, message: "several failed attempts" });
     assert.equal(inf.hasSynced(), false);
     assert.equal((errors[0] as { code?: number }).code, 403);
     const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
@@ -184,7 +184,11 @@ describe("resilient informer on a real apiserver", { timeout: 240_000 }, () => {
     await inf.waitForSync(AbortSignal.timeout(15_000));
     assert.ok(inf.restarts() >= 3);
     await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: "seen-after-grant" } } });
-    await eventually("watch works after the grant", () => inf.get(NS, "seen-after-grant") !== undefined, 10_000);
+    await waitFor(() => inf.get(NS, "seen-after-grant") !== undefined, {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      message: "watch works after the grant",
+    });
     await inf.stop();
   });
 });

@@ -21,14 +21,9 @@ import {
   VERSION,
   type Clients,
 } from "./kube.ts";
-import {
-  createNamespace,
-  installCrds,
-  OPERATOR_NAMESPACE,
-  startOperator,
-  type OperatorProcess,
-} from "./operator-process.ts";
-import { eventually } from "./util.ts";
+import { applyCrds, createNamespace } from "../lib/kube.ts";
+import { OPERATOR_NAMESPACE, startOperator, type OperatorProcess } from "../lib/operator.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const NS = "builds";
 const RW_URL = "http://receiver.monitoring.svc:9090/api/v1/write";
@@ -41,21 +36,25 @@ describe("operator end to end", { timeout: 420_000 }, () => {
   before(async () => {
     cp = await startControlPlane({ controllers: true });
     c = clients(cp.kubeConfig);
-    await installCrds(cp);
+    await applyCrds(cp);
     await createNamespace(cp.kubeConfig, OPERATOR_NAMESPACE);
     await createNamespace(cp.kubeConfig, NS);
     await createNamespace(cp.kubeConfig, "other");
     op = await startOperator({ cp, name: "op-main", env: { ROLLOUT_MAX_PER_INTERVAL: "20", ROLLOUT_INTERVAL: "10s" } });
     await op.waitReady();
     // The webhook configuration is registered (with the CA) before the first pod is created.
-    await eventually(
-      "MutatingWebhookConfiguration metrics-pusher pointing at the operator, with a caBundle",
+    await waitFor(
       async () => {
         const mwc = await cp.kubeConfig
           .makeApiClient(AdmissionregistrationV1Api)
           .readMutatingWebhookConfiguration({ name: "metrics-pusher" });
         const cc = mwc.webhooks?.[0]?.clientConfig;
         return cc?.url === op!.webhookUrl && !!cc.caBundle;
+      },
+      {
+        timeoutMs: 30_000,
+        intervalMs: 100,
+        message: "MutatingWebhookConfiguration metrics-pusher pointing at the operator, with a caBundle",
       },
     );
   });
@@ -71,8 +70,9 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       pushInterval: "15s",
       externalLabels: { cluster: "e2e" },
     });
-    await eventually("finalizer on the MetricsPusher", async () =>
-      (await getPusher(c, NS, "builders")).metadata.finalizers?.includes("metricspusher.dev/finalizer"),
+    await waitFor(
+      async () => (await getPusher(c, NS, "builders")).metadata.finalizers?.includes("metricspusher.dev/finalizer"),
+      { timeoutMs: 30_000, intervalMs: 100, message: "finalizer on the MetricsPusher" },
     );
     await c.apps.createNamespacedDeployment({ namespace: NS, body: deployment("builder", { app: "builder" }) });
     const { pods, replicaSets } = await currentPods(c, NS, "builder");
@@ -98,14 +98,17 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       "a label selector finds exactly the injected pods",
     );
 
-    const p = await eventually("MetricsPusher Ready with matchedWorkloads 1", async () => {
-      const mp = await getPusher(c, NS, "builders");
-      return condition(mp, "Ready")?.status === "True" &&
-        mp.status?.matchedWorkloads === 1 &&
-        condition(mp, "UpToDate")?.status === "True"
-        ? mp
-        : undefined;
-    });
+    const p = await waitFor(
+      async () => {
+        const mp = await getPusher(c, NS, "builders");
+        return condition(mp, "Ready")?.status === "True" &&
+          mp.status?.matchedWorkloads === 1 &&
+          condition(mp, "UpToDate")?.status === "True"
+          ? mp
+          : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100, message: "MetricsPusher Ready with matchedWorkloads 1" },
+    );
     assert.equal(p.status?.updatedWorkloads, 1);
     assert.equal(p.status?.observedGeneration, p.metadata.generation);
     assert.equal(condition(p, "Ready")?.reason, "Valid");
@@ -153,10 +156,13 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       selector: { matchLabels: { app: "builder" } },
       remoteWrite: { url: RW_URL },
     });
-    await eventually("MetricsPusher in secure is known to the webhook", async () => {
-      const mp = await getPusher(c, "secure", "builders");
-      return mp.metadata.finalizers?.length ? mp : undefined;
-    });
+    await waitFor(
+      async () => {
+        const mp = await getPusher(c, "secure", "builders");
+        return mp.metadata.finalizers?.length ? mp : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100, message: "MetricsPusher in secure is known to the webhook" },
+    );
     const created = await c.core.createNamespacedPod({
       namespace: "secure",
       body: {
@@ -192,27 +198,29 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       name: "builders",
       body: [{ op: "replace", path: "/spec/pushInterval", value: "20s" }],
     });
-    const { pods, rs } = await eventually(
-      "a new ReplicaSet whose pods carry PUSH_INTERVAL=20s",
+    const { pods, rs } = await waitFor(
       async () => {
         const cur = await currentPods(c, NS, "builder");
         return env(bareSidecar(cur.pods[0]!)[0], "PUSH_INTERVAL") === "20s" ? cur : undefined;
       },
-      60_000,
+      { timeoutMs: 60_000, intervalMs: 100, message: "a new ReplicaSet whose pods carry PUSH_INTERVAL=20s" },
     );
     const dep = await c.apps.readNamespacedDeployment({ namespace: NS, name: "builder" });
     const stamp = dep.spec?.template.metadata?.annotations?.["metricspusher.dev/config-hash"];
     assert.ok(stamp && stamp !== oldHash, `stamped with the new hash (${stamp}, old ${oldHash})`);
     assert.equal(pods[0]!.metadata?.annotations?.["metricspusher.dev/injected"], `builders@${stamp}`);
     assert.equal(rs.metadata?.annotations?.["deployment.kubernetes.io/revision"], "2");
-    const p = await eventually("status observes generation 2 and the new hash", async () => {
-      const mp = await getPusher(c, NS, "builders");
-      return mp.status?.observedGeneration === mp.metadata.generation &&
-        mp.status?.configHash === stamp &&
-        mp.status?.updatedWorkloads === 1
-        ? mp
-        : undefined;
-    });
+    const p = await waitFor(
+      async () => {
+        const mp = await getPusher(c, NS, "builders");
+        return mp.status?.observedGeneration === mp.metadata.generation &&
+          mp.status?.configHash === stamp &&
+          mp.status?.updatedWorkloads === 1
+          ? mp
+          : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100, message: "status observes generation 2 and the new hash" },
+    );
     assert.equal(condition(p, "UpToDate")?.status, "True");
     const evs = await eventsFor(c, NS, "Deployment", "builder");
     assert.ok(
@@ -224,10 +232,11 @@ describe("operator end to end", { timeout: 420_000 }, () => {
   it("a Deployment controlled by another controller (e.g. Knative) is injected but never stamped; status says so", async () => {
     await createNamespace(cp.kubeConfig, "knative");
     await createPusher(c, "knative", "fns", { selector: { matchLabels: { app: "fn" } }, remoteWrite: { url: RW_URL } });
-    await eventually(
-      "MetricsPusher fns Ready",
-      async () => condition(await getPusher(c, "knative", "fns"), "Ready")?.status === "True",
-    );
+    await waitFor(async () => condition(await getPusher(c, "knative", "fns"), "Ready")?.status === "True", {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      message: "MetricsPusher fns Ready",
+    });
     // The owner must exist, or the garbage collector deletes the Deployment.
     const owner = await c.core.createNamespacedConfigMap({
       namespace: "knative",
@@ -248,12 +257,15 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       name: "fns",
       body: [{ op: "add", path: "/spec/pushInterval", value: "45s" }],
     });
-    const mp = await eventually("UpToDate False / OwnedByAnotherController", async () => {
-      const p = await getPusher(c, "knative", "fns");
-      return p.status?.observedGeneration === 2 && condition(p, "UpToDate")?.reason === "OwnedByAnotherController"
-        ? p
-        : undefined;
-    });
+    const mp = await waitFor(
+      async () => {
+        const p = await getPusher(c, "knative", "fns");
+        return p.status?.observedGeneration === 2 && condition(p, "UpToDate")?.reason === "OwnedByAnotherController"
+          ? p
+          : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100, message: "UpToDate False / OwnedByAnotherController" },
+    );
     assert.equal(condition(mp, "UpToDate")?.status, "False");
     assert.match(
       condition(mp, "UpToDate")?.message ?? "",
@@ -268,10 +280,11 @@ describe("operator end to end", { timeout: 420_000 }, () => {
   it("a selector that stops selecting a Deployment rolls the sidecar away from it", async () => {
     await createNamespace(cp.kubeConfig, "reselect");
     await createPusher(c, "reselect", "mp", { selector: { matchLabels: { app: "a" } }, remoteWrite: { url: RW_URL } });
-    await eventually(
-      "MetricsPusher mp Ready",
-      async () => condition(await getPusher(c, "reselect", "mp"), "Ready")?.status === "True",
-    );
+    await waitFor(async () => condition(await getPusher(c, "reselect", "mp"), "Ready")?.status === "True", {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      message: "MetricsPusher mp Ready",
+    });
     await c.apps.createNamespacedDeployment({ namespace: "reselect", body: deployment("a", { app: "a" }) });
     assert.equal(bareSidecar((await currentPods(c, "reselect", "a")).pods[0]!).length, 1);
     await c.custom.patchNamespacedCustomObject({
@@ -282,15 +295,21 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       name: "mp",
       body: [{ op: "replace", path: "/spec/selector", value: { matchLabels: { app: "b" } } }],
     });
-    const { pods } = await eventually("pods of Deployment a without the sidecar", async () => {
-      const cur = await currentPods(c, "reselect", "a");
-      return bareSidecar(cur.pods[0]!).length === 0 ? cur : undefined;
-    });
+    const { pods } = await waitFor(
+      async () => {
+        const cur = await currentPods(c, "reselect", "a");
+        return bareSidecar(cur.pods[0]!).length === 0 ? cur : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100, message: "pods of Deployment a without the sidecar" },
+    );
     assert.equal(pods[0]!.metadata?.annotations?.["metricspusher.dev/injected"], undefined);
-    const mp = await eventually("status: nothing matched", async () => {
-      const p = await getPusher(c, "reselect", "mp");
-      return p.status?.observedGeneration === 2 ? p : undefined;
-    });
+    const mp = await waitFor(
+      async () => {
+        const p = await getPusher(c, "reselect", "mp");
+        return p.status?.observedGeneration === 2 ? p : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100, message: "status: nothing matched" },
+    );
     assert.equal(mp.status?.matchedWorkloads, 0);
     assert.equal(condition(mp, "Ready")?.reason, "NoMatchingWorkloads");
   });
@@ -298,10 +317,11 @@ describe("operator end to end", { timeout: 420_000 }, () => {
   it("StatefulSets and DaemonSets are stamped like Deployments", async () => {
     await createNamespace(cp.kubeConfig, "kinds");
     await createPusher(c, "kinds", "mp", { selector: { matchLabels: { app: "db" } }, remoteWrite: { url: RW_URL } });
-    const mp = await eventually(
-      "MetricsPusher mp has a config hash",
-      async () => (await getPusher(c, "kinds", "mp")).status?.configHash,
-    );
+    const mp = await waitFor(async () => (await getPusher(c, "kinds", "mp")).status?.configHash, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      message: "MetricsPusher mp has a config hash",
+    });
     // Templates carrying an older stamp (no kubelet here, so no pods: the stamp alone says they are out of date).
     const template = (name: string) => ({
       metadata: {
@@ -324,15 +344,21 @@ describe("operator end to end", { timeout: 420_000 }, () => {
         spec: { selector: { matchLabels: { "e2e/workload": "agent" } }, template: template("agent") },
       },
     });
-    await eventually("StatefulSet and DaemonSet stamped with the current hash", async () => {
-      const sts = await c.apps.readNamespacedStatefulSet({ namespace: "kinds", name: "db" });
-      const ds = await c.apps.readNamespacedDaemonSet({ namespace: "kinds", name: "agent" });
-      return [sts, ds].every((w) => w.spec?.template.metadata?.annotations?.["metricspusher.dev/config-hash"] === mp);
-    });
-    const status = await eventually("both counted", async () => {
-      const p = await getPusher(c, "kinds", "mp");
-      return p.status?.matchedWorkloads === 2 && p.status.updatedWorkloads === 2 ? p : undefined;
-    });
+    await waitFor(
+      async () => {
+        const sts = await c.apps.readNamespacedStatefulSet({ namespace: "kinds", name: "db" });
+        const ds = await c.apps.readNamespacedDaemonSet({ namespace: "kinds", name: "agent" });
+        return [sts, ds].every((w) => w.spec?.template.metadata?.annotations?.["metricspusher.dev/config-hash"] === mp);
+      },
+      { timeoutMs: 30_000, intervalMs: 100, message: "StatefulSet and DaemonSet stamped with the current hash" },
+    );
+    const status = await waitFor(
+      async () => {
+        const p = await getPusher(c, "kinds", "mp");
+        return p.status?.matchedWorkloads === 2 && p.status.updatedWorkloads === 2 ? p : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100, message: "both counted" },
+    );
     assert.match(condition(status, "Ready")?.message ?? "", /DaemonSet\/agent, StatefulSet\/db/);
   });
 
@@ -375,21 +401,23 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       plural: PLURAL,
       name: "builders",
     });
-    await eventually("MetricsPusher gone (finalizer removed)", async () => {
-      try {
-        await getPusher(c, NS, "builders");
-        return false;
-      } catch (err) {
-        return (err as { code?: number }).code === 404;
-      }
-    });
-    const { pods } = await eventually(
-      "pods of a new ReplicaSet without the sidecar",
+    await waitFor(
+      async () => {
+        try {
+          await getPusher(c, NS, "builders");
+          return false;
+        } catch (err) {
+          return (err as { code?: number }).code === 404;
+        }
+      },
+      { timeoutMs: 30_000, intervalMs: 100, message: "MetricsPusher gone (finalizer removed)" },
+    );
+    const { pods } = await waitFor(
       async () => {
         const cur = await currentPods(c, NS, "builder");
         return bareSidecar(cur.pods[0]!).length === 0 ? cur : undefined;
       },
-      60_000,
+      { timeoutMs: 60_000, intervalMs: 100, message: "pods of a new ReplicaSet without the sidecar" },
     );
     assert.equal(pods[0]!.metadata?.annotations?.["metricspusher.dev/injected"], undefined);
     const dep = await c.apps.readNamespacedDeployment({ namespace: NS, name: "builder" });

@@ -20,15 +20,9 @@ import {
   VERSION,
   type Clients,
 } from "./kube.ts";
-import {
-  createNamespace,
-  installCrds,
-  OPERATOR_NAMESPACE,
-  operatorPorts,
-  startOperator,
-  type OperatorProcess,
-} from "./operator-process.ts";
-import { eventually } from "./util.ts";
+import { applyCrds, createNamespace } from "../lib/kube.ts";
+import { OPERATOR_NAMESPACE, operatorPorts, startOperator, type OperatorProcess } from "../lib/operator.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const NS = "builds";
 const RW_URL = "http://receiver.monitoring.svc:9090/api/v1/write";
@@ -49,7 +43,7 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
   before(async () => {
     cp = await startControlPlane({ controllers: true });
     c = clients(cp.kubeConfig);
-    await installCrds(cp);
+    await applyCrds(cp);
     await createNamespace(cp.kubeConfig, OPERATOR_NAMESPACE);
     await createNamespace(cp.kubeConfig, NS);
     portsA = await operatorPorts();
@@ -59,10 +53,11 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
       selector: { matchLabels: { app: "builder" } },
       remoteWrite: { url: RW_URL },
     });
-    await eventually(
-      "MetricsPusher Ready",
-      async () => condition(await getPusher(c, NS, "builders"), "Ready")?.status === "True",
-    );
+    await waitFor(async () => condition(await getPusher(c, NS, "builders"), "Ready")?.status === "True", {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      message: "MetricsPusher Ready",
+    });
     await c.apps.createNamespacedDeployment({ namespace: NS, body: deployment("steady", { app: "builder" }) });
     const { pods } = await currentPods(c, NS, "steady");
     assert.equal(bareSidecar(pods[0]!).length, 1, "steady is injected while the operator runs");
@@ -86,13 +81,12 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     const restartedAt = Date.now();
     opA = await startOperator({ cp, name: "op-a", ports: portsA, env: envA });
     await opA.waitReady();
-    const repaired = await eventually(
-      "late rolled to pods with the sidecar",
+    const repaired = await waitFor(
       async () => {
         const cur = await currentPods(c, NS, "late");
         return bareSidecar(cur.pods[0]!).length === 1 ? cur : undefined;
       },
-      90_000,
+      { timeoutMs: 90_000, intervalMs: 100, message: "late rolled to pods with the sidecar" },
     );
     assert.equal(revision(repaired.rs), "2", "rolled exactly once");
     t.diagnostic(`repaired ${Date.now() - restartedAt} ms after the operator was started again`);
@@ -103,10 +97,13 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     assert.match(drift.message, /without the metrics-pusher sidecar/);
     const steady = await c.apps.readNamespacedDeployment({ namespace: NS, name: "steady" });
     assert.equal(revision(steady), "1", "the healthy Deployment was not restarted");
-    const mp = await eventually("status counts both Deployments as updated", async () => {
-      const p = await getPusher(c, NS, "builders");
-      return p.status?.matchedWorkloads === 2 && p.status?.updatedWorkloads === 2 ? p : undefined;
-    });
+    const mp = await waitFor(
+      async () => {
+        const p = await getPusher(c, NS, "builders");
+        return p.status?.matchedWorkloads === 2 && p.status?.updatedWorkloads === 2 ? p : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100, message: "status counts both Deployments as updated" },
+    );
     assert.equal(condition(mp, "UpToDate")?.status, "True");
   });
 
@@ -129,8 +126,7 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     assert.equal(bareSidecar(created).length, 1);
     // A finished reconcile of the only MetricsPusher has applied whatever it decided: a stamp would show as a new
     // Deployment generation (the apiserver bumps it synchronously on a template change).
-    await eventually(
-      "the restarted operator reconciled builders",
+    await waitFor(
       async () => {
         const text = await (await fetch(opA!.metricsUrl)).text();
         return (
@@ -141,7 +137,7 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
           ) >= 1
         );
       },
-      30_000,
+      { timeoutMs: 30_000, intervalMs: 100, message: "the restarted operator reconciled builders" },
     );
     assert.deepEqual(await generations(), before, "no Deployment template changed");
     for (const name of ["steady", "late"]) {
@@ -159,19 +155,20 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     });
     opA = await startOperator({ cp, name: "op-a", ports: portsA, env: envA });
     await opA.waitReady();
-    const limited = await eventually(
-      "status UpToDate False / RolloutRateLimited while the second workload waits",
+    const limited = await waitFor(
       async () => {
         const p = await getPusher(c, NS, "builders");
         return condition(p, "UpToDate")?.reason === "RolloutRateLimited" ? p : undefined;
       },
-      30_000,
-      50,
+      {
+        timeoutMs: 30_000,
+        intervalMs: 50,
+        message: "status UpToDate False / RolloutRateLimited while the second workload waits",
+      },
     );
     assert.match(condition(limited, "UpToDate")?.message ?? "", /1 of 2 matching workloads updated/);
     const rolledAt: Record<string, number> = {};
-    await eventually(
-      "both Deployments run the new image",
+    await waitFor(
       async () => {
         for (const name of ["steady", "late"]) {
           if (rolledAt[name]) continue;
@@ -180,26 +177,29 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
         }
         return Object.keys(rolledAt).length === 2;
       },
-      60_000,
-      100,
+      { timeoutMs: 60_000, intervalMs: 100, message: "both Deployments run the new image" },
     );
     const gapMs = Math.abs(rolledAt.steady! - rolledAt.late!);
     t.diagnostic(`second rollout ${gapMs} ms after the first (limit 1 per 5s)`);
     assert.ok(gapMs >= 3500, `the two rollouts were ${gapMs} ms apart`);
     const stamps = opA.records().filter((r) => r.action === "stamp" && typeof r.workload === "string");
     assert.equal(stamps.length, 2, JSON.stringify(stamps));
-    await eventually(
-      "UpToDate True again",
-      async () => condition(await getPusher(c, NS, "builders"), "UpToDate")?.status === "True",
-      30_000,
-    );
+    await waitFor(async () => condition(await getPusher(c, NS, "builders"), "UpToDate")?.status === "True", {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      message: "UpToDate True again",
+    });
   });
 
   it("two replicas elect one leader; only the leader writes status; the other takes over when it stops", async (t) => {
     const coord = cp.kubeConfig.makeApiClient(CoordinationV1Api);
     const holder = async () =>
       (await coord.readNamespacedLease({ name: LEASE, namespace: OPERATOR_NAMESPACE })).spec?.holderIdentity ?? "";
-    await eventually("op-a holds the Lease", async () => (await holder()).startsWith("op-a_"), 30_000);
+    await waitFor(async () => (await holder()).startsWith("op-a_"), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      message: "op-a holds the Lease",
+    });
     // A second webhook configuration for replica B: the apiserver calls both webhooks for every pod, so this also
     // shows that a second injector pass changes nothing.
     opB = await startOperator({ cp, name: "op-b", env: { ...envA, WEBHOOK_CONFIG_NAME: "metrics-pusher-b" } });
@@ -211,10 +211,11 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     assert.equal(bareSidecar(pod).length, 1, "two webhook passes inject once");
 
     await createPusher(c, NS, "second", { selector: { matchLabels: { app: "second" } }, remoteWrite: { url: RW_URL } });
-    await eventually(
-      "status of the new MetricsPusher written",
-      async () => (await getPusher(c, NS, "second")).status?.conditions?.length,
-    );
+    await waitFor(async () => (await getPusher(c, NS, "second")).status?.conditions?.length, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      message: "status of the new MetricsPusher written",
+    });
     await new Promise((r) => setTimeout(r, 2000));
     assert.ok((await holder()).startsWith("op-a_"), "op-a still leads");
     const statusWriters = (op: OperatorProcess) =>
@@ -226,15 +227,19 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     await opA!.stop();
     opA = undefined;
     const stoppedAt = Date.now();
-    await eventually("op-b takes over the Lease", async () => (await holder()).startsWith("op-b_"), 30_000);
+    await waitFor(async () => (await holder()).startsWith("op-b_"), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      message: "op-b takes over the Lease",
+    });
     t.diagnostic(`op-b took over ${Date.now() - stoppedAt} ms after op-a stopped`);
     // The new leader reconciles: a change to the MetricsPusher shows up in status, written by op-b.
     await c.apps.createNamespacedDeployment({ namespace: NS, body: deployment("second", { app: "second" }) });
-    await eventually(
-      "op-b counts the new Deployment",
-      async () => (await getPusher(c, NS, "second")).status?.matchedWorkloads === 1,
-      30_000,
-    );
+    await waitFor(async () => (await getPusher(c, NS, "second")).status?.matchedWorkloads === 1, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      message: "op-b counts the new Deployment",
+    });
     assert.ok(statusWriters(opB) >= 1, "op-b wrote the status after taking over");
   });
 
@@ -252,8 +257,7 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     await ext.deleteCustomResourceDefinition({ name: "metricspushers.metricspusher.dev" });
     await leader.stop();
     opB = undefined;
-    await eventually(
-      "CRD deleted",
+    await waitFor(
       async () => {
         try {
           await ext.readCustomResourceDefinition({ name: "metricspushers.metricspusher.dev" });
@@ -262,7 +266,7 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
           return (err as { code?: number }).code === 404;
         }
       },
-      60_000,
+      { timeoutMs: 60_000, intervalMs: 100, message: "CRD deleted" },
     );
     const how = leader
       .records()

@@ -4,13 +4,14 @@
 import { AppsV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { request } from "node:https";
 import { startControlPlane } from "../controlplane/harness.ts";
-import { createNamespace, installCrds, startOperator, OPERATOR_NAMESPACE } from "./operator-process.ts";
-import { eventually } from "./util.ts";
+import { applyCrds, createNamespace } from "../lib/kube.ts";
+import { OPERATOR_NAMESPACE, startOperator } from "../lib/operator.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const cp = await startControlPlane({ controllers: true });
 let op: Awaited<ReturnType<typeof startOperator>> | undefined;
 try {
-  await installCrds(cp);
+  await applyCrds(cp);
   await createNamespace(cp.kubeConfig, OPERATOR_NAMESPACE);
   await createNamespace(cp.kubeConfig, "builds");
   const t0 = Date.now();
@@ -49,11 +50,11 @@ try {
     },
   });
   const core = cp.kubeConfig.makeApiClient(CoreV1Api);
-  const pod = await eventually(
-    "builder pod",
-    async () => (await core.listNamespacedPod({ namespace: "builds" })).items[0],
-    60_000,
-  );
+  const pod = await waitFor(async () => (await core.listNamespacedPod({ namespace: "builds" })).items[0], {
+    timeoutMs: 60_000,
+    intervalMs: 100,
+    message: "builder pod",
+  });
   console.log("pod annotations:", JSON.stringify(pod.metadata?.annotations));
   console.log(
     "initContainers:",

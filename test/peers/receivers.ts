@@ -367,23 +367,3 @@ export async function startVictoriaMetrics(opts: { extraArgs?: string[] } = {}):
     flush,
   );
 }
-
-/** Polls `check` until it returns a value other than undefined, or throws with the last problem after `timeoutMs`. */
-export async function eventually<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last instanceof Error ? last.message : inspect(last)}` : ""}`,
-      );
-    }
-    await sleep(250);
-  }
-}

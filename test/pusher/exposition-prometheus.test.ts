@@ -5,7 +5,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, it } from "node:test";
 import { parseExposition } from "../../pusher/src/collect/exposition.ts";
-import { eventually, startPrometheus, type Receiver } from "../peers/receivers.ts";
+import { startPrometheus, type Receiver } from "../peers/receivers.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const bodies: Record<string, string> = {
   plain: "a 1\n",
@@ -61,10 +62,13 @@ after(async () => {
 });
 
 it("accepts exactly what Prometheus 2.42 accepts, with the same labels and values", async () => {
-  const up = await eventually("an up series for every body", 20_000, async () => {
-    const r = await prom.query("up");
-    return r.length === Object.keys(bodies).length ? r : undefined;
-  });
+  const up = await waitFor(
+    async () => {
+      const r = await prom.query("up");
+      return r.length === Object.keys(bodies).length ? r : undefined;
+    },
+    { timeoutMs: 20_000, intervalMs: 250, message: "an up series for every body" },
+  );
   const stored = await prom.query('{__name__!~"up|scrape_.*", job!=""}');
   const problems: string[] = [];
   let compared = 0;

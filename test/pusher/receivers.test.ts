@@ -10,7 +10,6 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
-  eventually,
   spawnPeer,
   startPrometheus,
   startVictoriaMetrics,
@@ -18,6 +17,7 @@ import {
   type Receiver,
   type VectorSample,
 } from "../peers/receivers.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const NODE = path.join(ROOT, "node_modules/.bin/node");
@@ -107,10 +107,13 @@ async function await_(
   timeoutMs = 15_000,
 ): Promise<VectorSample[]> {
   try {
-    return await eventually(`${promql} on ${r.name}`, timeoutMs, async () => {
-      const v = await r.query(promql);
-      return ok(v) ? v : undefined;
-    });
+    return await waitFor(
+      async () => {
+        const v = await r.query(promql);
+        return ok(v) ? v : undefined;
+      },
+      { timeoutMs: timeoutMs, intervalMs: 250, message: `${promql} on ${r.name}` },
+    );
   } catch (e) {
     const last = await r.query(promql).catch((q: Error) => q.message);
     const logs = pushers.get(r)?.logs().split("\n").slice(-15).join("\n");

@@ -20,7 +20,7 @@ import {
 } from "./lib/faultproxy.ts";
 import { startPusher, type PusherProcess } from "./lib/pusher.ts";
 import { PM } from "./lib/pushermetrics.ts";
-import { waitFor } from "./lib/wait.ts";
+import { waitFor } from "../lib/wait.ts";
 
 /** Identity of a request's payload: its first series and sample (a retried batch starts with the same one). */
 function firstSample(r: RecordedRequest): string {

@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { CustomObjectsApi } from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../controlplane/harness.ts";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../operator/src/api/index.ts";
-import { apiCode, apiMessage, applyCrds, createNamespace } from "./lib/kube.ts";
+import { apiCode, apiMessage, applyCrds, createNamespace } from "../lib/kube.ts";
 
 const NS = "crd-table";
 

@@ -14,7 +14,7 @@ import { startFaultProxy, type FaultProxy } from "./lib/faultproxy.ts";
 import { startPusher, type PusherProcess } from "./lib/pusher.ts";
 import { PM } from "./lib/pushermetrics.ts";
 import { TICK_METRIC, tickTarget, type Target } from "./lib/targets.ts";
-import { waitFor } from "./lib/wait.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const MAX_BYTES = 2 * 1024 * 1024;
 

@@ -39,11 +39,11 @@ import {
   SIDECAR_CONTAINER_NAME,
   VERSION,
 } from "../../operator/src/api/index.ts";
-import { apiMessage, applyCrds, createNamespace, kubectl, ROOT } from "./lib/kube.ts";
+import { apiMessage, applyCrds, createNamespace, kubectl, ROOT } from "../lib/kube.ts";
 import { soak } from "./lib/mode.ts";
-import { startOperator, type OperatorProcess } from "./lib/operator.ts";
+import { startOperator, type OperatorProcess } from "../lib/operator.ts";
 import { startTcpProxy, type TcpProxy } from "./lib/tcpproxy.ts";
-import { waitFor } from "./lib/wait.ts";
+import { waitFor } from "../lib/wait.ts";
 
 // certs.ts backdates certificates by 5 min and renews when a third of (lifetime + backdate) is left: below ~2.5 min
 // every leaf is born due for renewal (reported). 3 min renews the leaf about 20 s after issue.
@@ -88,8 +88,13 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
 
   const start = (extra: Record<string, string> = {}): Promise<OperatorProcess> =>
     startOperator({
+      cp,
       kubeconfigPath: saKubeconfig,
+      name: "operator-reliability",
+      waitReady: true,
       env: {
+        LEADER_ELECTION: "false",
+        LOG_LEVEL: "info",
         POD_NAMESPACE: saNamespace,
         WEBHOOK_CONFIG_NAME: WEBHOOK_CONFIG,
         CERT_SECRET_NAME: CERT_SECRET,
@@ -224,7 +229,7 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
       { timeoutMs: 20_000, message: "a builder pod in team-a injected (the webhook's cache has the MetricsPusher)" },
     );
     assert.ok(pod.metadata?.annotations?.[Annotations.injected]?.startsWith("mp@"));
-    const forbidden = op!.logs.filter((l) => /forbidden|\b403\b/i.test(JSON.stringify(l)));
+    const forbidden = op!.records().filter((l) => /forbidden|\b403\b/i.test(JSON.stringify(l)));
     assert.deepEqual(forbidden, [], "the operator hit RBAC refusals while doing its job");
   });
 
@@ -407,7 +412,7 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
     const served = (): Promise<X509Certificate> =>
       new Promise((resolve, reject) => {
         const s = connect(
-          { host: "127.0.0.1", port: op!.webhookPort, rejectUnauthorized: false, servername: undefined },
+          { host: "127.0.0.1", port: op!.ports.webhook, rejectUnauthorized: false, servername: undefined },
           () => {
             const raw = s.getPeerX509Certificate();
             s.end();

@@ -12,7 +12,7 @@ import { soak } from "./lib/mode.ts";
 import { startPusher, type PusherProcess } from "./lib/pusher.ts";
 import { PM } from "./lib/pushermetrics.ts";
 import { TICK_METRIC, tickTarget, type Target } from "./lib/targets.ts";
-import { waitFor } from "./lib/wait.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const MiB = 1024 * 1024;
 const mb = (b: number): string => (b / MiB).toFixed(1);

@@ -8,7 +8,7 @@ import { startFaultProxy, type FaultProxy } from "./lib/faultproxy.ts";
 import { soak } from "./lib/mode.ts";
 import { startPusher, type PusherProcess } from "./lib/pusher.ts";
 import { garbageTarget, hangingTarget, invalidUtf8Target, tickTarget, type Target } from "./lib/targets.ts";
-import { waitFor } from "./lib/wait.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const INTERVAL_MS = 2000;
 const SCRAPE_TIMEOUT_MS = 1000;

@@ -7,7 +7,7 @@ import { startFaultProxy, type FaultProxy } from "./lib/faultproxy.ts";
 import { startPusher, type LogLine, type PusherProcess } from "./lib/pusher.ts";
 import { PM } from "./lib/pushermetrics.ts";
 import { TICK_METRIC, tickTarget, type Target } from "./lib/targets.ts";
-import { waitFor } from "./lib/wait.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const SHUTDOWN_MS = 3000;
 

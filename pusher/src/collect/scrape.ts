@@ -14,6 +14,7 @@ import { createGunzip } from "node:zlib";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import { DEFAULT_METRIC_PREFIX } from "../config.ts";
+import { redactUrl } from "../redact.ts";
 import { seriesKey, type Label, type Labels, type Sample } from "../series.ts";
 import { ExpositionError, parseExposition } from "./exposition.ts";
 
@@ -266,7 +267,7 @@ export class Scraper {
       t.live = live;
       t.cache = cache;
       if (t.lastFailure !== undefined) {
-        this.#log.info({ target: t.instance, url: redact(t.url) }, "Scrape target is back up");
+        this.#log.info({ target: t.instance, url: redactUrl(t.url) }, "Scrape target is back up");
         t.lastFailure = undefined;
       }
       const seconds = (performance.now() - started) / 1000;
@@ -279,7 +280,7 @@ export class Scraper {
       const level = t.lastFailure === err.reason ? "debug" : "warn";
       t.lastFailure = err.reason;
       this.#log[level](
-        { target: t.instance, url: redact(t.url), reason: err.reason, err: err.message },
+        { target: t.instance, url: redactUrl(t.url), reason: err.reason, err: err.message },
         "Scrape failed",
       );
       const out: Sample[] = [];
@@ -358,14 +359,6 @@ function asScrapeError(e: unknown): ScrapeError {
   if (e instanceof ScrapeError) return e;
   if (e instanceof ExpositionError) return new ScrapeError(ScrapeFailure.Parse, e.message);
   return new ScrapeError(ScrapeFailure.Network, e instanceof Error ? e.message : String(e));
-}
-
-function redact(url: URL): string {
-  if (url.username === "" && url.password === "") return url.toString();
-  const u = new URL(url);
-  u.username = "REDACTED";
-  if (u.password !== "") u.password = "REDACTED";
-  return u.toString();
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });

@@ -4,7 +4,8 @@
 import http from "node:http";
 import https from "node:https";
 import tls from "node:tls";
-import { RESERVED_HEADERS, bearerAuthorization, redactUrl, unsendableHeaderValue } from "../config.ts";
+import { RESERVED_HEADERS, bearerAuthorization, unsendableHeaderValue } from "../config.ts";
+import { redactUrl, redactUserInfo } from "../redact.ts";
 import { WatchedFile, type FileLog } from "./watched-file.ts";
 
 export const BODY_LOG_LIMIT = 1024;
@@ -194,5 +195,5 @@ function describe(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code;
   const text = code !== undefined && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
   // The receiver URL lost its credentials in the constructor, but a proxy URL (HTTPS_PROXY) may carry some.
-  return text.replace(/\/\/[^/\s@]+@/g, "//REDACTED@");
+  return redactUserInfo(text);
 }

@@ -1,7 +1,8 @@
 // One measured run of one sender: start it, wait until the receiver has its data, let it warm up, then take CPU and
 // memory from /proc over a fixed window and count in the receiver the samples it delivered for that window.
 import { setTimeout as sleep } from "node:timers/promises";
-import { cpuSeconds, isAlive, memory, waitFor, WaitAborted } from "./procs.ts";
+import { cpuSeconds, isAlive, memory } from "./procs.ts";
+import { waitFor, WaitAborted } from "../../lib/wait.ts";
 import { samplesBetween, selector, seriesCount } from "./promql.ts";
 import { startSender, type SendJob, type SenderSpec } from "./senders.ts";
 
@@ -55,13 +56,15 @@ export async function measureSender(spec: SenderSpec, opts: MeasureOptions): Pro
     // Started = the receiver holds (nearly) all of its series, so warm-up begins from steady state.
     const want = opts.expectSeries ?? 1;
     await waitFor(
-      `${spec.name} to deliver ${want} series to the receiver`,
       async () => {
         alive();
         return (await seriesCount(opts.receiver.url, sel)) >= want ? true : undefined;
       },
-      (opts.startTimeoutS ?? 60) * 1000,
-      500,
+      {
+        timeoutMs: (opts.startTimeoutS ?? 60) * 1000,
+        intervalMs: 500,
+        message: `${spec.name} to deliver ${want} series to the receiver`,
+      },
     ).catch((err: Error) => {
       throw new Error(`${err.message}\n--- ${spec.name} log:\n${sender.proc.tail()}`);
     });

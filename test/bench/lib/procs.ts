@@ -5,6 +5,7 @@ import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { waitFor, WaitAborted } from "../../lib/wait.ts";
 import { freePort } from "../../lib/net.ts";
 
 const live = new Map<number, ChildProcess>();
@@ -177,45 +178,16 @@ export function memory(pid: number): Memory {
   return { rss: kib("VmRSS"), peakRss: kib("VmHWM"), rssAnon: kib("RssAnon") };
 }
 
-/** Thrown from a `waitFor` check to stop waiting at once (e.g. the process died). */
-export class WaitAborted extends Error {}
-
-/** Polls `check` until it returns a value (not undefined) or the time runs out. */
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs: number,
-  intervalMs = 200,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (err) {
-      if (err instanceof WaitAborted) throw err;
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      const why = lastError instanceof Error ? `: ${lastError.message}` : "";
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);
-    }
-    await sleep(intervalMs);
-  }
-}
-
 /** Resolves when an HTTP GET of `url` answers 2xx. */
 export async function waitHttpOk(what: string, url: string, timeoutMs: number, proc?: Proc): Promise<void> {
   await waitFor(
-    what,
     async () => {
       if (proc && !live.has(proc.pid)) throw new WaitAborted(`${proc.name} exited:\n${proc.tail()}`);
       const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
       await res.arrayBuffer();
       return res.ok ? true : undefined;
     },
-    timeoutMs,
+    { timeoutMs: timeoutMs, message: what },
   );
 }
 

@@ -5,28 +5,14 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { waitFor } from "./wait.ts";
+import { waitFor } from "../../lib/wait.ts";
 import { collectOutput } from "./output.ts";
 import { freePort } from "../../lib/net.ts";
+import { killOnExit } from "../../lib/children.ts";
+import { samplesOf, sumOf, type ExpoSample } from "../../lib/exposition.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 export const PUSHER_MAIN = join(ROOT, "pusher/src/main.ts");
-
-const live = new Set<ChildProcess>();
-let handlersInstalled = false;
-function installExitHandler(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.on("exit", () => {
-    for (const c of live)
-      if (c.pid !== undefined && c.exitCode === null)
-        try {
-          process.kill(c.pid, "SIGKILL");
-        } catch {
-          /* gone */
-        }
-  });
-}
 
 export { freePort };
 
@@ -60,29 +46,6 @@ export interface PusherProcess {
   tail(n?: number): string;
 }
 
-export interface ExpoSample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** A small exposition parser: enough for reading the pusher's own counters and gauges in tests. */
-export function parseExposition(text: string): ExpoSample[] {
-  const out: ExpoSample[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    if (m[3])
-      for (const l of m[3].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
-        labels[l[1]!] = JSON.parse(`"${l[2]!}"`) as string;
-    const v = m[4]!;
-    out.push({ name: m[1]!, labels, value: v === "+Inf" ? Infinity : v === "-Inf" ? -Infinity : Number(v) });
-  }
-  return out;
-}
-
 export interface StartPusherOptions {
   env: Record<string, string>;
   /** Wait until /ready answers 200 (default true). */
@@ -92,7 +55,6 @@ export interface StartPusherOptions {
 }
 
 export async function startPusher(options: StartPusherOptions): Promise<PusherProcess> {
-  installExitHandler();
   const httpPort = options.env.HTTP_PORT ? Number(options.env.HTTP_PORT) : await freePort();
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
@@ -108,13 +70,12 @@ export async function startPusher(options: StartPusherOptions): Promise<PusherPr
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
   });
-  live.add(child);
+  killOnExit(child);
   const { logs, raw: rawOutput } = collectOutput<LogLine>(child);
   let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.on("exit", (code, signal) => {
       exitInfo = { code, signal };
-      live.delete(child);
       resolve(exitInfo);
     });
   });
@@ -128,7 +89,7 @@ export async function startPusher(options: StartPusherOptions): Promise<PusherPr
     if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
     return res.text();
   };
-  const metrics = async (): Promise<ExpoSample[]> => parseExposition(await metricsText());
+  const metrics = async (): Promise<ExpoSample[]> => samplesOf(await metricsText());
 
   const p: PusherProcess = {
     pid,
@@ -142,12 +103,7 @@ export async function startPusher(options: StartPusherOptions): Promise<PusherPr
     metricsText,
     metrics,
     async metric(name, labels = {}) {
-      let sum = 0;
-      for (const s of await metrics()) {
-        if (s.name !== name) continue;
-        if (Object.entries(labels).every(([k, v]) => s.labels[k] === v)) sum += s.value;
-      }
-      return sum;
+      return sumOf(await metrics(), name, labels);
     },
     rssBytes() {
       const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));

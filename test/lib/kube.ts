@@ -1,16 +1,17 @@
-// Small helpers over the real control plane for the reliability suites: kubectl with the harness' kubeconfig, the
-// project's CRDs applied and Established, namespaces, and the message of a refused request.
+// The tests' helpers over a real control plane: kubectl from the control plane build with its kubeconfig, the
+// project's CRDs applied and Established, namespaces, and the status code and message of a refused request.
 import { execFile } from "node:child_process";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { ApiextensionsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
-import type { ControlPlane } from "../../controlplane/harness.ts";
+import type { ControlPlane } from "../controlplane/harness.ts";
 import { waitFor } from "./wait.ts";
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
+/** The repository root. */
+export const ROOT = join(import.meta.dirname, "../..");
 const run = promisify(execFile);
 
+/** kubectl against the test cluster; `input` goes to its stdin. A failure's message holds kubectl's stderr. */
 export async function kubectl(
   cp: ControlPlane,
   args: string[],
@@ -21,9 +22,7 @@ export async function kubectl(
     maxBuffer: 32 * 1024 * 1024,
     timeout: 60_000,
   });
-  if (input !== undefined) {
-    child.child.stdin?.end(input);
-  }
+  if (input !== undefined) child.child.stdin?.end(input);
   try {
     return await child;
   } catch (e) {
@@ -32,9 +31,12 @@ export async function kubectl(
   }
 }
 
-/** kubectl apply -k crds/ (the project's own kustomization), then wait for every CRD to be Established. */
+/**
+ * kubectl apply --server-side -k crds/ (the project's own kustomization), then waits for every CRD to be Established.
+ * Server-side: a client-side apply would copy the whole CRD into an annotation. Returns the CRDs' names.
+ */
 export async function applyCrds(cp: ControlPlane): Promise<string[]> {
-  const out = await kubectl(cp, ["apply", "-k", join(ROOT, "crds"), "-o", "name"]);
+  const out = await kubectl(cp, ["apply", "--server-side", "-k", join(ROOT, "crds"), "-o", "name"]);
   const names = out.stdout
     .split("\n")
     .filter((l) => l.startsWith("customresourcedefinition"))
