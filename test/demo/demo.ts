@@ -177,8 +177,8 @@ function startLocal(name: string, args: string[], env: Record<string, string>, l
     for (const l of chunk.toString("utf8").split("\n")) if (l !== "") lines.push(l);
     if (lines.length > 200) lines.splice(0, lines.length - 200);
   };
-  child.stdout!.on("data", onData);
-  child.stderr!.on("data", onData);
+  child.stdout.on("data", onData);
+  child.stderr.on("data", onData);
   const p: LocalProcess = {
     child,
     pid: child.pid,

@@ -83,8 +83,8 @@ describe("prepareLocalContainer", () => {
     const local = await prepareLocalContainer(p, findContainer(p, "metrics-pusher")!, reader, join(dir, "b"));
     const auth = local.mounts.find((m) => m.name === "auth")!;
     assert.equal(local.env.TOKEN_FILE, join(auth.localPath, "token"));
-    assert.equal(readFileSync(local.env.TOKEN_FILE!, "utf8"), "s3cret");
-    assert.equal(statSync(local.env.TOKEN_FILE!).mode & 0o777, 0o600);
+    assert.equal(readFileSync(local.env.TOKEN_FILE, "utf8"), "s3cret");
+    assert.equal(statSync(local.env.TOKEN_FILE).mode & 0o777, 0o600);
     assert.throws(() => readFileSync(join(auth.localPath, "other")), /ENOENT/, "only the listed items are written");
     // An optional Secret that does not exist: the mount exists, empty, the file is simply missing (as on a kubelet).
     const missing = local.mounts.find((m) => m.name === "missing")!;

@@ -270,7 +270,7 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     );
     const how = leader
       .records()
-      .filter((r) => typeof r.msg === "string" && /Finalizer removed|removed finalizers/.test(r.msg as string))
+      .filter((r) => typeof r.msg === "string" && /Finalizer removed|removed finalizers/.test(r.msg))
       .map((r) => r.msg);
     t.diagnostic(`finalizers released by the stopping leader: ${JSON.stringify(how)}`);
     assert.ok(how.length > 0, "the stopping leader released the finalizers");

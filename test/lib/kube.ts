@@ -76,7 +76,7 @@ export function apiMessage(e: unknown): string {
       return text;
     }
   }
-  if (body && typeof body === "object" && "message" in body) return String((body as { message: unknown }).message);
+  if (body && typeof body === "object" && "message" in body) return String((body).message);
   return err.message ?? String(e);
 }
 

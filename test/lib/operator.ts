@@ -115,7 +115,7 @@ export async function startOperator(o: StartOperatorOptions): Promise<OperatorPr
   const lines: string[] = [];
   const file = createWriteStream(join(o.cp.dir, `operator-${name}.log`), { flags: "a" });
   file.on("error", () => {});
-  for (const stream of [child.stdout!, child.stderr!])
+  for (const stream of [child.stdout, child.stderr])
     createInterface({ input: stream, crlfDelay: Infinity }).on("line", (line) => {
       if (line === "") return;
       lines.push(line);

@@ -216,7 +216,7 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
           namespace: "team-a",
           plural: PLURAL,
           name: "mp",
-        })) as any;
+        }));
         return mp.status?.conditions?.some((c: any) => c.type === "Ready") ? mp : undefined;
       },
       { timeoutMs: 20_000, message: "MetricsPusher team-a/mp has a Ready condition written by the operator" },
@@ -481,7 +481,7 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
           namespace: "team-b",
           plural: PLURAL,
           name: "late",
-        })) as any;
+        }));
         return mp.status?.observedGeneration === mp.metadata.generation;
       },
       { timeoutMs: 60_000, message: "team-b/late reconciled after the outage" },

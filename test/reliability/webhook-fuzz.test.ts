@@ -430,7 +430,7 @@ async function checkWellFormed(generated: Review, strict: boolean): Promise<Chec
   const ops = JSON.parse(Buffer.from(json.response.patch, "base64").toString("utf8")) as Operation[];
   const original = structuredClone(r.pod);
   // validate=true: every op must be well-formed and every path must exist where the op needs it.
-  const patched = fastJsonPatch.applyPatch(structuredClone(r.pod), ops, true, false).newDocument as V1Pod;
+  const patched = fastJsonPatch.applyPatch(structuredClone(r.pod), ops, true, false).newDocument;
   assert.deepEqual(r.pod, original, "applying the patch changed the input");
 
   // A mutated pod (say, metadata an array) is nothing the apiserver would send after decoding: for those the promise

@@ -418,7 +418,7 @@ describe("computeStatus", () => {
     assert.equal(s.configHash, HASH);
     assert.deepEqual([cond(s, "Ready")?.status, cond(s, "Ready")?.reason], ["True", ConditionReason.Valid]);
     assert.deepEqual([cond(s, "UpToDate")?.status, cond(s, "UpToDate")?.reason], ["True", ConditionReason.AllUpdated]);
-    assert.match(cond(s, "Ready")!.message!, /Deployment\/builder/);
+    assert.match(cond(s, "Ready")!.message, /Deployment\/builder/);
   });
 
   const table: {

@@ -5,7 +5,7 @@ import { NativeSidecarSupport, parseKubeVersion } from "./capabilities.ts";
 
 const node = (kubeletVersion: string, name = kubeletVersion): V1Node => ({
   metadata: { name },
-  status: { nodeInfo: { kubeletVersion } as NonNullable<V1Node["status"]>["nodeInfo"] } as V1Node["status"],
+  status: { nodeInfo: { kubeletVersion } as NonNullable<V1Node["status"]>["nodeInfo"] },
 });
 
 const cases = [

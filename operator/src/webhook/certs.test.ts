@@ -114,7 +114,7 @@ describe("inspectBundle", () => {
       { name: "fresh and valid", data: good, kind: "ok" },
       {
         name: "CA key swapped (tampered)",
-        data: { ...good, [SecretKeys.caKey]: other[SecretKeys.caKey]! },
+        data: { ...good, [SecretKeys.caKey]: other[SecretKeys.caKey] },
         kind: "replaceAll",
       },
       {
@@ -126,14 +126,14 @@ describe("inspectBundle", () => {
         name: "leaf from another CA",
         data: {
           ...good,
-          [SecretKeys.tlsCert]: other[SecretKeys.tlsCert]!,
-          [SecretKeys.tlsKey]: other[SecretKeys.tlsKey]!,
+          [SecretKeys.tlsCert]: other[SecretKeys.tlsCert],
+          [SecretKeys.tlsKey]: other[SecretKeys.tlsKey],
         },
         kind: "reissueLeaf",
       },
       {
         name: "leaf key swapped",
-        data: { ...good, [SecretKeys.tlsKey]: other[SecretKeys.tlsKey]! },
+        data: { ...good, [SecretKeys.tlsKey]: other[SecretKeys.tlsKey] },
         kind: "reissueLeaf",
       },
       { name: "leaf missing", data: { ...good, [SecretKeys.tlsCert]: "" }, kind: "reissueLeaf" },
@@ -220,14 +220,14 @@ describe("Secret-backed certificate source", () => {
     { name: "expired", make: async () => validBundle(new Date(Date.now() - 4000 * DAY)), keepsCA: false },
     {
       name: "tampered CA key",
-      make: async () => ({ ...(await validBundle()), [SecretKeys.caKey]: (await validBundle())[SecretKeys.caKey]! }),
+      make: async () => ({ ...(await validBundle()), [SecretKeys.caKey]: (await validBundle())[SecretKeys.caKey] }),
       keepsCA: false,
     },
     {
       name: "tampered leaf",
       make: async () => ({
         ...(await validBundle()),
-        [SecretKeys.tlsCert]: (await validBundle())[SecretKeys.tlsCert]!,
+        [SecretKeys.tlsCert]: (await validBundle())[SecretKeys.tlsCert],
       }),
       keepsCA: true,
     },
@@ -374,16 +374,16 @@ describe("directory certificate source", () => {
     const dir = await mkdtemp(join(tmpdir(), "mp-certs-"));
     try {
       const a = await validBundle();
-      await writeFile(join(dir, "tls.crt"), a[SecretKeys.tlsCert]!);
-      await writeFile(join(dir, "tls.key"), a[SecretKeys.tlsKey]!);
+      await writeFile(join(dir, "tls.crt"), a[SecretKeys.tlsCert]);
+      await writeFile(join(dir, "tls.key"), a[SecretKeys.tlsKey]);
       const s = createDirCertSource({ dir, log, checkIntervalMs: 50 });
       const m = await s.start();
       assert.equal(m.cert, a[SecretKeys.tlsCert]);
       const changed = new Promise<string>((r) => s.onChange((n) => r(n.cert)));
       const b = await validBundle();
       // cert-manager replaces files atomically; do the same so no half-written pair is seen.
-      await writeFile(join(dir, "tls.key.new"), b[SecretKeys.tlsKey]!);
-      await writeFile(join(dir, "tls.crt.new"), b[SecretKeys.tlsCert]!);
+      await writeFile(join(dir, "tls.key.new"), b[SecretKeys.tlsKey]);
+      await writeFile(join(dir, "tls.crt.new"), b[SecretKeys.tlsCert]);
       await rename(join(dir, "tls.key.new"), join(dir, "tls.key"));
       await rename(join(dir, "tls.crt.new"), join(dir, "tls.crt"));
       assert.equal(await changed, b[SecretKeys.tlsCert]);

@@ -55,7 +55,7 @@ async function keyPem(keys: CryptoKeyPair): Promise<string> {
 }
 
 export async function createCA(now: Date, validityMs: number): Promise<{ cert: string; key: string }> {
-  const keys = (await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"]));
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serialNumber(),
     name: [{ CN: [`metrics-pusher webhook CA ${now.toISOString()}`] }],
@@ -81,7 +81,7 @@ export async function issueLeaf(
   const caKey = await webcrypto.subtle.importKey("pkcs8", x509.PemConverter.decodeFirst(ca.key), KEY_ALGORITHM, false, [
     "sign",
   ]);
-  const keys = (await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"]));
   // Never outlive the CA: the apiserver would reject the chain.
   const notAfter = Math.min(now.getTime() + spec.leafValidityMs, caCert.notAfter.getTime());
   const cert = await x509.X509CertificateGenerator.create({
@@ -397,7 +397,7 @@ export function createSecretCertSource(o: SecretCertSourceOptions): CertSource {
         await new Promise((r) => setTimeout(r, delay));
       }
       schedule();
-      return current!;
+      return current;
     },
     onChange: (fn) => void listeners.push(fn),
     sync,

@@ -130,7 +130,7 @@ describe("admission server", () => {
     assert.equal(r.json?.response?.uid, "u-1");
     assert.equal(r.json?.response?.allowed, true);
     assert.equal(r.json?.response?.patchType, "JSONPatch");
-    const patch = JSON.parse(Buffer.from(r.json!.response!.patch!, "base64").toString()) as fastJsonPatch.Operation[];
+    const patch = JSON.parse(Buffer.from(r.json.response.patch!, "base64").toString()) as fastJsonPatch.Operation[];
     const out = fastJsonPatch.applyPatch(structuredClone(p), patch, true, false).newDocument;
     assert.match(out.metadata?.annotations?.[Annotations.injected] ?? "", /^mp@[0-9a-f]{16}$/);
     assert.ok(s.events.includes("pod/builder-7d9f-:Injected"));
@@ -240,7 +240,7 @@ describe("admission server internal errors", () => {
     try {
       const r = await post(s.url, podCreate(pod()));
       assert.equal(r.json?.response?.warnings?.length, 1);
-      assert.match(r.json!.response!.warnings![0]!, /2 MetricsPushers select this pod \(a, b\); using a/);
+      assert.match(r.json.response.warnings[0]!, /2 MetricsPushers select this pod \(a, b\); using a/);
       assert.ok(
         s.events.includes("MetricsPusher/a:MultipleMatches") && s.events.includes("MetricsPusher/b:MultipleMatches"),
       );
