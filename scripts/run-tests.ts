@@ -39,6 +39,8 @@ const child = spawn(process.execPath, args, { stdio: ["inherit", "pipe", "inheri
 let held: string[] = [];
 const lines = createInterface({ input: child.stdout });
 lines.on("line", (line) => {
+  // The spec reporter colours its summary lines with ANSI escapes when stdout is a terminal.
+  // eslint-disable-next-line no-control-regex
   if (/^(\u001b\[[0-9;]*m)*ℹ /.test(line)) {
     held.push(line);
     return;

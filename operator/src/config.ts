@@ -421,10 +421,10 @@ export function isImageReference(s: string): boolean {
 
 function isResources(v: unknown): v is V1ResourceRequirements {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
-  for (const [k, section] of Object.entries(v)) {
+  for (const [k, section] of Object.entries(v as Record<string, unknown>)) {
     if (k !== "requests" && k !== "limits") return false;
     if (typeof section !== "object" || section === null) return false;
-    for (const q of Object.values(section)) if (typeof q !== "string") return false;
+    for (const q of Object.values(section as Record<string, unknown>)) if (typeof q !== "string") return false;
   }
   return true;
 }

@@ -175,7 +175,7 @@ const certs = config.certDir
       },
       registration: config,
       // Without leader election there is a single replica, which may renew.
-      isLeader: async () => controllers?.isLeader() ?? !config.leaderElection,
+      isLeader: () => Promise.resolve(controllers?.isLeader() ?? !config.leaderElection),
       log: certLog,
       metrics,
       checkIntervalMs,
@@ -227,7 +227,7 @@ async function run(): Promise<void> {
   );
 
   if (!shutdownStarted) {
-    controllers = await startControllers({
+    controllers = startControllers({
       kc,
       config,
       log,

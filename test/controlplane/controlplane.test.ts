@@ -3,7 +3,6 @@
 // CONTROLPLANE_LOG=1 prints every line the processes write.
 import { after, before, it } from "node:test";
 import assert from "node:assert/strict";
-import { inspect } from "node:util";
 import { existsSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { randomBytes } from "node:crypto";

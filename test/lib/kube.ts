@@ -27,7 +27,7 @@ export async function kubectl(
     return await child;
   } catch (e) {
     const err = e as Error & { stdout?: string; stderr?: string };
-    throw new Error(`kubectl ${args.join(" ")} failed: ${err.stderr || err.message}`);
+    throw new Error(`kubectl ${args.join(" ")} failed: ${err.stderr || err.message}`, { cause: e });
   }
 }
 
@@ -76,7 +76,7 @@ export function apiMessage(e: unknown): string {
       return text;
     }
   }
-  if (body && typeof body === "object" && "message" in body) return String((body).message);
+  if (body && typeof body === "object" && "message" in body) return String(body.message);
   return err.message ?? String(e);
 }
 

@@ -175,7 +175,7 @@ export async function startOperator(o: StartOperatorOptions): Promise<OperatorPr
         );
       } catch (e) {
         await op.stop({ signal: "SIGKILL" });
-        throw new Error(`${(e as Error).message}\n--- last operator lines ---\n${tail()}`);
+        throw new Error(`${(e as Error).message}\n--- last operator lines ---\n${tail()}`, { cause: e });
       }
     },
     probe,

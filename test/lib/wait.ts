@@ -25,7 +25,7 @@ export async function waitFor<T>(
   opts: WaitOptions,
 ): Promise<Exclude<T, undefined | null | false | 0 | "">> {
   const deadline = performance.now() + opts.timeoutMs;
-  let last: unknown = undefined;
+  let last: unknown;
   for (;;) {
     try {
       const v = await check();

@@ -210,13 +210,13 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
 
     await waitFor(
       async () => {
-        const mp = (await custom.getNamespacedCustomObject({
+        const mp = await custom.getNamespacedCustomObject({
           group: GROUP,
           version: VERSION,
           namespace: "team-a",
           plural: PLURAL,
           name: "mp",
-        }));
+        });
         return mp.status?.conditions?.some((c: any) => c.type === "Ready") ? mp : undefined;
       },
       { timeoutMs: 20_000, message: "MetricsPusher team-a/mp has a Ready condition written by the operator" },
@@ -475,13 +475,13 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
     );
     await waitFor(
       async () => {
-        const mp = (await custom.getNamespacedCustomObject({
+        const mp = await custom.getNamespacedCustomObject({
           group: GROUP,
           version: VERSION,
           namespace: "team-b",
           plural: PLURAL,
           name: "late",
-        }));
+        });
         return mp.status?.observedGeneration === mp.metadata.generation;
       },
       { timeoutMs: 60_000, message: "team-b/late reconciled after the outage" },

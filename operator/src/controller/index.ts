@@ -4,7 +4,7 @@
  * the leader writes status and rolls workloads.
  *
  * Wiring (main.ts):
- *   const controllers = await startControllers({
+ *   const controllers = startControllers({
  *     kc, config, log, metrics, events,
  *     pushers,                         // the MetricsPusher informer the webhook uses (createInformer, started by main)
  *     namespaceLabels, defaults, settings,   // the same functions/values given to createAdmissionHandler
@@ -53,7 +53,7 @@ export const CONTROLLER_NAME = "metricspusher";
 /** Workload and pod events are coalesced: a rollout changes dozens of pods within a second. */
 const CHANGE_DELAY_MS = 300;
 
-export async function startControllers(deps: ControllerDeps): Promise<Controllers> {
+export function startControllers(deps: ControllerDeps): Controllers {
   const { config } = deps;
   const log = deps.log.child({ component: "controller" });
   // Two processes may share a pod name (local runs, tests): the suffix keeps identities unique, as client-go does.

@@ -156,7 +156,7 @@ export function createInformer<T extends KubernetesObject>(opts: InformerOptions
         };
         const onAbort = () => {
           syncWaiters = syncWaiters.filter((w) => w !== done);
-          reject(signal?.reason ?? new Error("aborted"));
+          reject(signal?.reason instanceof Error ? signal.reason : new Error("aborted", { cause: signal?.reason }));
         };
         if (signal?.aborted) return onAbort();
         signal?.addEventListener("abort", onAbort, { once: true });

@@ -29,6 +29,9 @@ export class PooledKubeConfig extends KubeConfig {
               JSON.stringify(
                 (["ca", "cert", "key", "pfx", "passphrase", "rejectUnauthorized", "servername"] as const).map((k) => {
                   const v = opts.connect[k];
+                  // PEM text, a passphrase, a flag or a name: String() of each (a Buffer's text, an array's joined
+                  // texts) is exactly what tells two TLS configurations apart.
+                  // eslint-disable-next-line @typescript-eslint/no-base-to-string
                   return v === undefined ? null : String(v);
                 }),
               ),
@@ -44,7 +47,7 @@ export class PooledKubeConfig extends KubeConfig {
       get: (target, prop) => {
         if (prop === "setDispatcher") return (fresh: Dispatcher) => target.setDispatcher(this.#share(fresh));
         const v: unknown = Reflect.get(target, prop, target);
-        return typeof v === "function" ? v.bind(target) : v;
+        return typeof v === "function" ? (v as (...args: unknown[]) => unknown).bind(target) : v;
       },
     });
     await super.applySecurityAuthentication(pooled);

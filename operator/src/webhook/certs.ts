@@ -55,7 +55,7 @@ async function keyPem(keys: CryptoKeyPair): Promise<string> {
 }
 
 export async function createCA(now: Date, validityMs: number): Promise<{ cert: string; key: string }> {
-  const keys = (await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"]));
+  const keys = await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"]);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serialNumber(),
     name: [{ CN: [`metrics-pusher webhook CA ${now.toISOString()}`] }],
@@ -81,7 +81,7 @@ export async function issueLeaf(
   const caKey = await webcrypto.subtle.importKey("pkcs8", x509.PemConverter.decodeFirst(ca.key), KEY_ALGORITHM, false, [
     "sign",
   ]);
-  const keys = (await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"]));
+  const keys = await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"]);
   // Never outlive the CA: the apiserver would reject the chain.
   const notAfter = Math.min(now.getTime() + spec.leafValidityMs, caCert.notAfter.getTime());
   const cert = await x509.X509CertificateGenerator.create({
@@ -530,7 +530,7 @@ export function createDirCertSource(o: {
       };
       tick();
       // fs.watch only makes a change visible sooner; the poll above is what makes it reliable.
-      (async () => {
+      void (async () => {
         try {
           for await (const _ of watch(o.dir, { signal: abort.signal })) await safeSync();
         } catch {
@@ -541,9 +541,10 @@ export function createDirCertSource(o: {
     },
     onChange: (fn) => void listeners.push(fn),
     sync,
-    async stop() {
+    stop() {
       clearTimeout(timer);
       abort.abort();
+      return Promise.resolve();
     },
   };
 }
