@@ -9,7 +9,7 @@ export METRICS_PUSHER_CACHE := $(CACHE_ROOT)
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE := $(CURDIR)/node_modules/.bin/node
 
-.PHONY: all deps npm peers controlplane build test test-unit demo cluster bench soak clean
+.PHONY: all deps npm peers controlplane images build test test-unit demo cluster bench soak clean
 
 all: build
 
@@ -26,6 +26,11 @@ controlplane:
 	@test/controlplane/build.sh >/dev/null
 
 deps: npm peers controlplane
+
+# The operator and pusher images, and the sample builder's stand-in, as `docker save` archives under
+# $(CACHE_ROOT)/images; prints the two image references. Needs root (it runs its own dockerd and mmdebstrap).
+images: npm
+	@test/node/images/build.sh
 
 build: npm
 	$(NODE) node_modules/.bin/tsc -b
