@@ -54,9 +54,24 @@ npm_version=$(awk -v id="<a id=\"${node_version#v}\"></a>" '
   on && match($0, /upgrade npm to [0-9]+\.[0-9]+\.[0-9]+/) { print substr($0, RSTART + 15, RLENGTH - 15); exit }' "$changelog")
 [ -n "$npm_version" ] || fail "found no npm upgrade for Node $node_version in $changelog"
 
+# Hashing the 120 MB binary takes seconds on a loaded machine: its hash is kept beside its identity (inode, size,
+# mtime), which `npm ci` changes whenever it installs another one.
+node_sha() {
+  local id memo=$out/.stamps/node-binary
+  id="$node_bin $(stat -c '%i %s %Y' "$node_bin")"
+  if [ -f "$memo" ] && [ "$(head -1 "$memo")" = "$id" ]; then
+    sed -n 2p "$memo"
+    return
+  fi
+  mkdir -p "$out/.stamps"
+  local sha
+  sha=$(sha256sum "$node_bin" | cut -d' ' -f1)
+  printf '%s\n%s\n' "$id" "$sha" >"$memo"
+  echo "$sha"
+}
 base_stamp=$( {
   cat "$here/base-rootfs.sh" "$here/base-customize.sh" "$here/docker-entrypoint.sh"
-  sha256sum "$node_bin" | cut -d' ' -f1
+  node_sha
   echo "$npm_version"
   dpkg-query -W -f '${Version}' mmdebstrap 2>/dev/null || true
 } | hash_of)

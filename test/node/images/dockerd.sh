@@ -33,7 +33,8 @@ start() {
   if [ -f "$dir/docker.pid" ] && kill -0 "$(cat "$dir/docker.pid")" 2>/dev/null; then
     die "a dockerd named $name is already running (pid $(cat "$dir/docker.pid")); stop it with: $0 stop $name"
   fi
-  mkdir -p "$dir/exec" "$dir/etc-docker" "$data_root"
+  mkdir -p "$data_root" 2>/dev/null || die "cannot create the data root $data_root"
+  mkdir -p "$dir/exec"
   echo '{}' >"$dir/daemon.json"
   # Created here only if absent, so that stop removes it only then.
   if [ ! -d /run/containerd ]; then
