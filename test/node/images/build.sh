@@ -18,7 +18,9 @@ node_cli=$repo/node_modules/.bin/node
 
 step="start"
 say() { echo "images: $*" >&2; }
-trap 'rc=$?; say "FAILED at step \"$step\" (exit $rc)"; exit $rc' ERR
+# errtrace (-E) runs this in subshells too; only the script's own shell names the step, once.
+top_pid=$BASHPID
+trap 'rc=$?; [ "$BASHPID" != "$top_pid" ] || say "FAILED at step \"$step\" (exit $rc)"; exit $rc' ERR
 fail() {
   say "FAILED at step \"$step\": $*"
   exit 1
