@@ -9,7 +9,7 @@ export METRICS_PUSHER_CACHE := $(CACHE_ROOT)
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE := $(CURDIR)/node_modules/.bin/node
 
-.PHONY: all deps npm peers controlplane build crds test test-unit demo cluster bench soak clean
+.PHONY: all deps npm peers controlplane images build crds lint test test-unit demo cluster bench soak clean
 
 all: build
 
@@ -27,6 +27,11 @@ controlplane:
 
 deps: npm peers controlplane
 
+# The operator and pusher images, and the sample builder's stand-in, as `docker save` archives under
+# $(CACHE_ROOT)/images; prints the two image references. Needs root (it runs its own dockerd and mmdebstrap).
+images: npm
+	@test/node/images/build.sh
+
 build: npm
 	$(NODE) node_modules/.bin/tsc -b
 
@@ -34,7 +39,12 @@ build: npm
 crds: npm
 	$(NODE) --conditions=source scripts/gen-crds.ts
 
-test: deps build
+# The formatter and the type-aware linter: any finding fails `make test`.
+lint: npm
+	$(NODE) node_modules/.bin/prettier --check .
+	$(NODE) node_modules/.bin/eslint --max-warnings 0 .
+
+test: deps build lint
 	$(NODE) scripts/run-tests.ts
 
 test-unit: npm build
