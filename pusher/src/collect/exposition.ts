@@ -55,6 +55,42 @@ export class ExpositionError extends Error {
   }
 }
 
+/** What the parser hands over as it reads; `sample` may throw to stop the parse at once. */
+export interface ExpositionHandler {
+  sample(
+    name: string,
+    labels: string[],
+    value: number,
+    timestampMs: number | undefined,
+    /** The exposed text of the series (metric name and braces, as written). */
+    series: string,
+  ): void;
+  type?(name: string, type: MetricType): void;
+  help?(name: string, doc: string): void;
+}
+
+export interface ParseOptions {
+  /** Most labels inside one sample's braces; one more fails the parse with LabelLimitError. 0 = no limit. */
+  readonly labelLimit?: number;
+}
+
+/** A sample's label set is longer than the label limit: raised as soon as the label past the limit starts. */
+export class LabelLimitError extends ExpositionError {
+  constructor(line: number, message: string) {
+    super(line, message);
+    this.name = "LabelLimitError";
+  }
+}
+
+/**
+ * Slices of parseExpositionAsync. Measured with test/pusher/event-loop-block.ts: 2,000 lines of short series parse in
+ * well under a millisecond, and 256 Ki characters bound a slice made of a few long lines (huge label values).
+ */
+export const YIELD_EVERY_LINES = 2000;
+export const YIELD_EVERY_CHARS = 256 * 1024;
+/** Up to this many labels, a repeated name is looked for by a scan; beyond it, in a Set. */
+const LINEAR_LABEL_CHECK = 8;
+
 const SPACE = 0x20;
 const TAB = 0x09;
 const LF = 0x0a;
@@ -81,15 +117,143 @@ function isBlank(c: number): boolean {
 }
 
 /** Parses a whole exposition; throws ExpositionError at the first malformed line. */
-export function parseExposition(text: string): Exposition {
+export function parseExposition(text: string, options: ParseOptions = {}): Exposition {
   const samples: ExposedSample[] = [];
   const types = new Map<string, MetricType>();
   const help = new Map<string, string>();
+  const handler: ExpositionHandler = {
+    sample: (name, labels, value, timestampMs, series) =>
+      void samples.push({ name, labels, value, timestampMs, series }),
+    type: (name, t) => void types.set(name, t),
+    help: (name, doc) => void help.set(name, doc),
+  };
+  const steps = parseSteps(text, handler, Infinity, Infinity, options.labelLimit ?? 0, newState());
+  while (!steps.next().done);
+  return { samples, types, help };
+}
+
+export interface AsyncParseOptions extends ParseOptions {
+  readonly yieldEveryLines?: number;
+  readonly yieldEveryChars?: number;
+}
+
+/**
+ * Parses a whole exposition, handing each sample to `handler` as it is read (nothing is collected here: the handler
+ * decides what to keep and may throw to stop at once), and yields to the event loop every `yieldEveryLines` lines or
+ * `yieldEveryChars` characters, whichever comes first, so that a large body never blocks timers, I/O or signals for
+ * longer than one such slice.
+ */
+export async function parseExpositionAsync(
+  text: string,
+  handler: ExpositionHandler,
+  options: AsyncParseOptions = {},
+): Promise<void> {
+  const reader = new ExpositionReader(handler, options);
+  await reader.write(text);
+  await reader.end();
+}
+
+/**
+ * Parses an exposition as it arrives, piece by piece (each piece parsed with parseExpositionAsync's yields): only
+ * complete lines are parsed, the rest waits for the next piece. The body is never held whole, so a scrape costs what
+ * the handler keeps plus about one piece, whatever the body's size.
+ */
+export class ExpositionReader {
+  readonly #handler: ExpositionHandler;
+  readonly #options: AsyncParseOptions;
+  #carry = "";
+  /** Line number of the carry's first line. */
+  #line = 1;
+  /**
+   * A line still incomplete (a quoted value holding a raw line feed runs past the piece) is parsed again only once
+   * the carry has doubled, so that one huge line costs linear time, not a re-parse per piece.
+   */
+  #retryAt = 0;
+
+  constructor(handler: ExpositionHandler, options: AsyncParseOptions = {}) {
+    this.#handler = handler;
+    this.#options = options;
+  }
+
+  /** The next piece of the text; resolves once its complete lines are parsed (throws as the parse does). */
+  async write(text: string): Promise<void> {
+    const all = this.#carry.length === 0 ? text : this.#carry + text;
+    const cut = all.lastIndexOf("\n");
+    if (all.length < this.#retryAt || cut < 0) {
+      this.#carry = all;
+      return;
+    }
+    const left = await this.#parse(all.slice(0, cut + 1), false);
+    this.#carry = left + all.slice(cut + 1);
+    this.#retryAt = left.length > 0 ? this.#carry.length * 2 : 0;
+  }
+
+  /** The text is complete: parses what is left (a last line without a final line feed). */
+  async end(): Promise<void> {
+    const rest = this.#carry;
+    this.#carry = "";
+    if (rest.length > 0) await this.#parse(rest, true);
+  }
+
+  /** Parses `text`; returns the incomplete tail that must wait for more (never when final). */
+  async #parse(text: string, final: boolean): Promise<string> {
+    const state = newState();
+    state.line = this.#line;
+    const steps = parseSteps(
+      text,
+      this.#handler,
+      this.#options.yieldEveryLines ?? YIELD_EVERY_LINES,
+      this.#options.yieldEveryChars ?? YIELD_EVERY_CHARS,
+      this.#options.labelLimit ?? 0,
+      state,
+    );
+    try {
+      while (!steps.next().done) await yieldToEventLoop();
+    } catch (e) {
+      // A syntax error found at the very end of a piece may only mean that the line goes on in the next one.
+      if (final || !(e instanceof ExpositionError) || e instanceof LabelLimitError || !state.atEnd) throw e;
+      this.#line = state.lineStartLine;
+      return text.slice(state.lineStart);
+    }
+    this.#line = state.line;
+    return "";
+  }
+}
+
+/** Where parseSteps is: the line it started at (in), where the current line began and whether an error hit the end. */
+interface ParseState {
+  line: number;
+  lineStart: number;
+  lineStartLine: number;
+  atEnd: boolean;
+}
+function newState(): ParseState {
+  return { line: 1, lineStart: 0, lineStartLine: 1, atEnd: false };
+}
+
+function yieldToEventLoop(): Promise<void> {
+  // setImmediate runs after pending I/O callbacks and timers, unlike a resolved promise (a microtask), which would
+  // starve them.
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The parser proper: one pass, yielding between slices of lines; see parseExposition / parseExpositionAsync. */
+function* parseSteps(
+  text: string,
+  handler: ExpositionHandler,
+  yieldEveryLines: number,
+  yieldEveryChars: number,
+  labelLimit: number,
+  state: ParseState,
+): Generator<void, void, void> {
   const n = text.length;
   let i = 0;
-  let line = 1;
+  let line = state.line;
+  let sliceLine = line;
+  let sliceStart = 0;
 
   const fail = (message: string): never => {
+    state.atEnd = i >= n;
     throw new ExpositionError(line, message);
   };
   const describe = (at: number): string => (at >= n ? "end of input" : JSON.stringify(text[at]));
@@ -188,7 +352,14 @@ export function parseExposition(text: string): Exposition {
   };
 
   while (i < n) {
+    if (line - sliceLine >= yieldEveryLines || i - sliceStart >= yieldEveryChars) {
+      yield;
+      sliceLine = line;
+      sliceStart = i;
+    }
     const lineStart = i;
+    state.lineStart = i;
+    state.lineStartLine = line;
     skipBlanks();
     if (i >= n) break;
     const c = text.charCodeAt(i);
@@ -213,7 +384,7 @@ export function parseExposition(text: string): Exposition {
           if (i < docEnd && !isBlank(text.charCodeAt(i)))
             fail(`unexpected ${describe(i)} after the metric name in HELP`);
           skipBlanks();
-          help.set(name, unescapeHelp(text.slice(Math.min(i, docEnd), docEnd)));
+          if (handler.help) handler.help(name, unescapeHelp(text.slice(Math.min(i, docEnd), docEnd)));
           i = docEnd;
           if (i < n) {
             i++;
@@ -224,7 +395,7 @@ export function parseExposition(text: string): Exposition {
           skipBlanks();
           const t = token();
           if (!TYPES.has(t)) fail(`invalid metric type ${JSON.stringify(t)}`);
-          types.set(name, t as MetricType);
+          handler.type?.(name, t as MetricType);
           endOfLine("the metric type");
         }
       } else {
@@ -243,6 +414,9 @@ export function parseExposition(text: string): Exposition {
     const name = metricName();
     if (name === "") fail(`expected a metric name, got ${describe(i)}`);
     const labels: string[] = [];
+    // Names seen in this label set, once there are enough of them for a linear scan to cost more than a Set: the
+    // repeated-label check stays linear in the line's length however many labels it holds.
+    let seen: Set<string> | undefined;
     skipBlanks();
     if (i < n && text.charCodeAt(i) === BRACE_OPEN) {
       i++;
@@ -255,6 +429,10 @@ export function parseExposition(text: string): Exposition {
         }
         const ln = labelName();
         if (ln === "") fail(`expected a label name, got ${describe(i)}`);
+        // Refused before its value is even read: a hostile line costs at most labelLimit labels of work and memory.
+        if (labelLimit > 0 && labels.length >= labelLimit * 2) {
+          throw new LabelLimitError(line, `${name} has more than ${labelLimit} labels (the label limit)`);
+        }
         skipBlanks();
         if (text.charCodeAt(i) !== EQUALS) fail(`expected "=" after label name ${ln}, got ${describe(i)}`);
         i++;
@@ -262,8 +440,18 @@ export function parseExposition(text: string): Exposition {
         if (text.charCodeAt(i) !== QUOTE) fail(`expected a quoted value for label ${ln}, got ${describe(i)}`);
         const lv = labelValue();
         if (ln === "__name__") fail("label __name__ inside braces repeats the metric name");
-        for (let k = 0; k < labels.length; k += 2) {
-          if (labels[k] === ln) fail(`label name ${JSON.stringify(ln)} is repeated`);
+        if (seen !== undefined) {
+          if (seen.has(ln)) fail(`label name ${JSON.stringify(ln)} is repeated`);
+          seen.add(ln);
+        } else {
+          for (let k = 0; k < labels.length; k += 2) {
+            if (labels[k] === ln) fail(`label name ${JSON.stringify(ln)} is repeated`);
+          }
+          if (labels.length >= LINEAR_LABEL_CHECK * 2) {
+            seen = new Set();
+            for (let k = 0; k < labels.length; k += 2) seen.add(labels[k]!);
+            seen.add(ln);
+          }
         }
         labels.push(ln, lv);
         skipBlanks();
@@ -293,9 +481,9 @@ export function parseExposition(text: string): Exposition {
       if (timestampMs === undefined) fail(`invalid timestamp ${JSON.stringify(tt)} for ${name}`);
     }
     endOfLine("the sample");
-    samples.push({ name, labels, value: value!, timestampMs, series });
+    handler.sample(name, labels, value!, timestampMs, series);
   }
-  return { samples, types, help };
+  state.line = line;
 }
 
 function unescapeHelp(s: string): string {
