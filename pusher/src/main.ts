@@ -135,6 +135,7 @@ async function main(): Promise<void> {
       job: config.scrapeJob,
       timeoutMs: config.scrapeTimeoutMs,
       sampleLimit: config.scrapeSampleLimit,
+      labelLimit: config.scrapeLabelLimit,
       maxBytes: config.scrapeMaxBytes,
       ...(config.scrapeDrop ? { drop: config.scrapeDrop } : {}),
       extraLabels,
