@@ -86,7 +86,13 @@ async function main(): Promise<void> {
 
   const registry = new Registry();
   let queue: SendQueue | undefined;
-  const self = registerSelfMetrics(registry, config.metricPrefix, () => queue?.buffered ?? 0);
+  let journal: DiskBuffer | undefined;
+  const self = registerSelfMetrics(
+    registry,
+    config.metricPrefix,
+    () => queue?.buffered ?? 0,
+    () => journal?.notDurable() ?? 0,
+  );
   const collector = new RegistryCollector(
     registry,
     selfTargetLabels({ namespace: config.namespace, podName: config.podName, externalLabels: config.externalLabels }),
@@ -105,7 +111,7 @@ async function main(): Promise<void> {
     tlsInsecureSkipVerify: config.tlsInsecureSkipVerify,
     log: log.child({ component: "credentials" }),
   });
-  const journal = config.bufferDir !== undefined ? await openJournal(config, log) : undefined;
+  journal = config.bufferDir !== undefined ? await openJournal(config, log) : undefined;
   queue = new SendQueue({
     maxSamples: config.bufferMaxSamples,
     maxPerSend: config.maxSamplesPerSend,
@@ -239,8 +245,9 @@ async function main(): Promise<void> {
   q.push([...(scraper?.staleAll(staleAt) ?? []), ...collector.staleAll(staleAt)]);
   const { lost, kept } = await q.close(Math.max(0, deadline - Date.now()));
   if (kept > 0) {
+    // lost > 0 here: samples whose BUFFER_DIR write had failed (disk full) or that were evicted from it.
     log.warn(
-      { undelivered: kept, bufferDir: config.bufferDir },
+      { undelivered: kept, lost, bufferDir: config.bufferDir },
       "Shutdown: undelivered samples stay in BUFFER_DIR for the next start",
     );
   } else if (lost > 0) {
