@@ -161,7 +161,9 @@ export async function parseExpositionAsync(
 export class ExpositionReader {
   readonly #handler: ExpositionHandler;
   readonly #options: AsyncParseOptions;
-  #carry = "";
+  /** Text not parsed yet, in pieces: joined only when a line feed makes a complete line possible. */
+  #carry: string[] = [];
+  #carryLength = 0;
   /** Line number of the carry's first line. */
   #line = 1;
   /**
@@ -177,21 +179,27 @@ export class ExpositionReader {
 
   /** The next piece of the text; resolves once its complete lines are parsed (throws as the parse does). */
   async write(text: string): Promise<void> {
-    const all = this.#carry.length === 0 ? text : this.#carry + text;
-    const cut = all.lastIndexOf("\n");
-    if (all.length < this.#retryAt || cut < 0) {
-      this.#carry = all;
+    // Only the new piece is searched, and the carry is not joined while no line can be complete: a line of many
+    // megabytes arriving in small pieces costs linear time.
+    const cut = text.lastIndexOf("\n");
+    if (cut < 0 || this.#carryLength + text.length < this.#retryAt) {
+      this.#carry.push(text);
+      this.#carryLength += text.length;
       return;
     }
-    const left = await this.#parse(all.slice(0, cut + 1), false);
-    this.#carry = left + all.slice(cut + 1);
-    this.#retryAt = left.length > 0 ? this.#carry.length * 2 : 0;
+    const head = this.#carry.length === 0 ? "" : this.#carry.join("");
+    const left = await this.#parse(head + text.slice(0, cut + 1), false);
+    const rest = left + text.slice(cut + 1);
+    this.#carry = rest.length > 0 ? [rest] : [];
+    this.#carryLength = rest.length;
+    this.#retryAt = left.length > 0 ? rest.length * 2 : 0;
   }
 
   /** The text is complete: parses what is left (a last line without a final line feed). */
   async end(): Promise<void> {
-    const rest = this.#carry;
-    this.#carry = "";
+    const rest = this.#carry.join("");
+    this.#carry = [];
+    this.#carryLength = 0;
     if (rest.length > 0) await this.#parse(rest, true);
   }
 
@@ -285,52 +293,61 @@ function* parseSteps(
     }
     return text.slice(start, i);
   };
-  /** Reads a quoted label value; i is at the opening quote. */
+  /** Counts the raw line feeds of a piece of a quoted value, for the line numbers of later errors. */
+  const countLines = (piece: string): void => {
+    for (let k = piece.indexOf("\n"); k >= 0; k = piece.indexOf("\n", k + 1)) line++;
+  };
+  const unterminated = (): never => {
+    countLines(text.slice(i));
+    i = n;
+    return fail("unterminated label value");
+  };
+  /**
+   * Reads a quoted label value; i is at the opening quote. The closing quote and backslashes are found with
+   * indexOf (native, and each search bounded by the value): a value of megabytes costs milliseconds.
+   */
   const labelValue = (): string => {
     i++;
     const start = i;
-    // Fast path: no escapes, the common case.
-    while (i < n) {
-      const c = text.charCodeAt(i);
-      if (c === QUOTE) {
-        const v = text.slice(start, i);
-        i++;
-        return v;
-      }
-      if (c === BACKSLASH) break;
-      if (c === LF) line++;
-      i++;
+    let q = text.indexOf('"', i);
+    if (q < 0) return unterminated();
+    let seg = text.slice(i, q);
+    let b = seg.indexOf("\\");
+    if (b < 0) {
+      // Fast path: no escapes, the common case.
+      countLines(seg);
+      i = q + 1;
+      return seg;
     }
-    let out = text.slice(start, i);
-    while (i < n) {
-      const c = text.charCodeAt(i);
-      if (c === QUOTE) {
-        i++;
-        return out;
+    let out = seg.slice(0, b);
+    countLines(out);
+    i = start + b;
+    for (;;) {
+      // i is at a backslash.
+      if (i + 1 >= n) return unterminated();
+      const e = text.charCodeAt(i + 1);
+      if (e === BACKSLASH) out += "\\";
+      else if (e === QUOTE) out += '"';
+      else if (e === 0x6e /* n */) out += "\n";
+      else {
+        if (e === LF) line++;
+        out += text.slice(i, i + 2);
       }
-      if (c === BACKSLASH) {
-        if (i + 1 >= n) break;
-        const e = text.charCodeAt(i + 1);
-        if (e === BACKSLASH) out += "\\";
-        else if (e === QUOTE) out += '"';
-        else if (e === 0x6e /* n */) out += "\n";
-        else {
-          if (e === LF) line++;
-          out += text.slice(i, i + 2);
-        }
-        i += 2;
-        continue;
+      i += 2;
+      q = text.indexOf('"', i);
+      if (q < 0) return unterminated();
+      seg = text.slice(i, q);
+      b = seg.indexOf("\\");
+      if (b < 0) {
+        countLines(seg);
+        i = q + 1;
+        return out + seg;
       }
-      const runStart = i;
-      while (i < n) {
-        const d = text.charCodeAt(i);
-        if (d === QUOTE || d === BACKSLASH) break;
-        if (d === LF) line++;
-        i++;
-      }
-      out += text.slice(runStart, i);
+      const part = seg.slice(0, b);
+      countLines(part);
+      out += part;
+      i += b;
     }
-    return fail("unterminated label value");
   };
   /** Reads a token up to a blank, a line feed or the end. */
   const token = (): string => {
