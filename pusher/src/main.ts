@@ -245,9 +245,9 @@ async function main(): Promise<void> {
   q.push([...(scraper?.staleAll(staleAt) ?? []), ...collector.staleAll(staleAt)]);
   const { lost, kept } = await q.close(Math.max(0, deadline - Date.now()));
   if (kept > 0) {
-    // lost > 0 here: samples whose BUFFER_DIR write had failed (disk full) or that were evicted from it.
+    // lost, when > 0: samples whose BUFFER_DIR write had failed (disk full) or that were evicted from it.
     log.warn(
-      { undelivered: kept, lost, bufferDir: config.bufferDir },
+      { undelivered: kept, ...(lost > 0 ? { lost } : {}), bufferDir: config.bufferDir },
       "Shutdown: undelivered samples stay in BUFFER_DIR for the next start",
     );
   } else if (lost > 0) {
