@@ -181,7 +181,7 @@ describe("hostile expositions: the worst input for each scrape limit", () => {
       .filter((s) => s.labels.includes(`__name__="up"`) && s.labels.includes(`instance="${instance}"`))
       .at(-1)?.value;
 
-  it("with the default limits: up 0 by reason, /health answers within 2 s, SIGTERM exits within 2.5 s", async (t) => {
+  it("with the default limits: up 0 by reason, /health answers within 2 s, SIGTERM exits within 4 s", async (t) => {
     pusher = await startPusher({
       env: {
         PROMETHEUS_REMOTE_WRITE_URL: proxy.remoteWriteUrl,
@@ -228,7 +228,7 @@ describe("hostile expositions: the worst input for each scrape limit", () => {
     const ms = Date.now() - t0;
     t.diagnostic(`SIGTERM to exit: ${ms} ms`);
     assert.deepEqual(exit, { code: 0, signal: null }, pusher.tail());
-    assert.ok(ms < 2500, `SIGTERM took ${ms} ms to exit (SHUTDOWN_TIMEOUT 1s)`);
+    assert.ok(ms < 4000, `SIGTERM took ${ms} ms to exit (SHUTDOWN_TIMEOUT 1s, plus a margin for a loaded machine)`);
     pusher = undefined;
   });
 
@@ -252,7 +252,7 @@ describe("hostile expositions: the worst input for each scrape limit", () => {
     assert.deepEqual(await pusher.exited, { code: 0, signal: null }, pusher.tail());
     const ms = Date.now() - t0;
     t.diagnostic(`SIGTERM to exit: ${ms} ms`);
-    assert.ok(ms < 2500, `SIGTERM took ${ms} ms to exit (it took 9.8 s with the quadratic parse)`);
+    assert.ok(ms < 4000, `SIGTERM took ${ms} ms to exit (it took 9.8 s with the quadratic parse)`);
     pusher = undefined;
   });
 });
