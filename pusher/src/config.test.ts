@@ -8,6 +8,7 @@ import {
   MAX_DURATION,
   credentialFileProblems,
   MAX_DURATION_MS,
+  SCRAPE_LIMITS,
   RESERVED_HEADERS,
   formatDuration,
   formatHeaders,
@@ -93,7 +94,11 @@ describe("parse", () => {
     assert.deepEqual(c.scrapeTargets, []);
     assert.equal(c.scrapeJob, "builder");
     assert.equal(c.scrapeTimeoutMs, 10_000);
-    assert.equal(c.scrapeSampleLimit, 0);
+    // Measured to fit the sidecar's 192Mi at the limit (docs/pusher.md#resource-use); 0 before issue 12.
+    assert.equal(c.scrapeSampleLimit, 4000);
+    assert.equal(c.scrapeLabelLimit, 20);
+    assert.equal(c.scrapeSampleLimit, SCRAPE_LIMITS.sampleLimit.default);
+    assert.equal(c.scrapeLabelLimit, SCRAPE_LIMITS.labelLimit.default);
     assert.equal(c.scrapeMaxBytes, 16 * 1024 * 1024);
     assert.equal(c.scrapeDrop, undefined);
   });
@@ -146,6 +151,7 @@ describe("parse", () => {
       SCRAPE_JOB: "kaniko",
       SCRAPE_TIMEOUT: "150ms",
       SCRAPE_SAMPLE_LIMIT: "1000",
+      SCRAPE_LABEL_LIMIT: "0",
       SCRAPE_MAX_BYTES: "1MiB",
       SCRAPE_DROP: "go_.*|process_.*",
     });
@@ -173,6 +179,7 @@ describe("parse", () => {
     assert.equal(c.scrapeJob, "kaniko");
     assert.equal(c.scrapeTimeoutMs, 150);
     assert.equal(c.scrapeSampleLimit, 1000);
+    assert.equal(c.scrapeLabelLimit, 0);
     assert.equal(c.scrapeMaxBytes, 1024 * 1024);
     assert.ok(c.scrapeDrop?.test("go_goroutines"));
     assert.ok(!c.scrapeDrop?.test("my_go_thing"), "the drop regex is anchored");
@@ -514,6 +521,23 @@ describe("misc", () => {
     }
     assert.ok(RESERVED_HEADERS.every((h) => h === h.toLowerCase()));
   });
+  it("SCRAPE_SAMPLE_LIMIT and SCRAPE_LABEL_LIMIT are whole numbers within SCRAPE_LIMITS' bounds", () => {
+    for (const [name, bad] of [
+      ["SCRAPE_SAMPLE_LIMIT", "-1"],
+      ["SCRAPE_SAMPLE_LIMIT", "100000001"],
+      ["SCRAPE_LABEL_LIMIT", "1.5"],
+      ["SCRAPE_LABEL_LIMIT", "10001"],
+    ] as const) {
+      assert.throws(
+        () => parse({ PROMETHEUS_REMOTE_WRITE_URL: "http://r/api/v1/write", [name]: bad }),
+        (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.variable === name),
+        `${name}=${bad}`,
+      );
+    }
+    const c = parse({ PROMETHEUS_REMOTE_WRITE_URL: "http://r/api/v1/write", SCRAPE_LABEL_LIMIT: "10000" });
+    assert.equal(c.scrapeLabelLimit, SCRAPE_LIMITS.labelLimit.max);
+  });
+
   it("ENV entries are documented", () => {
     for (const [name, spec] of Object.entries(ENV)) {
       assert.match(name, /^[A-Z][A-Z0-9_]*$/);

@@ -12,6 +12,16 @@ export type EnvSpec = {
   readonly secret?: boolean;
 };
 
+/**
+ * Defaults and bounds of the scrape limits, which the operator renders from spec.scrape.sampleLimit / labelLimit.
+ * The defaults are measured (test/pusher/scrape-rss.ts, docs/pusher.md#resource-use) to keep a scrape at the limit
+ * within the sidecar's default memory limit of 192Mi.
+ */
+export const SCRAPE_LIMITS = {
+  sampleLimit: { env: "SCRAPE_SAMPLE_LIMIT", default: 4_000, min: 0, max: 100_000_000 },
+  labelLimit: { env: "SCRAPE_LABEL_LIMIT", default: 20, min: 0, max: 10_000 },
+} as const;
+
 /** Every variable the pusher reads, in documentation order. */
 export const ENV = {
   PROMETHEUS_REMOTE_WRITE_URL: {
@@ -136,10 +146,16 @@ export const ENV = {
       "Timeout of one scrape, a Go-style duration; at most PUSH_INTERVAL (when unset: the smaller of 10s and PUSH_INTERVAL) and at most 596h31m23.647s.",
   },
   SCRAPE_SAMPLE_LIMIT: {
-    default: "0",
+    default: String(SCRAPE_LIMITS.sampleLimit.default),
     required: false,
     description:
-      "Most samples accepted from one scrape; a target exposing more fails that scrape (up 0). 0 = no limit.",
+      "Most samples accepted from one scrape after SCRAPE_DROP (Prometheus' sample_limit); a target exposing more fails that scrape (up 0) as soon as the parse reaches the sample past it. Bounds the scrape's memory. 0 = no limit.",
+  },
+  SCRAPE_LABEL_LIMIT: {
+    default: String(SCRAPE_LIMITS.labelLimit.default),
+    required: false,
+    description:
+      "Most labels of one scraped series, its name and the target's labels included (Prometheus' label_limit); a series with more fails that scrape (up 0), and a longer label set is refused while it is read. 0 = no limit.",
   },
   SCRAPE_MAX_BYTES: {
     default: "16MiB",
@@ -217,6 +233,8 @@ export interface Config {
   readonly scrapeJob: string;
   readonly scrapeTimeoutMs: number;
   readonly scrapeSampleLimit: number;
+  /** 0 = no limit. */
+  readonly scrapeLabelLimit: number;
   readonly scrapeMaxBytes: number;
   /** Anchored regular expression of metric names to drop from scrapes. */
   readonly scrapeDrop: RegExp | undefined;
@@ -685,7 +703,9 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
       problem("SCRAPE_TIMEOUT", scrapeTimeoutText, `must not exceed PUSH_INTERVAL (${formatDuration(pushIntervalMs)})`);
     }
   }
-  const scrapeSampleLimit = integer("SCRAPE_SAMPLE_LIMIT", 0, 100_000_000, 0);
+  const { sampleLimit, labelLimit } = SCRAPE_LIMITS;
+  const scrapeSampleLimit = integer("SCRAPE_SAMPLE_LIMIT", sampleLimit.min, sampleLimit.max, sampleLimit.default);
+  const scrapeLabelLimit = integer("SCRAPE_LABEL_LIMIT", labelLimit.min, labelLimit.max, labelLimit.default);
   let scrapeMaxBytes = 16 * 1024 ** 2;
   const maxBytesText = withDefault("SCRAPE_MAX_BYTES")!;
   try {
@@ -734,6 +754,7 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
     scrapeJob,
     scrapeTimeoutMs,
     scrapeSampleLimit,
+    scrapeLabelLimit,
     scrapeMaxBytes,
     scrapeDrop,
   });

@@ -100,7 +100,13 @@ async function main(): Promise<void> {
 
   const registry = new Registry();
   let queue: SendQueue | undefined;
-  const self = registerSelfMetrics(registry, config.metricPrefix, () => queue?.buffered ?? 0);
+  let journal: DiskBuffer | undefined;
+  const self = registerSelfMetrics(
+    registry,
+    config.metricPrefix,
+    () => queue?.buffered ?? 0,
+    () => journal?.notDurable() ?? 0,
+  );
   const collector = new RegistryCollector(
     registry,
     selfTargetLabels({ namespace: config.namespace, podName: config.podName, externalLabels: config.externalLabels }),
@@ -119,7 +125,7 @@ async function main(): Promise<void> {
     tlsInsecureSkipVerify: config.tlsInsecureSkipVerify,
     log: log.child({ component: "credentials" }),
   });
-  const journal = config.bufferDir !== undefined ? await openJournal(config, log) : undefined;
+  journal = config.bufferDir !== undefined ? await openJournal(config, log) : undefined;
   queue = new SendQueue({
     maxSamples: config.bufferMaxSamples,
     maxPerSend: config.maxSamplesPerSend,
@@ -149,6 +155,7 @@ async function main(): Promise<void> {
       job: config.scrapeJob,
       timeoutMs: config.scrapeTimeoutMs,
       sampleLimit: config.scrapeSampleLimit,
+      labelLimit: config.scrapeLabelLimit,
       maxBytes: config.scrapeMaxBytes,
       ...(config.scrapeDrop ? { drop: config.scrapeDrop } : {}),
       extraLabels,
@@ -262,8 +269,9 @@ async function main(): Promise<void> {
   }
   const { lost, kept } = await q.close(Math.max(0, deadline - Date.now()));
   if (kept > 0) {
+    // lost, when > 0: samples whose BUFFER_DIR write had failed (disk full) or that were evicted from it.
     log.warn(
-      { undelivered: kept, bufferDir: config.bufferDir },
+      { undelivered: kept, ...(lost > 0 ? { lost } : {}), bufferDir: config.bufferDir },
       "Shutdown: undelivered samples stay in BUFFER_DIR for the next start",
     );
   } else if (lost > 0) {

@@ -1,13 +1,23 @@
 // Scraped targets that misbehave — one that hangs, one that returns 10 MB of garbage, one whose exposition is not
 // UTF-8 — cost the real pusher bounded time and memory: every cycle still runs on time, each bad target reports
 // up 0 with the failure counted by reason, a well-behaved target beside them keeps up 1, and the process stays up.
+// Hostile but well-formed expositions (80,000 labels on a line, 16 MiB of tiny series, one 16 MiB label value) hit
+// the sample and label limits while they are parsed: /health keeps answering quickly and SIGTERM is quick.
 import { strict as assert } from "node:assert";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startFaultProxy, type FaultProxy } from "./lib/faultproxy.ts";
 import { soak } from "./lib/mode.ts";
 import { startPusher, type PusherProcess } from "./lib/pusher.ts";
-import { garbageTarget, hangingTarget, invalidUtf8Target, tickTarget, type Target } from "./lib/targets.ts";
+import {
+  bodyTarget,
+  garbageTarget,
+  hangingTarget,
+  hostileBodies,
+  invalidUtf8Target,
+  tickTarget,
+  type Target,
+} from "./lib/targets.ts";
 import { waitFor } from "../lib/wait.ts";
 
 const INTERVAL_MS = 2000;
@@ -125,5 +135,124 @@ describe("scrape targets that hang, flood or send invalid UTF-8", () => {
       proxy.requests.some((r) => r.status === 204),
       "nothing was pushed",
     );
+  });
+});
+
+describe("hostile expositions: the worst input for each scrape limit", () => {
+  let proxy: FaultProxy;
+  let pusher: PusherProcess | undefined;
+  const targets: Partial<Record<"tick" | "labels" | "series" | "value", Target>> = {};
+
+  before(async () => {
+    proxy = await startFaultProxy();
+    targets.tick = await tickTarget();
+    targets.labels = await bodyTarget(hostileBodies.manyLabels());
+    targets.series = await bodyTarget(hostileBodies.tinySeries());
+    targets.value = await bodyTarget(hostileBodies.hugeValue());
+  });
+  after(async () => {
+    await pusher?.stop();
+    await proxy?.close();
+    for (const t of Object.values(targets)) await t?.close();
+  });
+
+  /** Polls /health every 50 ms for `ms`; returns the slowest answer in ms (a request that fails counts as Infinity). */
+  async function slowestHealth(p: PusherProcess, ms: number): Promise<number> {
+    let slowest = 0;
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      const t0 = performance.now();
+      try {
+        const r = await fetch(`http://127.0.0.1:${p.httpPort}/health`, { signal: AbortSignal.timeout(10_000) });
+        await r.text();
+        if (r.status !== 200) slowest = Infinity;
+      } catch {
+        slowest = Infinity;
+      }
+      slowest = Math.max(slowest, performance.now() - t0);
+      await sleep(50);
+    }
+    return slowest;
+  }
+
+  const lastUp = (instance: string): number | undefined =>
+    proxy
+      .delivered()
+      .filter((s) => s.labels.includes(`__name__="up"`) && s.labels.includes(`instance="${instance}"`))
+      .at(-1)?.value;
+
+  it("with the default limits: up 0 by reason, /health answers within 2 s, SIGTERM exits within 4 s", async (t) => {
+    pusher = await startPusher({
+      env: {
+        PROMETHEUS_REMOTE_WRITE_URL: proxy.remoteWriteUrl,
+        PUSH_INTERVAL: "2s",
+        SCRAPE_TIMEOUT: "2s",
+        SHUTDOWN_TIMEOUT: "1s",
+        SCRAPE_TARGETS: [targets.tick!, targets.labels!, targets.series!, targets.value!].map((x) => x.url).join(","),
+      },
+    });
+    const rss: number[] = [];
+    let slowest = 0;
+    for (let i = 0; i < 4; i++) {
+      slowest = Math.max(slowest, await slowestHealth(pusher, 2000));
+      rss.push(pusher.rssBytes());
+    }
+    await waitFor(() => lastUp(targets.series!.instance) !== undefined, {
+      timeoutMs: 10_000,
+      message: "an up sample for the hostile targets delivered",
+    });
+    const failures = (await pusher.metrics()).filter(
+      (s) => s.name === `${PREFIX}_scrape_failures_total` && s.value > 0,
+    );
+    const reasons = (tg: Target): string[] =>
+      failures.filter((s) => s.labels.target === tg.instance).map((s) => s.labels.reason!);
+    const mib = (b: number): number => Math.round(b / 1024 / 1024);
+    t.diagnostic(
+      `slowest /health ${slowest.toFixed(0)} ms; RSS per cycle (MiB) ${rss.map(mib).join(" ")}; failures ${failures
+        .map((s) => `${s.labels.target}/${s.labels.reason}=${s.value}`)
+        .join(" ")}`,
+    );
+    assert.equal(lastUp(targets.tick!.instance), 1, "the well-behaved target is not up");
+    assert.equal(lastUp(targets.labels!.instance), 0);
+    assert.equal(lastUp(targets.series!.instance), 0);
+    assert.deepEqual(reasons(targets.labels!), ["label_limit"]);
+    assert.deepEqual(reasons(targets.series!), ["sample_limit"]);
+    // One 16 MiB label value is within both limits: a valid series, forwarded.
+    assert.equal(lastUp(targets.value!.instance), 1, "the huge label value is not up");
+    // Loose: the shared 2-core machine runs other work (a load of 15 was seen); the quadratic parse made it 16 s.
+    assert.ok(slowest < 2000, `/health took ${slowest.toFixed(0)} ms during the hostile scrapes`);
+
+    const t0 = Date.now();
+    pusher.signal("SIGTERM");
+    const exit = await pusher.exited;
+    const ms = Date.now() - t0;
+    t.diagnostic(`SIGTERM to exit: ${ms} ms`);
+    assert.deepEqual(exit, { code: 0, signal: null }, pusher.tail());
+    assert.ok(ms < 4000, `SIGTERM took ${ms} ms to exit (SHUTDOWN_TIMEOUT 1s, plus a margin for a loaded machine)`);
+    pusher = undefined;
+  });
+
+  it("with the label limit off, 80,000 labels on a line parse in linear time: /health and SIGTERM stay quick", async (t) => {
+    pusher = await startPusher({
+      env: {
+        PROMETHEUS_REMOTE_WRITE_URL: proxy.remoteWriteUrl,
+        PUSH_INTERVAL: "2s",
+        SCRAPE_TIMEOUT: "2s",
+        SHUTDOWN_TIMEOUT: "1s",
+        SCRAPE_LABEL_LIMIT: "0",
+        SCRAPE_TARGETS: targets.labels!.url,
+      },
+    });
+    const slowest = await slowestHealth(pusher, 6000);
+    t.diagnostic(`slowest /health ${slowest.toFixed(0)} ms`);
+    assert.equal(lastUp(targets.labels!.instance), 1, "80,000 labels within no limit: the scrape should succeed");
+    assert.ok(slowest < 2000, `/health took ${slowest.toFixed(0)} ms (the quadratic parse made it wait 16 s)`);
+    const t0 = Date.now();
+    pusher.signal("SIGTERM");
+    assert.deepEqual(await pusher.exited, { code: 0, signal: null }, pusher.tail());
+    const ms = Date.now() - t0;
+    t.diagnostic(`SIGTERM to exit: ${ms} ms`);
+    assert.ok(ms < 4000, `SIGTERM took ${ms} ms to exit (it took 9.8 s with the quadratic parse)`);
+    pusher = undefined;
   });
 });

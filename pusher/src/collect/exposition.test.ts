@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ExpositionError, parseExposition, parseValue } from "./exposition.ts";
+import {
+  ExpositionError,
+  ExpositionReader,
+  LabelLimitError,
+  parseExposition,
+  parseExpositionAsync,
+  parseValue,
+  type ExpositionHandler,
+} from "./exposition.ts";
 
 type Row = [name: string, labels: string[], value: number, ts?: number];
 const rows = (text: string): Row[] =>
@@ -229,4 +237,113 @@ describe("parseValue", () => {
     ["+NaN", undefined],
   ];
   for (const [t, v] of cases) it(JSON.stringify(t), () => assert.equal(parseValue(t), v));
+});
+
+/** Collects what an async parse hands over, as rows. */
+function collector(): { handler: ExpositionHandler; rows: Row[] } {
+  const out: Row[] = [];
+  return {
+    rows: out,
+    handler: {
+      sample: (name, labels, value, ts) =>
+        void out.push(ts === undefined ? [name, [...labels], value] : [name, [...labels], value, ts]),
+    },
+  };
+}
+
+describe("parse time and the label limit", () => {
+  const wide = (labels: number): string => {
+    const parts: string[] = [];
+    for (let k = 0; k < labels; k++) parts.push(`l${k}="v"`);
+    return `m{${parts.join(",")}} 1\n`;
+  };
+
+  it("parses a line of 80,000 labels in linear time (the repeated-label check was quadratic: 31 s)", () => {
+    const text = wide(80_000);
+    const t0 = performance.now();
+    const e = parseExposition(text);
+    const ms = performance.now() - t0;
+    assert.equal(e.samples[0]!.labels.length, 160_000);
+    assert.ok(ms < 1000, `80,000 labels took ${ms.toFixed(0)} ms`);
+  });
+
+  it("still finds a repeated label name among many", () => {
+    const text = wide(50).replace("l49=", "l3=");
+    assert.throws(() => parseExposition(text), /label name "l3" is repeated/);
+  });
+
+  it("refuses a label set past the label limit as soon as the label past it starts", () => {
+    assert.equal(parseExposition(wide(20), { labelLimit: 20 }).samples.length, 1);
+    // The rest of the line is never read: garbage after the 21st label name changes nothing.
+    const text = `m{${Array.from({ length: 21 }, (_, k) => `l${k}="v"`).join(",")}GARBAGE`;
+    assert.throws(
+      () => parseExposition(`a 1\n${text}`, { labelLimit: 20 }),
+      (e: unknown) => e instanceof LabelLimitError && e.line === 2 && /more than 20 labels/.test(e.message),
+    );
+    const hostile = wide(80_000);
+    const t0 = performance.now();
+    assert.throws(() => parseExposition(hostile, { labelLimit: 20 }), LabelLimitError);
+    assert.ok(performance.now() - t0 < 50, "the limit did not stop the parse early");
+  });
+});
+
+describe("parseExpositionAsync and ExpositionReader", () => {
+  it("yields to the event loop while parsing a large body: a timer set before the parse fires during it", async () => {
+    const lines = 200_000;
+    const text = Array.from({ length: lines }, (_, i) => `s{l="${i}"} ${i}\n`).join("");
+    let parsed = 0;
+    let parsedWhenTimerFired = -1;
+    setTimeout(() => (parsedWhenTimerFired = parsed), 0);
+    await parseExpositionAsync(text, { sample: () => void parsed++ });
+    assert.equal(parsed, lines);
+    assert.ok(parsedWhenTimerFired >= 0, "the timer did not fire before the parse ended");
+    assert.ok(parsedWhenTimerFired < lines, `the timer fired only after all ${lines} lines`);
+  });
+
+  it("gives the same samples however the text is cut into pieces, a raw line feed inside a value included", async () => {
+    const text =
+      '# HELP a Doc with \\n escape\n# TYPE a gauge\na{x="one\ntwo",y="q\\"uote"} 1 1700000000000\n' +
+      '  # comment\n\nb 2\nc{z="\\\\"} -Inf\nd{w="é ☃ 𝄞"} 3\ne 4';
+    const want = rows(text);
+    assert.equal(want.length, 5);
+    for (let cut = 0; cut <= text.length; cut++) {
+      for (const cut2 of [cut, Math.min(text.length, cut + 7)]) {
+        const { handler, rows: got } = collector();
+        const r = new ExpositionReader(handler, { yieldEveryLines: 1 });
+        await r.write(text.slice(0, cut));
+        await r.write(text.slice(cut, cut2));
+        await r.write(text.slice(cut2));
+        await r.end();
+        assert.deepEqual(got, want, `cut at ${cut} and ${cut2}`);
+      }
+    }
+  });
+
+  it("reports the line of an error across pieces", async () => {
+    const r = new ExpositionReader({ sample: () => {} });
+    await r.write("a 1\nb");
+    await r.write(' 2\nc{x="1\n2"} 3\nd{');
+    await assert.rejects(
+      async () => {
+        await r.write(" 4\n");
+        await r.end();
+      },
+      (e: unknown) => e instanceof ExpositionError && e.line === 5,
+    );
+  });
+
+  it("parses one huge line that arrives in small pieces in linear time", async () => {
+    // A quoted value with a raw line feed every 16 characters, 8 MiB long, in 64 KiB pieces: an incomplete line is
+    // parsed again only when the carry has doubled.
+    const value = "0123456789abcde\n".repeat(512 * 1024);
+    const text = `m{v="${value}"} 1\n`;
+    let n = 0;
+    const r = new ExpositionReader({ sample: (_name, labels) => void (n += labels[1]!.length) });
+    const t0 = performance.now();
+    for (let i = 0; i < text.length; i += 65536) await r.write(text.slice(i, i + 65536));
+    await r.end();
+    const ms = performance.now() - t0;
+    assert.equal(n, value.length);
+    assert.ok(ms < 3000, `took ${ms.toFixed(0)} ms`);
+  });
 });

@@ -55,6 +55,42 @@ export class ExpositionError extends Error {
   }
 }
 
+/** What the parser hands over as it reads; `sample` may throw to stop the parse at once. */
+export interface ExpositionHandler {
+  sample(
+    name: string,
+    labels: string[],
+    value: number,
+    timestampMs: number | undefined,
+    /** The exposed text of the series (metric name and braces, as written). */
+    series: string,
+  ): void;
+  type?(name: string, type: MetricType): void;
+  help?(name: string, doc: string): void;
+}
+
+export interface ParseOptions {
+  /** Most labels inside one sample's braces; one more fails the parse with LabelLimitError. 0 = no limit. */
+  readonly labelLimit?: number;
+}
+
+/** A sample's label set is longer than the label limit: raised as soon as the label past the limit starts. */
+export class LabelLimitError extends ExpositionError {
+  constructor(line: number, message: string) {
+    super(line, message);
+    this.name = "LabelLimitError";
+  }
+}
+
+/**
+ * Slices of parseExpositionAsync. Measured with test/pusher/event-loop-block.ts: 2,000 lines of short series parse in
+ * well under a millisecond, and 256 Ki characters bound a slice made of a few long lines (huge label values).
+ */
+export const YIELD_EVERY_LINES = 2000;
+export const YIELD_EVERY_CHARS = 256 * 1024;
+/** Up to this many labels, a repeated name is looked for by a scan; beyond it, in a Set. */
+const LINEAR_LABEL_CHECK = 8;
+
 const SPACE = 0x20;
 const TAB = 0x09;
 const LF = 0x0a;
@@ -81,15 +117,151 @@ function isBlank(c: number): boolean {
 }
 
 /** Parses a whole exposition; throws ExpositionError at the first malformed line. */
-export function parseExposition(text: string): Exposition {
+export function parseExposition(text: string, options: ParseOptions = {}): Exposition {
   const samples: ExposedSample[] = [];
   const types = new Map<string, MetricType>();
   const help = new Map<string, string>();
+  const handler: ExpositionHandler = {
+    sample: (name, labels, value, timestampMs, series) =>
+      void samples.push({ name, labels, value, timestampMs, series }),
+    type: (name, t) => void types.set(name, t),
+    help: (name, doc) => void help.set(name, doc),
+  };
+  const steps = parseSteps(text, handler, Infinity, Infinity, options.labelLimit ?? 0, newState());
+  while (!steps.next().done);
+  return { samples, types, help };
+}
+
+export interface AsyncParseOptions extends ParseOptions {
+  readonly yieldEveryLines?: number;
+  readonly yieldEveryChars?: number;
+}
+
+/**
+ * Parses a whole exposition, handing each sample to `handler` as it is read (nothing is collected here: the handler
+ * decides what to keep and may throw to stop at once), and yields to the event loop every `yieldEveryLines` lines or
+ * `yieldEveryChars` characters, whichever comes first, so that a large body never blocks timers, I/O or signals for
+ * longer than one such slice.
+ */
+export async function parseExpositionAsync(
+  text: string,
+  handler: ExpositionHandler,
+  options: AsyncParseOptions = {},
+): Promise<void> {
+  const reader = new ExpositionReader(handler, options);
+  await reader.write(text);
+  await reader.end();
+}
+
+/**
+ * Parses an exposition as it arrives, piece by piece (each piece parsed with parseExpositionAsync's yields): only
+ * complete lines are parsed, the rest waits for the next piece. The body is never held whole, so a scrape costs what
+ * the handler keeps plus about one piece, whatever the body's size.
+ */
+export class ExpositionReader {
+  readonly #handler: ExpositionHandler;
+  readonly #options: AsyncParseOptions;
+  /** Text not parsed yet, in pieces: joined only when a line feed makes a complete line possible. */
+  #carry: string[] = [];
+  #carryLength = 0;
+  /** Line number of the carry's first line. */
+  #line = 1;
+  /**
+   * A line still incomplete (a quoted value holding a raw line feed runs past the piece) is parsed again only once
+   * the carry has doubled, so that one huge line costs linear time, not a re-parse per piece.
+   */
+  #retryAt = 0;
+
+  constructor(handler: ExpositionHandler, options: AsyncParseOptions = {}) {
+    this.#handler = handler;
+    this.#options = options;
+  }
+
+  /** The next piece of the text; resolves once its complete lines are parsed (throws as the parse does). */
+  async write(text: string): Promise<void> {
+    // Only the new piece is searched, and the carry is not joined while no line can be complete: a line of many
+    // megabytes arriving in small pieces costs linear time.
+    const cut = text.lastIndexOf("\n");
+    if (cut < 0 || this.#carryLength + text.length < this.#retryAt) {
+      this.#carry.push(text);
+      this.#carryLength += text.length;
+      return;
+    }
+    const head = this.#carry.length === 0 ? "" : this.#carry.join("");
+    const left = await this.#parse(head + text.slice(0, cut + 1), false);
+    const rest = left + text.slice(cut + 1);
+    this.#carry = rest.length > 0 ? [rest] : [];
+    this.#carryLength = rest.length;
+    this.#retryAt = left.length > 0 ? rest.length * 2 : 0;
+  }
+
+  /** The text is complete: parses what is left (a last line without a final line feed). */
+  async end(): Promise<void> {
+    const rest = this.#carry.join("");
+    this.#carry = [];
+    this.#carryLength = 0;
+    if (rest.length > 0) await this.#parse(rest, true);
+  }
+
+  /** Parses `text`; returns the incomplete tail that must wait for more (never when final). */
+  async #parse(text: string, final: boolean): Promise<string> {
+    const state = newState();
+    state.line = this.#line;
+    const steps = parseSteps(
+      text,
+      this.#handler,
+      this.#options.yieldEveryLines ?? YIELD_EVERY_LINES,
+      this.#options.yieldEveryChars ?? YIELD_EVERY_CHARS,
+      this.#options.labelLimit ?? 0,
+      state,
+    );
+    try {
+      while (!steps.next().done) await yieldToEventLoop();
+    } catch (e) {
+      // A syntax error found at the very end of a piece may only mean that the line goes on in the next one.
+      if (final || !(e instanceof ExpositionError) || e instanceof LabelLimitError || !state.atEnd) throw e;
+      this.#line = state.lineStartLine;
+      return text.slice(state.lineStart);
+    }
+    this.#line = state.line;
+    return "";
+  }
+}
+
+/** Where parseSteps is: the line it started at (in), where the current line began and whether an error hit the end. */
+interface ParseState {
+  line: number;
+  lineStart: number;
+  lineStartLine: number;
+  atEnd: boolean;
+}
+function newState(): ParseState {
+  return { line: 1, lineStart: 0, lineStartLine: 1, atEnd: false };
+}
+
+function yieldToEventLoop(): Promise<void> {
+  // setImmediate runs after pending I/O callbacks and timers, unlike a resolved promise (a microtask), which would
+  // starve them.
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The parser proper: one pass, yielding between slices of lines; see parseExposition / parseExpositionAsync. */
+function* parseSteps(
+  text: string,
+  handler: ExpositionHandler,
+  yieldEveryLines: number,
+  yieldEveryChars: number,
+  labelLimit: number,
+  state: ParseState,
+): Generator<void, void, void> {
   const n = text.length;
   let i = 0;
-  let line = 1;
+  let line = state.line;
+  let sliceLine = line;
+  let sliceStart = 0;
 
   const fail = (message: string): never => {
+    state.atEnd = i >= n;
     throw new ExpositionError(line, message);
   };
   const describe = (at: number): string => (at >= n ? "end of input" : JSON.stringify(text[at]));
@@ -121,52 +293,61 @@ export function parseExposition(text: string): Exposition {
     }
     return text.slice(start, i);
   };
-  /** Reads a quoted label value; i is at the opening quote. */
+  /** Counts the raw line feeds of a piece of a quoted value, for the line numbers of later errors. */
+  const countLines = (piece: string): void => {
+    for (let k = piece.indexOf("\n"); k >= 0; k = piece.indexOf("\n", k + 1)) line++;
+  };
+  const unterminated = (): never => {
+    countLines(text.slice(i));
+    i = n;
+    return fail("unterminated label value");
+  };
+  /**
+   * Reads a quoted label value; i is at the opening quote. The closing quote and backslashes are found with
+   * indexOf (native, and each search bounded by the value): a value of megabytes costs milliseconds.
+   */
   const labelValue = (): string => {
     i++;
     const start = i;
-    // Fast path: no escapes, the common case.
-    while (i < n) {
-      const c = text.charCodeAt(i);
-      if (c === QUOTE) {
-        const v = text.slice(start, i);
-        i++;
-        return v;
-      }
-      if (c === BACKSLASH) break;
-      if (c === LF) line++;
-      i++;
+    let q = text.indexOf('"', i);
+    if (q < 0) return unterminated();
+    let seg = text.slice(i, q);
+    let b = seg.indexOf("\\");
+    if (b < 0) {
+      // Fast path: no escapes, the common case.
+      countLines(seg);
+      i = q + 1;
+      return seg;
     }
-    let out = text.slice(start, i);
-    while (i < n) {
-      const c = text.charCodeAt(i);
-      if (c === QUOTE) {
-        i++;
-        return out;
+    let out = seg.slice(0, b);
+    countLines(out);
+    i = start + b;
+    for (;;) {
+      // i is at a backslash.
+      if (i + 1 >= n) return unterminated();
+      const e = text.charCodeAt(i + 1);
+      if (e === BACKSLASH) out += "\\";
+      else if (e === QUOTE) out += '"';
+      else if (e === 0x6e /* n */) out += "\n";
+      else {
+        if (e === LF) line++;
+        out += text.slice(i, i + 2);
       }
-      if (c === BACKSLASH) {
-        if (i + 1 >= n) break;
-        const e = text.charCodeAt(i + 1);
-        if (e === BACKSLASH) out += "\\";
-        else if (e === QUOTE) out += '"';
-        else if (e === 0x6e /* n */) out += "\n";
-        else {
-          if (e === LF) line++;
-          out += text.slice(i, i + 2);
-        }
-        i += 2;
-        continue;
+      i += 2;
+      q = text.indexOf('"', i);
+      if (q < 0) return unterminated();
+      seg = text.slice(i, q);
+      b = seg.indexOf("\\");
+      if (b < 0) {
+        countLines(seg);
+        i = q + 1;
+        return out + seg;
       }
-      const runStart = i;
-      while (i < n) {
-        const d = text.charCodeAt(i);
-        if (d === QUOTE || d === BACKSLASH) break;
-        if (d === LF) line++;
-        i++;
-      }
-      out += text.slice(runStart, i);
+      const part = seg.slice(0, b);
+      countLines(part);
+      out += part;
+      i += b;
     }
-    return fail("unterminated label value");
   };
   /** Reads a token up to a blank, a line feed or the end. */
   const token = (): string => {
@@ -188,7 +369,14 @@ export function parseExposition(text: string): Exposition {
   };
 
   while (i < n) {
+    if (line - sliceLine >= yieldEveryLines || i - sliceStart >= yieldEveryChars) {
+      yield;
+      sliceLine = line;
+      sliceStart = i;
+    }
     const lineStart = i;
+    state.lineStart = i;
+    state.lineStartLine = line;
     skipBlanks();
     if (i >= n) break;
     const c = text.charCodeAt(i);
@@ -213,7 +401,7 @@ export function parseExposition(text: string): Exposition {
           if (i < docEnd && !isBlank(text.charCodeAt(i)))
             fail(`unexpected ${describe(i)} after the metric name in HELP`);
           skipBlanks();
-          help.set(name, unescapeHelp(text.slice(Math.min(i, docEnd), docEnd)));
+          if (handler.help) handler.help(name, unescapeHelp(text.slice(Math.min(i, docEnd), docEnd)));
           i = docEnd;
           if (i < n) {
             i++;
@@ -224,7 +412,7 @@ export function parseExposition(text: string): Exposition {
           skipBlanks();
           const t = token();
           if (!TYPES.has(t)) fail(`invalid metric type ${JSON.stringify(t)}`);
-          types.set(name, t as MetricType);
+          handler.type?.(name, t as MetricType);
           endOfLine("the metric type");
         }
       } else {
@@ -243,6 +431,9 @@ export function parseExposition(text: string): Exposition {
     const name = metricName();
     if (name === "") fail(`expected a metric name, got ${describe(i)}`);
     const labels: string[] = [];
+    // Names seen in this label set, once there are enough of them for a linear scan to cost more than a Set: the
+    // repeated-label check stays linear in the line's length however many labels it holds.
+    let seen: Set<string> | undefined;
     skipBlanks();
     if (i < n && text.charCodeAt(i) === BRACE_OPEN) {
       i++;
@@ -255,6 +446,10 @@ export function parseExposition(text: string): Exposition {
         }
         const ln = labelName();
         if (ln === "") fail(`expected a label name, got ${describe(i)}`);
+        // Refused before its value is even read: a hostile line costs at most labelLimit labels of work and memory.
+        if (labelLimit > 0 && labels.length >= labelLimit * 2) {
+          throw new LabelLimitError(line, `${name} has more than ${labelLimit} labels (the label limit)`);
+        }
         skipBlanks();
         if (text.charCodeAt(i) !== EQUALS) fail(`expected "=" after label name ${ln}, got ${describe(i)}`);
         i++;
@@ -262,8 +457,18 @@ export function parseExposition(text: string): Exposition {
         if (text.charCodeAt(i) !== QUOTE) fail(`expected a quoted value for label ${ln}, got ${describe(i)}`);
         const lv = labelValue();
         if (ln === "__name__") fail("label __name__ inside braces repeats the metric name");
-        for (let k = 0; k < labels.length; k += 2) {
-          if (labels[k] === ln) fail(`label name ${JSON.stringify(ln)} is repeated`);
+        if (seen !== undefined) {
+          if (seen.has(ln)) fail(`label name ${JSON.stringify(ln)} is repeated`);
+          seen.add(ln);
+        } else {
+          for (let k = 0; k < labels.length; k += 2) {
+            if (labels[k] === ln) fail(`label name ${JSON.stringify(ln)} is repeated`);
+          }
+          if (labels.length >= LINEAR_LABEL_CHECK * 2) {
+            seen = new Set();
+            for (let k = 0; k < labels.length; k += 2) seen.add(labels[k]!);
+            seen.add(ln);
+          }
         }
         labels.push(ln, lv);
         skipBlanks();
@@ -293,9 +498,9 @@ export function parseExposition(text: string): Exposition {
       if (timestampMs === undefined) fail(`invalid timestamp ${JSON.stringify(tt)} for ${name}`);
     }
     endOfLine("the sample");
-    samples.push({ name, labels, value: value!, timestampMs, series });
+    handler.sample(name, labels, value!, timestampMs, series);
   }
-  return { samples, types, help };
+  state.line = line;
 }
 
 function unescapeHelp(s: string): string {

@@ -229,6 +229,35 @@ describe("Scraper", () => {
       reason: "invalid_utf8",
     },
     { name: "sample limit exceeded", handler: "a 1\nb 2\nc 3\n", reason: "sample_limit", over: { sampleLimit: 2 } },
+    {
+      // Before the limit was checked while parsing, the whole body was read first (here: never ending, cut at
+      // maxBytes or the timeout).
+      name: "sample limit reached while the body still arrives (never-ending valid series)",
+      handler: (_q, r) => {
+        r.writeHead(200);
+        let i = 0;
+        const more = (): void => {
+          while (!r.destroyed && r.write(Array.from({ length: 1000 }, () => `s{i="${i++}"} 1\n`).join("")));
+          if (!r.destroyed) r.once("drain", more);
+        };
+        r.on("error", () => {});
+        more();
+      },
+      reason: "sample_limit",
+      over: { sampleLimit: 100, maxBytes: 1 << 30, timeoutMs: 5000 },
+    },
+    {
+      name: "label limit, the name and the target's labels counted",
+      handler: 'm{a="1",b="2"} 1\n',
+      reason: "label_limit",
+      over: { labelLimit: 6 },
+    },
+    {
+      name: "label set longer than the label limit in the exposition (80,000 labels)",
+      handler: `m{${Array.from({ length: 80_000 }, (_, k) => `l${k}="v"`).join(",")}} 1\n`,
+      reason: "label_limit",
+      over: { labelLimit: 20 },
+    },
     { name: "HTTP 404", handler: (_q, r) => r.writeHead(404).end(), reason: "http_status" },
     {
       name: "body over maxBytes (declared length)",
@@ -285,6 +314,13 @@ describe("Scraper", () => {
       assert.match(m, new RegExp(`reason="${c.reason}"} 1`));
     });
   }
+
+  it("a series exactly at the label limit passes (7 labels: name, a, b, instance, job, namespace, pod)", async () => {
+    const { s } = scraper([target('m{a="1",b="2"} 1\n')], { labelLimit: 7 });
+    const got = await s.scrape(1000);
+    assert.equal(value(got, "up"), 1);
+    assert.equal(data(got).length, 1);
+  });
 
   it("an unreachable target fails with reason network", async () => {
     const registry = new Registry();

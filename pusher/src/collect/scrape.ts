@@ -16,7 +16,7 @@ import { Counter, type Registry } from "prom-client";
 import { DEFAULT_METRIC_PREFIX } from "../config.ts";
 import { redactUrl } from "../redact.ts";
 import { seriesKey, type Label, type Labels, type Sample } from "../series.ts";
-import { ExpositionError, parseExposition } from "./exposition.ts";
+import { ExpositionError, ExpositionReader, LabelLimitError } from "./exposition.ts";
 
 export interface ScraperOptions {
   /** http(s) URLs of exposition endpoints. */
@@ -25,8 +25,16 @@ export interface ScraperOptions {
   readonly job: string;
   /** Whole-scrape deadline: connect, answer and body. */
   readonly timeoutMs: number;
-  /** Most samples accepted from one scrape after the drop regex; more fails the scrape. 0 = no limit. */
+  /**
+   * Most samples accepted from one scrape after the drop regex (Prometheus' sample_limit); the parse stops at the
+   * sample past it and the scrape fails. 0 = no limit.
+   */
   readonly sampleLimit: number;
+  /**
+   * Most labels of one series, its name and the target's labels included (Prometheus' label_limit); a series with
+   * more fails the scrape, and a label set longer than this in the exposition is refused while it is read. 0 = none.
+   */
+  readonly labelLimit?: number;
   /** Largest (decompressed) body accepted; counted while reading, the scrape is cut off beyond it. */
   readonly maxBytes: number;
   /** Metric names to drop; matched against the whole name. */
@@ -48,6 +56,7 @@ export const ScrapeFailure = {
   InvalidUtf8: "invalid_utf8",
   Parse: "parse_error",
   SampleLimit: "sample_limit",
+  LabelLimit: "label_limit",
 } as const;
 export type ScrapeFailure = (typeof ScrapeFailure)[keyof typeof ScrapeFailure];
 
@@ -197,16 +206,8 @@ export class Scraper {
 
   async #scrapeTarget(t: Target, nowMs: number): Promise<Sample[]> {
     const started = performance.now();
-    let body: string;
     let scraped = 0;
     try {
-      body = await fetchExposition(t.url, {
-        timeoutMs: this.#opts.timeoutMs,
-        maxBytes: this.#opts.maxBytes,
-        agent: t.url.protocol === "https:" ? this.#agents.https : this.#agents.http,
-      });
-      const exposition = parseExposition(body);
-      scraped = exposition.samples.length;
       const out: Sample[] = [];
       const live = new Map<string, Labels>();
       const withTimestamp = new Set<string>();
@@ -215,33 +216,63 @@ export class Scraper {
       let dropped = 0;
       let duplicates = 0;
       let tooOld = 0;
+      /** Samples past the drop regex, duplicates and too-old ones included, as Prometheus' sample_limit counts. */
+      let accepted = 0;
+      let droppedCached = 0;
+      const sampleLimit = this.#opts.sampleLimit;
+      const labelLimit = this.#opts.labelLimit ?? 0;
       const oldest = nowMs - MAX_SAMPLE_AGE_MS;
-      for (const s of exposition.samples) {
-        let entry = cache.get(s.series);
-        if (entry === undefined) {
-          entry = t.cache.get(s.series);
-          if (entry === undefined) entry = this.#entry(t, s.name, s.labels);
-          cache.set(s.series, entry);
-        }
-        if (entry === null) {
-          dropped++;
-          continue;
-        }
-        if (live.has(entry.key) || withTimestamp.has(entry.key)) {
-          duplicates++;
-          continue;
-        }
-        if (s.timestampMs === undefined) {
-          live.set(entry.key, entry.labels);
-          if (!t.live.has(entry.key)) added++;
-          out.push({ labels: entry.labels, value: s.value, timestampMs: nowMs });
-        } else if (s.timestampMs < oldest) {
-          tooOld++;
-        } else {
-          withTimestamp.add(entry.key);
-          out.push({ labels: entry.labels, value: s.value, timestampMs: s.timestampMs });
-        }
-      }
+      // Each sample is judged as soon as it is parsed, while the body arrives, and nothing else of the body is kept:
+      // a limit stops the parse (and the download) at the sample past it, so memory is bounded by the limits rather
+      // than by the body's size.
+      const reader = new ExpositionReader(
+        {
+          sample: (name, exposed, value, timestampMs, series) => {
+            scraped++;
+            let entry = cache.get(series);
+            if (entry === undefined) {
+              entry = t.cache.get(series);
+              if (entry === undefined) entry = this.#entry(t, name, exposed);
+              // Dropped series are remembered only up to the sample limit: they must not cost unbounded memory.
+              if (entry !== null || sampleLimit === 0 || droppedCached++ < sampleLimit) cache.set(series, entry);
+            }
+            if (entry === null) {
+              dropped++;
+              return;
+            }
+            if (labelLimit > 0 && entry.labels.length > labelLimit) {
+              throw new ScrapeError(
+                ScrapeFailure.LabelLimit,
+                `${name} has ${entry.labels.length} labels with the target's, over the label limit of ${labelLimit}`,
+              );
+            }
+            if (sampleLimit > 0 && ++accepted > sampleLimit) {
+              throw new ScrapeError(ScrapeFailure.SampleLimit, `more samples than the sample limit of ${sampleLimit}`);
+            }
+            if (live.has(entry.key) || withTimestamp.has(entry.key)) {
+              duplicates++;
+              return;
+            }
+            if (timestampMs === undefined) {
+              live.set(entry.key, entry.labels);
+              if (!t.live.has(entry.key)) added++;
+              out.push({ labels: entry.labels, value, timestampMs: nowMs });
+            } else if (timestampMs < oldest) {
+              tooOld++;
+            } else {
+              withTimestamp.add(entry.key);
+              out.push({ labels: entry.labels, value, timestampMs });
+            }
+          },
+        },
+        { labelLimit },
+      );
+      await fetchExposition(t.url, {
+        timeoutMs: this.#opts.timeoutMs,
+        maxBytes: this.#opts.maxBytes,
+        agent: t.url.protocol === "https:" ? this.#agents.https : this.#agents.http,
+        reader,
+      });
       if (dropped > 0) this.#dropped.inc({ target: t.instance, reason: "drop_regex" }, dropped);
       if (tooOld > 0) {
         this.#dropped.inc({ target: t.instance, reason: "too_old" }, tooOld);
@@ -253,12 +284,6 @@ export class Scraper {
       if (duplicates > 0) {
         this.#dropped.inc({ target: t.instance, reason: "duplicate" }, duplicates);
         this.#log.debug({ target: t.instance, duplicates }, "Dropped repeated series from a scrape");
-      }
-      if (this.#opts.sampleLimit > 0 && out.length > this.#opts.sampleLimit) {
-        throw new ScrapeError(
-          ScrapeFailure.SampleLimit,
-          `${out.length} samples exceed the sample limit of ${this.#opts.sampleLimit}`,
-        );
       }
       const kept = out.length;
       for (const [key, labels] of t.live) {
@@ -357,30 +382,36 @@ function sortLabels(labels: Label[]): Labels {
 
 function asScrapeError(e: unknown): ScrapeError {
   if (e instanceof ScrapeError) return e;
+  if (e instanceof LabelLimitError) return new ScrapeError(ScrapeFailure.LabelLimit, e.message);
   if (e instanceof ExpositionError) return new ScrapeError(ScrapeFailure.Parse, e.message);
   return new ScrapeError(ScrapeFailure.Network, e instanceof Error ? e.message : String(e));
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+/** Where fetchExposition hands the decoded text, piece by piece (ExpositionReader). */
+export interface TextSink {
+  write(text: string): Promise<void>;
+  end(): Promise<void>;
+}
 
 /**
- * GETs one exposition within the deadline and the size limit (counted on the decompressed bytes as they arrive) and
- * decodes it as strict UTF-8. Only status 200 is accepted, as in Prometheus.
+ * GETs one exposition within the deadline and the size limit (counted on the decompressed bytes as they arrive),
+ * decodes it as strict UTF-8 and hands it to `reader` as it arrives; reading pauses while a piece is parsed, and the
+ * deadline covers the parse. Only status 200 is accepted, as in Prometheus.
  */
 export function fetchExposition(
   url: URL,
-  opts: { timeoutMs: number; maxBytes: number; agent?: http.Agent },
-): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
+  opts: { timeoutMs: number; maxBytes: number; agent?: http.Agent; reader: TextSink },
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     let settled = false;
-    const finish = (err: ScrapeError | undefined, text?: string): void => {
+    const finish = (err: ScrapeError | undefined): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       if (err) {
         req.destroy();
         reject(err);
-      } else resolve(text!);
+      } else resolve();
     };
     const timer = setTimeout(
       () => finish(new ScrapeError(ScrapeFailure.Timeout, `scrape timed out after ${opts.timeoutMs} ms`)),
@@ -421,31 +452,56 @@ export function fetchExposition(
         return;
       }
       const stream = gzip ? res.pipe(createGunzip()) : res;
-      const chunks: Buffer[] = [];
+      const stop = (err: ScrapeError): void => {
+        if (stream !== res) stream.destroy();
+        finish(err);
+      };
+      // One decoder per scrape: a streaming decoder keeps the bytes of a character split across two chunks.
+      const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+      const invalid = new ScrapeError(ScrapeFailure.InvalidUtf8, "body is not valid UTF-8");
+      // Pieces are parsed one after the other; the stream is paused meanwhile, so at most one chunk waits.
+      let parsing: Promise<void> = Promise.resolve();
+      const parse = (piece: () => string, then?: () => Promise<void>): void => {
+        parsing = parsing.then(async () => {
+          if (settled) return;
+          let text: string;
+          try {
+            text = piece();
+          } catch {
+            return stop(invalid);
+          }
+          try {
+            await opts.reader.write(text);
+            if (then) await then();
+          } catch (e) {
+            return stop(asScrapeError(e));
+          }
+          if (!settled && !then) stream.resume();
+        });
+      };
       let size = 0;
       stream.on("data", (chunk: Buffer) => {
         if (settled) return;
         size += chunk.length;
         if (size > opts.maxBytes) {
-          if (stream !== res) stream.destroy();
-          finish(new ScrapeError(ScrapeFailure.BodyTooLarge, `body exceeds the limit of ${opts.maxBytes} bytes`));
+          stop(new ScrapeError(ScrapeFailure.BodyTooLarge, `body exceeds the limit of ${opts.maxBytes} bytes`));
           return;
         }
-        chunks.push(chunk);
+        stream.pause();
+        parse(() => decoder.decode(chunk, { stream: true }));
       });
       stream.on("error", (e) => finish(new ScrapeError(ScrapeFailure.Network, `reading the body: ${e.message}`)));
       res.on("close", () => {
         if (!res.complete) finish(new ScrapeError(ScrapeFailure.Network, "connection closed while reading the body"));
       });
       stream.on("end", () => {
-        let text: string;
-        try {
-          text = utf8.decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
-        } catch {
-          finish(new ScrapeError(ScrapeFailure.InvalidUtf8, "body is not valid UTF-8"));
-          return;
-        }
-        finish(undefined, text);
+        parse(
+          () => decoder.decode(),
+          async () => {
+            await opts.reader.end();
+            finish(undefined);
+          },
+        );
       });
     });
     req.end();

@@ -5,7 +5,7 @@ import { hostname } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import v8 from "node:v8";
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from "prom-client";
-import type { DropReason, QueueObserver } from "../remote-write/queue.ts";
+import type { DropReason, MemoryOnlyReason, QueueObserver } from "../remote-write/queue.ts";
 import type { RetryReason } from "../remote-write/retry.ts";
 import type { Label, Labels, Sample } from "../series.ts";
 
@@ -67,9 +67,15 @@ export interface SelfMetrics {
 }
 
 /**
- * Registers the pusher's own metrics into `registry`. `buffered` is read at each collection.
+ * Registers the pusher's own metrics into `registry`. `buffered` and `memoryOnly` (samples buffered whose BUFFER_DIR
+ * copy is missing) are read at each collection.
  */
-export function registerSelfMetrics(registry: Registry, prefix: string, buffered: () => number): SelfMetrics {
+export function registerSelfMetrics(
+  registry: Registry,
+  prefix: string,
+  buffered: () => number,
+  memoryOnly: () => number = () => 0,
+): SelfMetrics {
   const started = Date.now();
   const p = prefix;
   collectDefaultMetrics({ register: registry });
@@ -199,6 +205,21 @@ export function registerSelfMetrics(registry: Registry, prefix: string, buffered
       this.set(buffered());
     },
   });
+  const memoryOnlyTotal = new Counter({
+    name: `${p}_disk_buffer_memory_only_samples_total`,
+    help: "Buffered samples without a copy in BUFFER_DIR, by reason: write_failed (disk full, I/O error), max_bytes (removed to stay within BUFFER_MAX_BYTES). Still delivered from memory; lost if the pusher restarts first.",
+    labelNames: ["reason"],
+    registers: [registry],
+  });
+  for (const reason of ["write_failed", "max_bytes"] satisfies MemoryOnlyReason[]) memoryOnlyTotal.inc({ reason }, 0);
+  new Gauge({
+    name: `${p}_disk_buffer_memory_only_samples`,
+    help: "Samples buffered now without a copy in BUFFER_DIR: what a restart would lose.",
+    registers: [registry],
+    collect() {
+      this.set(memoryOnly());
+    },
+  });
   const lastSuccess = new Gauge({
     name: `${p}_last_success_timestamp_seconds`,
     help: "Time of the last successful Remote-Write request, in seconds since the epoch (0 = none yet).",
@@ -214,6 +235,7 @@ export function registerSelfMetrics(registry: Registry, prefix: string, buffered
       retried: (reason) => retries.inc({ reason }),
       attempt: (seconds) => duration.observe(seconds),
       lastSuccess: (ms) => lastSuccess.set(ms / 1000),
+      memoryOnly: (n, reason) => memoryOnlyTotal.inc({ reason }, n),
     },
     collectionFailed: (source) => collectionFailures.inc({ source }),
     close() {

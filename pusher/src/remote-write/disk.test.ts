@@ -4,7 +4,32 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import type { Sample } from "../series.ts";
-import { openDiskBuffer, type DiskBufferLog } from "./disk.ts";
+import * as fs from "node:fs";
+import { openDiskBuffer, type DiskBufferLog, type DiskFs } from "./disk.ts";
+
+/** node:fs with switchable failures: writes (ENOSPC by default), opens of the cursor, and short writes. */
+function faultyFs(): DiskFs & { fail: string | undefined; cursorFail: string | undefined; maxWrite: number } {
+  const f = {
+    fail: undefined as string | undefined,
+    cursorFail: undefined as string | undefined,
+    maxWrite: Infinity,
+    openSync: ((path: fs.PathLike, flags?: fs.OpenMode) => {
+      if (f.cursorFail && String(path).endsWith("cursor.json")) throw errno(f.cursorFail);
+      return fs.openSync(path, flags ?? "r");
+    }) as typeof fs.openSync,
+    writeSync: ((fd: number, buf: Buffer, off: number, len: number, pos?: number) => {
+      if (f.fail) throw errno(f.fail);
+      return fs.writeSync(fd, buf, off, Math.min(len, f.maxWrite), pos);
+    }) as typeof fs.writeSync,
+    closeSync: fs.closeSync,
+    renameSync: fs.renameSync,
+    rmSync: fs.rmSync,
+  };
+  return f;
+}
+function errno(code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: injected`), { code });
+}
 
 function sample(name: string, ts: number, value = ts): Sample {
   return {
@@ -205,5 +230,96 @@ describe("disk buffer", () => {
       [1, 2],
     );
     assert.ok(log.lines.some((l) => l.level === "warn" && /cursor/.test(l.msg)));
+  });
+
+  it("on a failed write (ENOSPC, EIO) keeps the samples in memory only, counted, and acknowledging them never consumes newer disk copies", () => {
+    for (const code of ["ENOSPC", "EIO"]) {
+      const d = join(dir, code);
+      const f = faultyFs();
+      const log = recorder();
+      const a = openDiskBuffer({ dir: d, maxBytes: 1 << 20, log, fs: f });
+      a.readAll();
+      assert.deepEqual(a.append([sample("a", 1), sample("a", 2)]), { evicted: 0, unwritten: 0 });
+      f.fail = code;
+      assert.deepEqual(a.append([sample("a", 3), sample("a", 4), sample("a", 5)]), { evicted: 0, unwritten: 3 });
+      assert.equal(a.notDurable(), 3);
+      assert.deepEqual(
+        readdirSync(d).filter((x) => x.endsWith(".tmp")),
+        [],
+        "a failed write left its temporary file (holding the space that is missing)",
+      );
+      f.fail = undefined;
+      assert.deepEqual(a.append([sample("a", 6), sample("a", 7)]), { evicted: 0, unwritten: 0 }, "writing resumes");
+      assert.ok(log.lines.some((l) => l.level === "warn" && (l.obj as { code?: string }).code === code));
+      assert.ok(log.lines.some((l) => /writable again/.test(l.msg)));
+      // The queue acknowledges in stream order: 1, 2 (on disk), then 3, 4, 5 (memory only).
+      a.ack(2);
+      a.ack(3);
+      assert.equal(a.notDurable(), 0);
+      const b = openDiskBuffer({ dir: d, maxBytes: 1 << 20, log: recorder() });
+      assert.deepEqual(
+        b.readAll().samples.map((x) => x.timestampMs),
+        [6, 7],
+        `${code}: the unsent samples written after the failure must survive a restart`,
+      );
+    }
+  });
+
+  it("acknowledges on a full disk: the cursor is rewritten in place, and a cursor that cannot be written keeps the segments", () => {
+    const f = faultyFs();
+    const a = openDiskBuffer({ dir, maxBytes: 1 << 20, log: recorder(), fs: f });
+    a.readAll();
+    a.append([sample("a", 1)]);
+    a.append([sample("a", 2)]);
+    a.append([sample("a", 3)]);
+    const size = fs.statSync(join(dir, "cursor.json")).size;
+    a.ack(1);
+    assert.equal(fs.statSync(join(dir, "cursor.json")).size, size, "the cursor changed size");
+    f.cursorFail = "EIO";
+    a.ack(1); // cannot be saved: sample 2 stays on disk and comes back after a restart (sent twice, never lost)
+    assert.equal(segmentFiles(dir).length, 2);
+    assert.deepEqual(
+      openDiskBuffer({ dir, maxBytes: 1 << 20, log: recorder() })
+        .readAll()
+        .samples.map((x) => x.timestampMs),
+      [2, 3],
+    );
+    f.cursorFail = undefined;
+    a.append([sample("a", 4)]); // the cursor is saved again at the next write
+    assert.deepEqual(
+      openDiskBuffer({ dir, maxBytes: 1 << 20, log: recorder() })
+        .readAll()
+        .samples.map((x) => x.timestampMs),
+      [3, 4],
+    );
+  });
+
+  it("completes short writes instead of renaming a truncated segment", () => {
+    const f = faultyFs();
+    f.maxWrite = 7;
+    const a = openDiskBuffer({ dir, maxBytes: 1 << 20, log: recorder(), fs: f });
+    a.readAll();
+    a.append([sample("a", 1), sample("b", 1)]);
+    const log = recorder();
+    const got = openDiskBuffer({ dir, maxBytes: 1 << 20, log }).readAll();
+    assert.equal(got.corruptSegments, 0);
+    assert.equal(got.samples.length, 2);
+  });
+
+  it("samples evicted for maxBytes are memory only; acknowledging them leaves the newer ones on disk", () => {
+    const a = openDiskBuffer({ dir, maxBytes: 600, log: recorder(), maxSegmentSamples: 2 });
+    a.readAll();
+    let evicted = 0;
+    for (let t = 1; t <= 10; t++) evicted += a.append([sample("a", t)]).evicted;
+    assert.ok(evicted > 0, "nothing was evicted");
+    assert.equal(a.notDurable(), evicted);
+    a.ack(evicted); // the oldest samples leave the queue first
+    assert.equal(a.notDurable(), 0);
+    assert.deepEqual(
+      openDiskBuffer({ dir, maxBytes: 600, log: recorder() })
+        .readAll()
+        .samples.map((x) => x.timestampMs),
+      Array.from({ length: 10 - evicted }, (_, k) => evicted + 1 + k),
+    );
   });
 });

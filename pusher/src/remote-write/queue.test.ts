@@ -43,6 +43,10 @@ class Counts implements QueueObserver {
   lastSuccess(ms: number): void {
     this.last = ms;
   }
+  memoryOnlyBy: Record<string, number> = {};
+  memoryOnly(n: number, reason: string): void {
+    this.memoryOnlyBy[reason] = (this.memoryOnlyBy[reason] ?? 0) + n;
+  }
 }
 
 interface Log {
@@ -466,6 +470,48 @@ describe("SendQueue", () => {
     assert.equal(acked, 12, "every appended sample acknowledged exactly once");
     assert.equal(counts.sentN + (counts.droppedBy.rejected ?? 0) + (counts.droppedBy.buffer_full ?? 0), 12);
     await q.close(100);
+  });
+
+  it("with a disk journal that cannot write, counts the samples held in memory only and, at close, as lost", async () => {
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const nodeFs = await import("node:fs");
+    const { openDiskBuffer } = await import("./disk.ts");
+    const dir = mkdtempSync(join(tmpdir(), "mp-queue-journal-"));
+    try {
+      let full = false;
+      const fs = {
+        ...nodeFs,
+        writeSync: ((...a: Parameters<typeof nodeFs.writeSync>) => {
+          if (full) throw Object.assign(new Error("ENOSPC: injected"), { code: "ENOSPC" });
+          return (nodeFs.writeSync as (...x: unknown[]) => number)(...a);
+        }) as typeof nodeFs.writeSync,
+      };
+      const journal = openDiskBuffer({ dir, maxBytes: 1 << 20, log: { info() {}, warn() {} }, fs });
+      journal.readAll();
+      const counts = new Counts();
+      const q = new SendQueue({
+        maxSamples: 100,
+        maxPerSend: 10,
+        send: receiver([], down).send,
+        observer: counts,
+        log: { debug() {}, info() {}, warn() {}, error() {} },
+        random: () => 0,
+        journal,
+      });
+      q.push(tick(0, 3));
+      full = true;
+      q.push(tick(3, 4));
+      full = false;
+      q.push(tick(7, 2));
+      assert.deepEqual(counts.memoryOnlyBy, { write_failed: 4 });
+      const { lost, kept } = await q.close(50);
+      assert.deepEqual({ lost, kept }, { lost: 4, kept: 5 });
+      assert.equal(counts.droppedBy.shutdown, 4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("with a journal, close() keeps what is left there instead of counting it lost; restore() refills the buffer", async () => {

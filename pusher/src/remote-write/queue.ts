@@ -33,7 +33,7 @@ export const DropReason = {
   OutOfOrder: "out_of_order",
   /** The receiver refused the batch with a 4xx other than 429. */
   Rejected: "rejected",
-  /** Still buffered when the shutdown deadline passed (and no BUFFER_DIR keeps them). */
+  /** Still buffered when the shutdown deadline passed, and not kept in BUFFER_DIR (none, or their write failed). */
   Shutdown: "shutdown",
   /** Found in BUFFER_DIR after a restart, too old for a receiver to accept (over an hour). */
   TooOld: "too_old",
@@ -52,7 +52,20 @@ export interface QueueObserver {
   /** Duration of one request attempt, whatever its outcome. */
   attempt(seconds: number): void;
   lastSuccess(ms: number): void;
+  /**
+   * Samples the journal holds in memory only (write failed, or evicted for BUFFER_MAX_BYTES): still delivered, but a
+   * restart before that loses them.
+   */
+  memoryOnly?(samples: number, reason: MemoryOnlyReason): void;
 }
+
+export const MemoryOnlyReason = {
+  /** The disk refused the write (full, I/O error). */
+  WriteFailed: "write_failed",
+  /** Removed from disk to stay within BUFFER_MAX_BYTES. */
+  MaxBytes: "max_bytes",
+} as const;
+export type MemoryOnlyReason = (typeof MemoryOnlyReason)[keyof typeof MemoryOnlyReason];
 
 export interface QueueLog {
   debug(obj: object, msg: string): void;
@@ -66,8 +79,11 @@ export interface QueueLog {
  * the front — delivered, refused or dropped — is acknowledged by count.
  */
 export interface Journal {
+  /** May return disk.ts's AppendResult: { evicted, unwritten } samples now held in memory only. */
   append(samples: readonly Sample[]): unknown;
   ack(count: number): void;
+  /** Samples appended, not acknowledged and not on disk: what a restart would lose. */
+  notDurable?(): number;
 }
 
 export interface QueueOptions {
@@ -144,7 +160,16 @@ export class SendQueue {
       return;
     }
     const accepted = this.#accept(samples);
-    if (accepted.length > 0) this.#journal((j) => j.append(accepted));
+    if (accepted.length > 0) {
+      this.#journal((j) => {
+        const r = j.append(accepted) as { evicted?: unknown; unwritten?: unknown } | null | undefined;
+        if (typeof r !== "object" || r === null) return;
+        if (typeof r.unwritten === "number" && r.unwritten > 0)
+          this.#o.observer.memoryOnly?.(r.unwritten, MemoryOnlyReason.WriteFailed);
+        if (typeof r.evicted === "number" && r.evicted > 0)
+          this.#o.observer.memoryOnly?.(r.evicted, MemoryOnlyReason.MaxBytes);
+      });
+    }
     this.#after(accepted);
   }
 
@@ -419,7 +444,7 @@ export class SendQueue {
   /**
    * Stops taking new work once everything buffered is delivered, or at the deadline: then the request in flight is
    * aborted and what is left is dropped, counted (reason "shutdown") and returned as `lost` — or, with a journal,
-   * left in it for the next start and returned as `kept`.
+   * left in it for the next start and returned as `kept`; what the journal holds in memory only is `lost`.
    */
   async close(timeoutMs: number): Promise<{ lost: number; kept: number }> {
     this.#closing = true;
@@ -436,10 +461,11 @@ export class SendQueue {
     this.#buf = [];
     this.#head = 0;
     this.#batch = undefined;
-    // With a journal, what is left stays there for the next start: not lost.
-    if (this.#o.journal !== undefined) return { lost: 0, kept: left };
-    if (left > 0) this.#o.observer.dropped(left, DropReason.Shutdown);
-    return { lost: left, kept: 0 };
+    // With a journal, what is left stays there for the next start: not lost, except what never reached the disk (or
+    // was evicted from it).
+    const lost = this.#o.journal === undefined ? left : Math.min(left, this.#o.journal.notDurable?.() ?? 0);
+    if (lost > 0) this.#o.observer.dropped(lost, DropReason.Shutdown);
+    return { lost, kept: left - lost };
   }
 }
 

@@ -10,4 +10,6 @@ export const PM = {
   buffered: `${P}_buffered_samples`,
   lastSuccess: `${P}_last_success_timestamp_seconds`,
   scrapeFailures: `${P}_scrape_failures_total`,
+  memoryOnly: `${P}_disk_buffer_memory_only_samples_total`,
+  memoryOnlyNow: `${P}_disk_buffer_memory_only_samples`,
 } as const;

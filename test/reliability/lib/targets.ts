@@ -91,3 +91,31 @@ export function invalidUtf8Target(): Promise<Target> {
     );
   });
 }
+
+/** Answers 200 with the same exposition body every time (for hostile but well-formed expositions). */
+export function bodyTarget(body: Buffer): Promise<Target> {
+  return serve((res) => {
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+    res.on("error", () => {});
+    res.end(body);
+  });
+}
+
+/** Hostile expositions that are well-formed and within SCRAPE_MAX_BYTES' default (16 MiB). */
+export const hostileBodies = {
+  /** One series with 80,000 labels: the worst input for the label limit and the repeated-label check. */
+  manyLabels: (): Buffer =>
+    Buffer.from(`hostile_wide{${Array.from({ length: 80_000 }, (_, k) => `l${k}="v"`).join(",")}} 1\n`),
+  /** 16 MiB of tiny series (about 950,000): the worst input for the sample limit. */
+  tinySeries: (bytes = 16 * 1024 * 1024 - 64): Buffer => {
+    const parts: string[] = [];
+    for (let i = 0, size = 0; size < bytes - 32; i++) {
+      const line = `s{l="${i}"} 1\n`;
+      parts.push(line);
+      size += line.length;
+    }
+    return Buffer.from(parts.join(""));
+  },
+  /** One label value of almost 16 MiB. */
+  hugeValue: (bytes = 16 * 1024 * 1024 - 64): Buffer => Buffer.from(`hostile_value{v="${"x".repeat(bytes - 40)}"} 1\n`),
+};
