@@ -30,6 +30,7 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   type V1Container,
+  type V1DeploymentSpec,
   type V1Pod,
   type V1Volume,
 } from "@kubernetes/client-node";
@@ -43,6 +44,7 @@ import {
   SIDECAR_CONTAINER_NAME,
   VERSION,
   type MetricsPusher,
+  type MetricsPusherSpec,
 } from "../../operator/src/api/index.ts";
 import { freePort, startControlPlane, versions, type ControlPlane } from "../controlplane/harness.ts";
 import { startPrometheus, type Receiver, type VectorSample } from "../peers/receivers.ts";
@@ -298,19 +300,23 @@ function rewriteSamples(rendered: string, remoteWriteUrl: string, targetPort: nu
   const docs = parseAllDocuments(rendered).map((d) => {
     if (d.errors.length > 0)
       throw new DemoError(`kubectl kustomize config/samples: invalid YAML: ${d.errors[0]!.message}`);
-    return d.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string }; spec?: any };
+    return d.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string }; spec?: unknown };
   });
   const changes: string[] = [];
-  const mp = docs.find((d) => d.kind === "MetricsPusher" && d.metadata?.name === PUSHER_NAME);
-  const dep = docs.find((d) => d.kind === "Deployment" && d.metadata?.name === DEPLOYMENT_NAME);
-  if (!mp || !dep)
+  const mpDoc = docs.find((d) => d.kind === "MetricsPusher" && d.metadata?.name === PUSHER_NAME);
+  const depDoc = docs.find((d) => d.kind === "Deployment" && d.metadata?.name === DEPLOYMENT_NAME);
+  if (!mpDoc || !depDoc)
     throw new DemoError(`config/samples must hold MetricsPusher ${PUSHER_NAME} and Deployment ${DEPLOYMENT_NAME}`);
+  // The samples are this repo's own manifests of these kinds; the specs are edited in place, so the documents
+  // written out below carry the changes.
+  const mpSpec = mpDoc.spec as MetricsPusherSpec;
+  const depSpec = depDoc.spec as V1DeploymentSpec;
 
   changes.push(
-    `MetricsPusher ${PUSHER_NAME}: spec.remoteWrite.url ${mp.spec.remoteWrite.url} → ${remoteWriteUrl} (the local Prometheus)`,
+    `MetricsPusher ${PUSHER_NAME}: spec.remoteWrite.url ${mpSpec.remoteWrite.url} → ${remoteWriteUrl} (the local Prometheus)`,
   );
-  mp.spec.remoteWrite.url = remoteWriteUrl;
-  for (const t of mp.spec.scrape?.targets ?? []) {
+  mpSpec.remoteWrite.url = remoteWriteUrl;
+  for (const t of mpSpec.scrape?.targets ?? []) {
     if (t.port === SAMPLE_TARGET_PORT) {
       changes.push(
         `MetricsPusher ${PUSHER_NAME}: spec.scrape.targets port ${t.port} → ${targetPort} (the builder's stand-in /metrics)`,
@@ -318,7 +324,7 @@ function rewriteSamples(rendered: string, remoteWriteUrl: string, targetPort: nu
       t.port = targetPort;
     }
   }
-  for (const c of dep.spec.template.spec.containers ?? []) {
+  for (const c of depSpec.template.spec!.containers ?? []) {
     for (const p of c.ports ?? []) {
       if (p.containerPort === SAMPLE_TARGET_PORT) {
         changes.push(`Deployment ${DEPLOYMENT_NAME}: container ${c.name} port ${p.containerPort} → ${targetPort}`);
@@ -326,14 +332,14 @@ function rewriteSamples(rendered: string, remoteWriteUrl: string, targetPort: nu
       }
     }
   }
-  if (dep.spec.strategy?.type !== "Recreate") {
+  if (depSpec.strategy?.type !== "Recreate") {
     changes.push(
       `Deployment ${DEPLOYMENT_NAME}: spec.strategy Recreate (no kubelet: Pods never become Ready, so a RollingUpdate would never remove the old Pods)`,
     );
-    dep.spec.strategy = { type: "Recreate" };
+    depSpec.strategy = { type: "Recreate" };
   }
   // Shows the Secret path end to end: an optional Secret volume in the Pod, a file the pusher reads.
-  mp.spec.remoteWrite.bearerTokenSecret = { name: DEMO_SECRET.name, key: DEMO_SECRET.key };
+  mpSpec.remoteWrite.bearerTokenSecret = { name: DEMO_SECRET.name, key: DEMO_SECRET.key };
   changes.push(
     `MetricsPusher ${PUSHER_NAME}: + spec.remoteWrite.bearerTokenSecret ${DEMO_SECRET.name}/${DEMO_SECRET.key}, and that Secret (Prometheus ignores the token)`,
   );
@@ -344,8 +350,8 @@ function rewriteSamples(rendered: string, remoteWriteUrl: string, targetPort: nu
     stringData: { [DEMO_SECRET.key]: DEMO_SECRET.value },
   };
   const toYaml = (objs: object[]): string => objs.map((o) => stringify(o)).join("---\n");
-  const others = docs.filter((d) => d !== mp && d !== dep);
-  return { first: toYaml([...others, secret, mp]), second: toYaml([dep]), changes };
+  const others = docs.filter((d) => d !== mpDoc && d !== depDoc);
+  return { first: toYaml([...others, secret, mpDoc]), second: toYaml([depDoc]), changes };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -808,13 +814,15 @@ async function main(): Promise<void> {
   // 5. The injected container as a local process, and the series in Prometheus.
   const reader: ObjectReader = {
     secret: (namespace, name) =>
-      core
-        .readNamespacedSecret({ namespace, name })
-        .catch((err: unknown) => (notFound(err) ? undefined : Promise.reject(err))),
+      core.readNamespacedSecret({ namespace, name }).catch((err: unknown) => {
+        if (notFound(err)) return undefined;
+        throw err;
+      }),
     configMap: (namespace, name) =>
-      core
-        .readNamespacedConfigMap({ namespace, name })
-        .catch((err: unknown) => (notFound(err) ? undefined : Promise.reject(err))),
+      core.readNamespacedConfigMap({ namespace, name }).catch((err: unknown) => {
+        if (notFound(err)) return undefined;
+        throw err;
+      }),
   };
   say(
     `== No kubelet runs here: the demo starts the injected ${SIDECAR_CONTAINER_NAME} container of Pod ${pod.metadata?.name} itself`,

@@ -47,8 +47,8 @@ const secrets: Record<string, V1Secret> = {
   auth: { data: { token: b64("s3cret"), password: b64("pw"), other: b64("x") } },
 };
 const reader: ObjectReader = {
-  secret: async (_ns, name) => secrets[name],
-  configMap: async () => undefined,
+  secret: (_ns, name) => Promise.resolve(secrets[name]),
+  configMap: () => Promise.resolve(undefined),
 };
 
 describe("prepareLocalContainer", () => {

@@ -11,7 +11,16 @@ import { apiCode, apiMessage, applyCrds, createNamespace } from "../lib/kube.ts"
 
 const NS = "crd-table";
 
-function valid(): Record<string, any> {
+/**
+ * A spec as it goes on the wire: the cases put values of the wrong type in it on purpose (a number for the url, a
+ * string for the selector), so its fields are `unknown`; remoteWrite is the one object the cases reach into.
+ */
+interface RawSpec {
+  [field: string]: unknown;
+  remoteWrite: Record<string, unknown>;
+}
+
+function valid(): RawSpec {
   return {
     selector: { matchLabels: { app: "builder" } },
     remoteWrite: { url: "http://prometheus.monitoring:9090/api/v1/write" },
@@ -21,14 +30,14 @@ function valid(): Record<string, any> {
 interface Case {
   name: string;
   /** Changes a valid spec into an invalid one. */
-  spec: (s: Record<string, any>) => void;
+  spec: (s: RawSpec) => void;
   /** The field the message must name (as the apiserver writes paths: spec.remoteWrite.url). */
   field: string | RegExp;
 }
 
 const cases: Case[] = [
   { name: "no selector", spec: (s) => delete s.selector, field: "spec.selector" },
-  { name: "no remoteWrite", spec: (s) => delete s.remoteWrite, field: "spec.remoteWrite" },
+  { name: "no remoteWrite", spec: (s: Record<string, unknown>) => delete s.remoteWrite, field: "spec.remoteWrite" },
   { name: "no remoteWrite.url", spec: (s) => delete s.remoteWrite.url, field: "spec.remoteWrite.url" },
   {
     name: "url with ftp scheme",

@@ -17,13 +17,13 @@ import { after, before, describe, it } from "node:test";
 import { X509Certificate } from "node:crypto";
 import {
   AdmissionregistrationV1Api,
-  AppsV1Api,
   AuthorizationV1Api,
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
   PatchStrategy,
   setHeaderOptions,
+  type V1DeploymentSpec,
   type V1Pod,
   type V1PodSpec,
 } from "@kubernetes/client-node";
@@ -38,6 +38,7 @@ import {
   PLURAL,
   SIDECAR_CONTAINER_NAME,
   VERSION,
+  type MetricsPusher,
 } from "../../operator/src/api/index.ts";
 import { apiMessage, applyCrds, createNamespace, kubectl, ROOT } from "../lib/kube.ts";
 import { soak } from "./lib/mode.ts";
@@ -133,7 +134,7 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
     // The operator's Namespace, ServiceAccount and RBAC exactly as config/default renders them.
     const rendered = (await kubectl(cp, ["kustomize", join(ROOT, "config/default")])).stdout;
     const docs = parseAllDocuments(rendered).map(
-      (d) => d.toJS() as { kind: string; metadata: { name: string; namespace?: string }; spec?: any },
+      (d) => d.toJS() as { kind: string; metadata: { name: string; namespace?: string }; spec?: unknown },
     );
     // The webhook configuration too: the operator only patches it (URL mode, caBundle), as in a real install.
     const rbacKinds = new Set([
@@ -150,7 +151,8 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
     assert.ok(sa?.metadata.namespace, "config/default renders no namespaced ServiceAccount");
     saNamespace = sa.metadata.namespace;
     saName = sa.metadata.name;
-    operatorPodSpec = docs.find((d) => d.kind === "Deployment")?.spec?.template?.spec as V1PodSpec | undefined;
+    const deploymentSpec = docs.find((d) => d.kind === "Deployment")?.spec as V1DeploymentSpec | undefined;
+    operatorPodSpec = deploymentSpec?.template?.spec;
     await kubectl(cp, ["apply", "-f", "-"], rbac.map((d) => JSON.stringify(d)).join("\n"));
 
     // The operator reaches the apiserver only through the proxy, with a token of its ServiceAccount.
@@ -210,14 +212,14 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
 
     await waitFor(
       async () => {
-        const mp = await custom.getNamespacedCustomObject({
+        const mp = (await custom.getNamespacedCustomObject({
           group: GROUP,
           version: VERSION,
           namespace: "team-a",
           plural: PLURAL,
           name: "mp",
-        });
-        return mp.status?.conditions?.some((c: any) => c.type === "Ready") ? mp : undefined;
+        })) as MetricsPusher;
+        return mp.status?.conditions?.some((c) => c.type === "Ready") ? mp : undefined;
       },
       { timeoutMs: 20_000, message: "MetricsPusher team-a/mp has a Ready condition written by the operator" },
     );
@@ -416,7 +418,8 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
           () => {
             const raw = s.getPeerX509Certificate();
             s.end();
-            raw ? resolve(raw) : reject(new Error("no peer certificate"));
+            if (raw) resolve(raw);
+            else reject(new Error("no peer certificate"));
           },
         );
         s.on("error", reject);
@@ -475,13 +478,13 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
     );
     await waitFor(
       async () => {
-        const mp = await custom.getNamespacedCustomObject({
+        const mp = (await custom.getNamespacedCustomObject({
           group: GROUP,
           version: VERSION,
           namespace: "team-b",
           plural: PLURAL,
           name: "late",
-        });
+        })) as MetricsPusher;
         return mp.status?.observedGeneration === mp.metadata.generation;
       },
       { timeoutMs: 60_000, message: "team-b/late reconciled after the outage" },

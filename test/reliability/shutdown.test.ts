@@ -106,7 +106,7 @@ describe("SIGTERM during an outage", () => {
       assert.equal(
         ticks[i],
         ticks[i - 1]! + 1,
-        `tick gap or repeat at ${i}: ${ticks.slice(Math.max(0, i - 3), i + 2)}`,
+        `tick gap or repeat at ${i}: ${ticks.slice(Math.max(0, i - 3), i + 2).join(",")}`,
       );
     const loss = lossLine(pusher.logs);
     assert.equal(loss, undefined, `a loss was logged although the flush succeeded: ${JSON.stringify(loss?.line)}`);

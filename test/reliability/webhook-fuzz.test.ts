@@ -334,7 +334,14 @@ const malformedArb = fc.oneof(
   reviewArb.map((r) => JSON.stringify(toReview(r)).slice(0, 40)), // truncated
 );
 
-function toReview(r: Review): unknown {
+/** An AdmissionReview as the apiserver posts it; request stays open, since one test swaps its object for junk. */
+interface ReviewBody {
+  apiVersion: string;
+  kind: string;
+  request: Record<string, unknown>;
+}
+
+function toReview(r: Review): ReviewBody {
   return {
     apiVersion: "admission.k8s.io/v1",
     kind: "AdmissionReview",
@@ -364,7 +371,17 @@ let metrics: ReturnType<typeof createOperatorMetrics>;
 const uncaught: unknown[] = [];
 const onUncaught = (e: unknown): void => void uncaught.push(e);
 
-function post(body: string | Buffer): Promise<{ status: number; json: any }> {
+/**
+ * The fields of an AdmissionReview answer the checks read. The body itself comes back as `unknown` (parsed JSON, or
+ * the text when it is none); a check that expects an answer of this shape says so, and asserts on its fields.
+ */
+interface ReviewAnswer {
+  apiVersion: string;
+  kind: string;
+  response: { uid: string; allowed: boolean; patchType?: string; patch?: string };
+}
+
+function post(body: string | Buffer): Promise<{ status: number; json: unknown }> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -410,8 +427,9 @@ async function checkWellFormed(generated: Review, strict: boolean): Promise<Chec
   const eventsBefore = emitted.length;
   const errorsBefore =
     (await registry.getSingleMetric("metrics_pusher_operator_webhook_errors_total")!.get()).values[0]?.value ?? 0;
-  const { status, json } = await post(JSON.stringify(toReview(r)));
-  assert.equal(status, 200, `well-formed review answered ${status}: ${JSON.stringify(json)}`);
+  const { status, json: body } = await post(JSON.stringify(toReview(r)));
+  assert.equal(status, 200, `well-formed review answered ${status}: ${JSON.stringify(body)}`);
+  const json = body as ReviewAnswer;
   assert.equal(json.apiVersion, "admission.k8s.io/v1");
   assert.equal(json.kind, "AdmissionReview");
   assert.equal(json.response.uid, r.uid, "response uid differs from request uid");
@@ -441,9 +459,10 @@ async function checkWellFormed(generated: Review, strict: boolean): Promise<Chec
   // Reinvocation (reinvocationPolicy IfNeeded): the patched pod goes through again and nothing changes.
   const again = await post(JSON.stringify(toReview({ ...r, uid: `${r.uid}-again`, pod: patched })));
   assert.equal(again.status, 200);
-  assert.equal(again.json.response.allowed, true);
-  if (strict && again.json.response.patch !== undefined) {
-    const ops2 = JSON.parse(Buffer.from(again.json.response.patch, "base64").toString("utf8")) as Operation[];
+  const againJson = again.json as ReviewAnswer;
+  assert.equal(againJson.response.allowed, true);
+  if (strict && againJson.response.patch !== undefined) {
+    const ops2 = JSON.parse(Buffer.from(againJson.response.patch, "base64").toString("utf8")) as Operation[];
     assert.deepEqual(ops2, [], `second pass patched again: ${JSON.stringify(ops2).slice(0, 300)}`);
   }
   return { injected: true };
@@ -586,10 +605,10 @@ describe("webhook handler under generated and mutated admission requests", () =>
         kind: { group: "", version: "v1", kind: "Pod" },
       };
       const { status, json } = await post(
-        JSON.stringify({ ...(toReview(r) as object), request: { ...(toReview(r) as any).request, object } }),
+        JSON.stringify({ ...toReview(r), request: { ...toReview(r).request, object } }),
       );
       assert.equal(status, 200, `object ${JSON.stringify(object)} answered ${status}`);
-      assert.equal(json.response.allowed, true);
+      assert.equal((json as ReviewAnswer).response.allowed, true);
     }
     assert.deepEqual(uncaught, []);
   });

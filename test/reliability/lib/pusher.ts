@@ -1,7 +1,7 @@
 // Starts the real pusher (pusher/src/main.ts, run by Node 24's type stripping) as a child process for the reliability
 // suites: its JSON log lines are kept, its /metrics is read over HTTP_PORT, its resident memory from /proc, and it is
 // killed by pid when the test ends or the test process exits.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -138,7 +138,7 @@ export async function startPusher(options: StartPusherOptions): Promise<PusherPr
       );
     } catch (e) {
       await p.stop();
-      throw new Error(`${(e as Error).message}\n--- pusher output ---\n${tail()}`);
+      throw new Error(`${(e as Error).message}\n--- pusher output ---\n${tail()}`, { cause: e });
     }
   }
   return p;
