@@ -475,10 +475,10 @@ describe("SendQueue", () => {
   it("with a disk journal that cannot write, counts the samples held in memory only and, at close, as lost", async () => {
     const { mkdtempSync, rmSync } = await import("node:fs");
     const { tmpdir } = await import("node:os");
-    const { join } = await import("node:path");
+    const path = await import("node:path");
     const nodeFs = await import("node:fs");
     const { openDiskBuffer } = await import("./disk.ts");
-    const dir = mkdtempSync(join(tmpdir(), "mp-queue-journal-"));
+    const dir = mkdtempSync(path.join(tmpdir(), "mp-queue-journal-"));
     try {
       let full = false;
       const fs = {
