@@ -22,7 +22,7 @@ export function createAdmissionObserver(deps: {
   log: Logger;
   metrics: Pick<
     OperatorMetrics,
-    "webhookRequests" | "webhookInjections" | "webhookSkips" | "webhookErrors" | "webhookDuration"
+    "webhookRequests" | "webhookInjections" | "webhookSkips" | "webhookErrors" | "webhookDuration" | "webhookRefused"
   >;
   /** undefined: no Events (benchmarks). */
   events: Pick<EventRecorder, "emit" | "emitForPod"> | undefined;
@@ -107,6 +107,11 @@ export function createAdmissionObserver(deps: {
         { err: err.message },
         stage === "decode" ? "Malformed admission request" : "Could not read admission request",
       );
+    },
+
+    refused(reason) {
+      // Counted only: a flood of refusals must not become a flood of log lines.
+      metrics.webhookRefused.inc({ reason });
     },
 
     answered(seconds) {

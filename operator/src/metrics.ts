@@ -35,6 +35,12 @@ export function createOperatorMetrics(registry: Registry) {
       help: "Internal errors while handling an admission request; the pod was admitted unchanged.",
       registers,
     }),
+    webhookRefused: new Counter({
+      name: `${P}_webhook_refused_total`,
+      help: "Requests refused before decoding, by reason: TooLarge (HTTP 413, unread or cut off) or Overloaded (HTTP 503, over the in-flight bounds; the apiserver fails open).",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
     webhookDuration: new Histogram({
       name: `${P}_webhook_request_duration_seconds`,
       help: "Time from the end of the request body to the answer.",

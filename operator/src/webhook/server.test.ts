@@ -11,7 +11,8 @@ import { Annotations } from "../api/index.ts";
 import { createAdmissionObserver } from "../admission.ts";
 import type { EventRecorder } from "../events.ts";
 import { createOperatorMetrics } from "../metrics.ts";
-import { createAdmissionHandler } from "./server.ts";
+import { connect } from "node:net";
+import { createAdmissionHandler, InFlightGate, MAX_BODY_BYTES, RefuseReason } from "./server.ts";
 import type { AdmissionDeps } from "./server.ts";
 import { defaults, pod, pusher, settings } from "../inject/testdata.test-fixtures.ts";
 
@@ -121,6 +122,86 @@ describe("admission server", () => {
     const r = await post(s.url, " ".repeat(9 * 1024 * 1024));
     assert.equal(r.status, 413);
     assert.equal((await post(s.url, podCreate(pod()))).status, 200);
+  });
+
+  it("admits a review of the largest size the apiserver sends (3 MiB Pod + metadata)", async () => {
+    const p = pod();
+    p.metadata!.annotations = { big: "x".repeat(3 * 1024 * 1024) };
+    const body = podCreate(p);
+    assert.ok(body.length > 3 * 1024 * 1024 && body.length < MAX_BODY_BYTES);
+    assert.equal((await post(s.url, body)).status, 200);
+  });
+
+  it("refuses a declared Content-Length over the limit with 413 before the body is sent", async () => {
+    const { port } = new URL(s.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    const answer = await new Promise<string>((resolve, reject) => {
+      let got = "";
+      socket.on("data", (d: Buffer) => (got += d.toString()));
+      socket.on("end", () => resolve(got));
+      socket.on("error", reject);
+      // Headers only: an answer that needed the body would never come.
+      socket.write(
+        `POST /mutate-v1-pod HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${MAX_BODY_BYTES + 1}\r\n\r\n`,
+      );
+    });
+    socket.destroy();
+    assert.match(answer, /^HTTP\/1\.1 413 /);
+    assert.match(answer, /connection: close/i);
+  });
+
+  it("cuts off a chunked body at the limit while it streams", async () => {
+    const { port } = new URL(s.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    let sent = 0;
+    const answer = await new Promise<string>((resolve) => {
+      let got = "";
+      socket.on("data", (d: Buffer) => (got += d.toString()));
+      socket.on("close", () => resolve(got));
+      socket.on("error", () => {});
+      socket.write("POST /mutate-v1-pod HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+      const chunk = `10000\r\n${" ".repeat(0x10000)}\r\n`;
+      const pump = () => {
+        // Up to twice the limit; the server must answer and close long before.
+        while (sent < 2 * MAX_BODY_BYTES && !got) {
+          sent += 0x10000;
+          if (!socket.write(chunk)) return void socket.once("drain", pump);
+        }
+      };
+      pump();
+    });
+    assert.match(answer, /^HTTP\/1\.1 413 /);
+    assert.ok(sent < 2 * MAX_BODY_BYTES, `cut off after ${sent} bytes`);
+    assert.equal(
+      (await counter(s.registry, "metrics_pusher_operator_webhook_refused_total", { reason: "TooLarge" })) >= 2,
+      true,
+    );
+  });
+
+  it("answers 503 at once beyond the in-flight bound, and serves again after", async () => {
+    const small = await start({
+      limits: { maxBodyBytes: 1024, smallBodyBytes: 512, maxInFlight: 2, maxLargeBytesInFlight: 1024 },
+    });
+    const { port } = new URL(small.url);
+    const held = [connect(Number(port), "127.0.0.1"), connect(Number(port), "127.0.0.1")];
+    try {
+      // Two requests whose bodies never finish hold both places.
+      for (const c of held) c.write("POST /mutate-v1-pod HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");
+      await new Promise((r) => setTimeout(r, 200));
+      const started = performance.now();
+      const r = await post(small.url, podCreate(pod()));
+      assert.equal(r.status, 503);
+      assert.ok(performance.now() - started < 1000);
+      assert.equal(
+        await counter(small.registry, "metrics_pusher_operator_webhook_refused_total", { reason: "Overloaded" }),
+        1,
+      );
+    } finally {
+      for (const c of held) c.destroy();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await post(small.url, podCreate(pod()))).status, 200);
+    small.server.close();
   });
 
   it("injects into a matching Pod: the patch applies to the pod", async () => {
@@ -247,5 +328,38 @@ describe("admission server internal errors", () => {
     } finally {
       s.server.close();
     }
+  });
+});
+
+describe("InFlightGate", () => {
+  const limits = { maxBodyBytes: 100, smallBodyBytes: 10, maxInFlight: 3, maxLargeBytesInFlight: 150 };
+  it("bounds requests in flight, and gives the place back on release (once)", () => {
+    const g = new InFlightGate(limits);
+    const a = g.enter()!;
+    g.enter();
+    g.enter();
+    assert.equal(g.enter(), undefined);
+    a.release();
+    a.release();
+    assert.equal(g.inFlight, 2);
+    assert.ok(g.enter());
+  });
+  it("counts only bodies over smallBodyBytes against the byte bound; refuses over maxBodyBytes", () => {
+    const g = new InFlightGate(limits);
+    const a = g.enter()!;
+    const b = g.enter()!;
+    const c = g.enter()!;
+    assert.equal(a.reserve(10), undefined);
+    assert.equal(g.largeBytes, 0);
+    assert.equal(a.reserve(80), undefined);
+    assert.equal(a.reserve(60), undefined, "a smaller total than reserved already costs nothing");
+    assert.equal(g.largeBytes, 80);
+    assert.equal(b.reserve(70), undefined);
+    assert.equal(c.reserve(20), RefuseReason.Overloaded);
+    assert.equal(c.reserve(5), undefined, "small bodies still pass");
+    assert.equal(c.reserve(101), RefuseReason.TooLarge);
+    a.release();
+    assert.equal(g.largeBytes, 70);
+    assert.equal(c.reserve(80), undefined);
   });
 });
