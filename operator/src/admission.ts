@@ -16,6 +16,7 @@ const EVENT_WORTHY_SKIPS: ReadonlySet<string> = new Set([
   SkipReason.WouldBlockCompletion,
   SkipReason.ContainerNameTaken,
   SkipReason.PusherBeingDeleted,
+  SkipReason.HostNetwork,
 ]);
 
 export function createAdmissionObserver(deps: {

@@ -9,6 +9,8 @@ export const Annotations = {
   configHash: "metricspusher.dev/config-hash",
   /** Pod-template annotation: when the controller last re-rolled a workload whose pods lacked the sidecar. */
   driftRepairedAt: "metricspusher.dev/drift-repaired-at",
+  /** Pod annotation: "true" lets a hostNetwork pod be injected (its sidecar then scrapes the node's loopback). */
+  allowHostNetwork: "metricspusher.dev/allow-host-network",
 } as const;
 export type Annotation = (typeof Annotations)[keyof typeof Annotations];
 
