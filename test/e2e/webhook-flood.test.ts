@@ -13,15 +13,9 @@ import { AdmissionregistrationV1Api } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
 import { startControlPlane, type ControlPlane } from "../controlplane/harness.ts";
 import { bareSidecar, clients, createPusher, type Clients } from "./kube.ts";
-import {
-  createNamespace,
-  installCrds,
-  OPERATOR_NAMESPACE,
-  ROOT,
-  startOperator,
-  type OperatorProcess,
-} from "./operator-process.ts";
-import { eventually } from "./util.ts";
+import { applyCrds, createNamespace, ROOT } from "../lib/kube.ts";
+import { OPERATOR_NAMESPACE, startOperator, type OperatorProcess } from "../lib/operator.ts";
+import { waitFor } from "../lib/wait.ts";
 
 const NS = "flood";
 const FLOOD_MS = 20_000;
@@ -127,31 +121,37 @@ describe(
     before(async () => {
       cp = await startControlPlane({ controllers: false });
       c = clients(cp.kubeConfig);
-      await installCrds(cp);
+      await applyCrds(cp);
       await createNamespace(cp.kubeConfig, OPERATOR_NAMESPACE);
       await createNamespace(cp.kubeConfig, NS);
       op = await startOperator({ cp, name: "op-flood", env: { NODE_OPTIONS: nodeOptions, LOG_LEVEL: "info" } });
       await op.waitReady();
-      ca = await eventually("the webhook configuration's caBundle", async () => {
-        const mwc = await cp.kubeConfig
-          .makeApiClient(AdmissionregistrationV1Api)
-          .readMutatingWebhookConfiguration({ name: "metrics-pusher" });
-        const b = mwc.webhooks?.[0]?.clientConfig?.caBundle;
-        return b ? Buffer.from(b, "base64").toString("utf8") : undefined;
-      });
+      ca = await waitFor(
+        async () => {
+          const mwc = await cp.kubeConfig
+            .makeApiClient(AdmissionregistrationV1Api)
+            .readMutatingWebhookConfiguration({ name: "metrics-pusher" });
+          const b = mwc.webhooks?.[0]?.clientConfig?.caBundle;
+          return b ? Buffer.from(b, "base64").toString("utf8") : undefined;
+        },
+        { timeoutMs: 30_000, message: "the webhook configuration's caBundle" },
+      );
       await createPusher(c, NS, "builders", {
         selector: { matchLabels: { app: "builder" } },
         remoteWrite: { url: "http://receiver.monitoring.svc:9090/api/v1/write" },
       });
       // The webhook sees the MetricsPusher before the flood starts.
-      await eventually("a probe review is injected", async () => {
-        const r = await post(op!.webhookUrl, Buffer.from(JSON.stringify(review("probe", legitPod(0)))), {
-          ca,
-          agent: new Agent({ keepAlive: false }),
-          timeoutMs: 5000,
-        });
-        return r.status === 200 && (JSON.parse(r.body) as { response: { patch?: string } }).response.patch;
-      });
+      await waitFor(
+        async () => {
+          const r = await post(op!.webhookUrl, Buffer.from(JSON.stringify(review("probe", legitPod(0)))), {
+            ca,
+            agent: new Agent({ keepAlive: false }),
+            timeoutMs: 5000,
+          });
+          return r.status === 200 && (JSON.parse(r.body) as { response: { patch?: string } }).response.patch;
+        },
+        { timeoutMs: 30_000, message: "a probe review injected" },
+      );
     });
     after(async () => {
       await op?.stop();
