@@ -12,6 +12,7 @@ import { OperatorConfigError, parseOperatorConfig, settingsHelp } from "./config
 import type { OperatorConfig } from "./config.ts";
 import { startControllers } from "./controller/index.ts";
 import type { Controllers } from "./controller/index.ts";
+import { owningWorkload } from "./controller/workloads.ts";
 import { PooledKubeConfig } from "./kube/kubeconfig.ts";
 import { createInformer } from "./kube/informer.ts";
 import { NativeSidecarSupport } from "./inject/capabilities.ts";
@@ -209,6 +210,11 @@ async function run(): Promise<void> {
         metrics,
         events,
         pushers: () => pushers.list(),
+        // From the leader's caches only; on another replica Events go to the MetricsPusher alone.
+        workloadOf: (namespace, pod) => {
+          const w = owningWorkload(pod, (kind, name) => controllers?.cachedWorkload(namespace, kind, name));
+          return w ? { apiVersion: "apps/v1", kind: w.kind, namespace, name: w.name, uid: w.uid } : undefined;
+        },
       }),
       pushers: () => pushers.list(),
       namespaceLabels,

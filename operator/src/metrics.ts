@@ -53,6 +53,12 @@ export function createOperatorMetrics(registry: Registry) {
       labelNames: ["reason"] as const,
       registers,
     }),
+    eventsSuppressed: new Counter({
+      name: `${P}_events_suppressed_total`,
+      help: "Kubernetes Events not written because their namespace and reason were over the rate limit, by reason.",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
     eventsFailed: new Counter({
       name: `${P}_events_failed_total`,
       help: "Kubernetes Events that could not be written or were dropped because the queue was full.",

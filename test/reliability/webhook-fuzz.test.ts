@@ -56,7 +56,6 @@ const emitted: { reason: string; dryRun: boolean }[] = [];
 let currentDryRun = false;
 const events: EventRecorder = {
   emit: (_t, _type, reason) => void emitted.push({ reason, dryRun: currentDryRun }),
-  emitForPod: (_p, _ns, _type, reason) => void emitted.push({ reason, dryRun: currentDryRun }),
   flush: async () => {},
   stop: async () => {},
 } satisfies EventRecorder;

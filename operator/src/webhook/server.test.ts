@@ -20,14 +20,16 @@ const log = pino({ level: "silent" });
 
 function recorder() {
   const calls: string[] = [];
+  const messages: string[] = [];
   const r: EventRecorder = {
-    emit: (t, _type, reason) => void calls.push(`${t.kind}/${t.name}:${reason}`),
-    emitForPod: (p, _ns, _type, reason) =>
-      void calls.push(`pod/${p.metadata?.name ?? p.metadata?.generateName}:${reason}`),
+    emit: (t, _type, reason, message) => {
+      calls.push(`${t.kind}/${t.name}:${reason}`);
+      messages.push(message);
+    },
     flush: async () => {},
     stop: async () => {},
   };
-  return { r, calls };
+  return { r, calls, messages };
 }
 
 async function start(over: Partial<AdmissionDeps> = {}) {
@@ -36,7 +38,17 @@ async function start(over: Partial<AdmissionDeps> = {}) {
   const ev = recorder();
   const pushers = over.pushers ?? (() => [pusher("mp")]);
   const deps: AdmissionDeps = {
-    observer: createAdmissionObserver({ log, metrics, events: ev.r, pushers }),
+    observer: createAdmissionObserver({
+      log,
+      metrics,
+      events: ev.r,
+      pushers,
+      // The controller's cache knows Deployment builder; nothing else.
+      workloadOf: (namespace, p) =>
+        p.metadata?.generateName === "builder-7d9f-"
+          ? { apiVersion: "apps/v1", kind: "Deployment", namespace, name: "builder", uid: "d1" }
+          : undefined,
+    }),
     pushers,
     namespaceLabels: () => ({}),
     defaults: () => defaults,
@@ -46,7 +58,7 @@ async function start(over: Partial<AdmissionDeps> = {}) {
   const server: Server = createServer(createAdmissionHandler(deps));
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { server, url, registry, metrics, events: ev.calls };
+  return { server, url, registry, metrics, events: ev.calls, messages: ev.messages };
 }
 
 function review(request: Record<string, unknown>) {
@@ -214,8 +226,20 @@ describe("admission server", () => {
     const patch = JSON.parse(Buffer.from(r.json.response.patch!, "base64").toString()) as fastJsonPatch.Operation[];
     const out = fastJsonPatch.applyPatch(structuredClone(p), patch, true, false).newDocument;
     assert.match(out.metadata?.annotations?.[Annotations.injected] ?? "", /^mp@[0-9a-f]{16}$/);
-    assert.ok(s.events.includes("pod/builder-7d9f-:Injected"));
+    assert.ok(s.events.includes("Deployment/builder:Injected"), JSON.stringify(s.events));
     assert.ok(s.events.includes("MetricsPusher/mp:Injected"));
+  });
+
+  it("a forged review names no object the caches do not know, and its text is quoted", async () => {
+    const forged = pod({ labels: { app: "builder" } });
+    forged.metadata!.name = 'x"\nInjected by the cluster admin';
+    forged.metadata!.ownerReferences = [
+      { apiVersion: "apps/v1", kind: "ReplicaSet", name: "ghost-1", uid: "u", controller: true },
+    ];
+    const before = s.events.length;
+    assert.equal((await post(s.url, podCreate(forged))).status, 200);
+    assert.deepEqual(s.events.slice(before), ["MetricsPusher/mp:Injected"]);
+    assert.match(s.messages.at(-1)!, /into Pod "x\\"\\nInjected by the cluster admin"$/);
   });
 
   const allowedUnchanged = [
