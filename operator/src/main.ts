@@ -1,4 +1,5 @@
 // Wiring only: config → logger → clients → servers (metrics, probes, webhook) → informers → controller → shutdown.
+import { readFileSync, unwatchFile, watchFile } from "node:fs";
 import { createServer } from "node:http";
 import type { Server } from "node:http";
 import { CoreV1Api, CustomObjectsApi, VersionApi } from "@kubernetes/client-node";
@@ -196,6 +197,7 @@ await run().catch((err: unknown) => {
 
 async function run(): Promise<void> {
   const material = await certs.start();
+  let clientCa = config.webhookClientCaFile ? readFileSync(config.webhookClientCaFile, "utf8") : undefined;
   readiness.certificate = true;
 
   // Answering before the caches are filled would skip pods that should be injected; not answering fails open
@@ -221,10 +223,32 @@ async function run(): Promise<void> {
       defaults,
       settings,
     }),
-    { key: material.key, cert: material.cert },
+    { key: material.key, cert: material.cert, ca: clientCa },
   );
   webhookServer = server;
-  certs.onChange((m) => server.setSecureContext({ key: m.key, cert: m.cert }));
+  let serving = material;
+  certs.onChange((m) => {
+    serving = m;
+    server.setSecureContext({ key: m.key, cert: m.cert, ...(clientCa ? { ca: clientCa } : {}) });
+  });
+  if (config.webhookClientCaFile) {
+    const file = config.webhookClientCaFile;
+    // Polled like the serving certificate in directory mode: mounted Secrets change by symlink swap.
+    watchFile(file, { interval: checkIntervalMs, persistent: false }, () => {
+      try {
+        const next = readFileSync(file, "utf8");
+        if (next === clientCa || !next.includes("-----BEGIN CERTIFICATE-----")) return;
+        server.setSecureContext({ key: serving.key, cert: serving.cert, ca: next });
+        clientCa = next;
+        log.info({ file }, "Reloaded the webhook's client CA");
+      } catch (err) {
+        log.warn(
+          { file, err: (err as Error).message },
+          "Could not reload the webhook's client CA; keeping the last one",
+        );
+      }
+    });
+  }
   await listen(server, config.webhookPort, config.bindAddress);
   readiness.webhook = true;
   log.info(
@@ -270,6 +294,7 @@ async function shutdown(signal: string): Promise<void> {
   };
   // Stop controllers first: it releases the Lease so the other replica takes over at once.
   await step("controllers", () => controllers?.stop());
+  if (config.webhookClientCaFile) unwatchFile(config.webhookClientCaFile);
   await step("webhook", () => (webhookServer ? close(webhookServer) : undefined));
   await step("certs", () => certs.stop());
   await step("informers", () => Promise.all([pushers.stop(), namespaces.stop(), nodes.stop()]));

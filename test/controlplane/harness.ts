@@ -51,6 +51,8 @@ export interface StartOptions {
   log?: (line: string) => void;
   /** Start-to-ready limit, default 90 s (a busy 2-core machine needs most of it). */
   readyTimeoutMs?: number;
+  /** Extra kube-apiserver flags, e.g. `--admission-control-config-file=<a file the test wrote>`. */
+  apiserverFlags?: readonly string[];
 }
 
 export interface ControlPlane {
@@ -454,6 +456,7 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
       "--enable-admission-plugins=PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
       // Without it a Pod needs its namespace's `default` ServiceAccount to exist, which needs the controller.
       "--disable-admission-plugins=ServiceAccount",
+      ...(options.apiserverFlags ?? []),
     ]);
 
     const tls = { ca: ca.certPem, cert: admin.certPem, key: admin.keyPem };

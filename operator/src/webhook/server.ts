@@ -325,9 +325,17 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 /** Open connections the webhook accepts; the apiserver keeps a few keep-alive connections per replica. */
 export const MAX_CONNECTIONS = 256;
 
-/** The HTTPS server; certs.ts swaps its certificate with server.setSecureContext(). */
-export function createWebhookServer(handler: RequestListener, tls: Pick<ServerOptions, "key" | "cert">): Server {
-  const server = createServer({ ...tls, minVersion: "TLSv1.2" }, handler);
+/**
+ * The HTTPS server; certs.ts swaps its certificate with server.setSecureContext() (pass `ca` there too when set).
+ * With `ca` (WEBHOOK_CLIENT_CA_FILE), only clients presenting a certificate signed by it complete the handshake: the
+ * kube-apiserver does with an AdmissionConfiguration whose kubeConfigFile names the webhook.
+ */
+export function createWebhookServer(
+  handler: RequestListener,
+  tls: Pick<ServerOptions, "key" | "cert"> & { ca?: string | undefined },
+): Server {
+  const clientAuth = tls.ca === undefined ? {} : { ca: tls.ca, requestCert: true, rejectUnauthorized: true };
+  const server = createServer({ key: tls.key, cert: tls.cert, ...clientAuth, minVersion: "TLSv1.2" }, handler);
   // The apiserver gives up after timeoutSeconds (5); nothing legitimate holds a request longer, and a slow client
   // (slowloris) holds its share of the in-flight bounds no longer than this.
   server.requestTimeout = 10_000;
