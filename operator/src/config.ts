@@ -6,7 +6,7 @@ import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { parseDuration } from "@metrics-pusher/pusher/config";
 import type { V1ResourceRequirements } from "@kubernetes/client-node";
-import { WEBHOOK_PATH } from "./api/index.ts";
+import { systemNamespaces, WEBHOOK_PATH } from "./api/index.ts";
 
 // Works from src/ and dist/ alike: both sit one level below operator/.
 const PACKAGE_VERSION: string = (
@@ -404,7 +404,7 @@ export function parseOperatorConfig(
     leaseRenewDeadlineMs,
     leaseRetryPeriodMs,
     watchNamespaces,
-    systemNamespaces: ["kube-system", "kube-node-lease", "kube-public", podNamespace],
+    systemNamespaces: systemNamespaces(podNamespace),
     logLevel,
     rolloutMaxPerInterval: positiveInt("ROLLOUT_MAX_PER_INTERVAL", 1),
     rolloutIntervalMs: duration("ROLLOUT_INTERVAL"),

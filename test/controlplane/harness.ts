@@ -38,7 +38,15 @@ export function versions(): Readonly<Record<string, string>> {
 
 /** Controllers kube-controller-manager runs: enough for Deployment → ReplicaSet → Pod, namespace deletion, owner
  * references, and the `default` ServiceAccount in every namespace (as on a real cluster). */
-export const CONTROLLERS = ["deployment", "replicaset", "namespace", "garbagecollector", "serviceaccount"] as const;
+export const CONTROLLERS = [
+  "deployment",
+  "replicaset",
+  "namespace",
+  "garbagecollector",
+  "serviceaccount",
+  // The built-in edit/admin/view roles take in aggregated ClusterRoles (config/rbac/aggregate_roles.yaml).
+  "clusterrole-aggregation",
+] as const;
 
 const READY_TIMEOUT_MS = 90_000;
 const STOP_GRACE_MS = 10_000;

@@ -48,3 +48,10 @@ export function parseInjected(value: string | undefined): { name: string; hash: 
   if (at <= 0 || at === value.length - 1) return undefined;
   return { name: value.slice(0, at), hash: value.slice(at + 1) };
 }
+
+/** Namespaces never injected into nor patched: the cluster's own, and the operator's (excluded in one place for the
+ * webhook's namespaceSelector, mutate() and the controller). */
+export const CLUSTER_SYSTEM_NAMESPACES = ["kube-system", "kube-node-lease", "kube-public"] as const;
+export function systemNamespaces(operatorNamespace: string): readonly string[] {
+  return [...CLUSTER_SYSTEM_NAMESPACES, operatorNamespace];
+}
