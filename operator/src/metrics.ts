@@ -37,7 +37,7 @@ export function createOperatorMetrics(registry: Registry) {
     }),
     webhookRefused: new Counter({
       name: `${P}_webhook_refused_total`,
-      help: "Requests refused before decoding, by reason: TooLarge (HTTP 413, unread or cut off) or Overloaded (HTTP 503, over the in-flight bounds; the apiserver fails open).",
+      help: "Requests refused before decoding, by reason: TooLarge (HTTP 413, unread or cut off), Overloaded (HTTP 503, over the in-flight bounds; the apiserver fails open) or TooSlow (HTTP 408, body not complete in time).",
       labelNames: ["reason"] as const,
       registers,
     }),

@@ -190,9 +190,44 @@ describe("admission server", () => {
     );
   });
 
+  it("cuts off a body that does not complete in time with 408 (slowloris)", async () => {
+    const slow = await start({
+      limits: {
+        maxBodyBytes: 1024,
+        smallBodyBytes: 512,
+        maxInFlight: 2,
+        maxLargeBytesInFlight: 1024,
+        bodyTimeoutMs: 300,
+      },
+    });
+    const { port } = new URL(slow.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    const started = performance.now();
+    const answer = await new Promise<string>((resolve) => {
+      let got = "";
+      socket.on("data", (d: Buffer) => (got += d.toString()));
+      socket.on("close", () => resolve(got));
+      socket.on("error", () => {});
+      socket.write("POST /mutate-v1-pod HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");
+    });
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    assert.ok(performance.now() - started < 2500);
+    assert.equal(
+      await counter(slow.registry, "metrics_pusher_operator_webhook_refused_total", { reason: "TooSlow" }),
+      1,
+    );
+    slow.server.close();
+  });
+
   it("answers 503 at once beyond the in-flight bound, and serves again after", async () => {
     const small = await start({
-      limits: { maxBodyBytes: 1024, smallBodyBytes: 512, maxInFlight: 2, maxLargeBytesInFlight: 1024 },
+      limits: {
+        maxBodyBytes: 1024,
+        smallBodyBytes: 512,
+        maxInFlight: 2,
+        maxLargeBytesInFlight: 1024,
+        bodyTimeoutMs: 60_000,
+      },
     });
     const { port } = new URL(small.url);
     const held = [connect(Number(port), "127.0.0.1"), connect(Number(port), "127.0.0.1")];
@@ -356,7 +391,13 @@ describe("admission server internal errors", () => {
 });
 
 describe("InFlightGate", () => {
-  const limits = { maxBodyBytes: 100, smallBodyBytes: 10, maxInFlight: 3, maxLargeBytesInFlight: 150 };
+  const limits = {
+    maxBodyBytes: 100,
+    smallBodyBytes: 10,
+    maxInFlight: 3,
+    maxLargeBytesInFlight: 150,
+    bodyTimeoutMs: 1000,
+  };
   it("bounds requests in flight, and gives the place back on release (once)", () => {
     const g = new InFlightGate(limits);
     const a = g.enter()!;

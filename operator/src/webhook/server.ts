@@ -22,7 +22,10 @@ export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 /** Real Pods are a few KiB; bodies up to this size only count against MAX_IN_FLIGHT. */
 export const SMALL_BODY_BYTES = 256 * 1024;
 /** Reviews being read or answered at once; over it the webhook answers 503 at once (the apiserver fails open). */
-export const MAX_IN_FLIGHT = 32;
+export const MAX_IN_FLIGHT = 64;
+/** The apiserver sends a review's body at once; one not complete this long after its headers is cut off (408), so a
+ * slow client (slowloris) holds a place among MAX_IN_FLIGHT no longer. */
+export const BODY_TIMEOUT_MS = 3000;
 /** Bytes of bodies larger than SMALL_BODY_BYTES held at once: two reviews of the largest size. Large bodies cannot
  * take the room of ordinary ones, which keep MAX_IN_FLIGHT × SMALL_BODY_BYTES (8 MiB) of their own. */
 export const MAX_LARGE_BYTES_IN_FLIGHT = 2 * MAX_BODY_BYTES;
@@ -32,6 +35,7 @@ export interface AdmissionLimits {
   readonly smallBodyBytes: number;
   readonly maxInFlight: number;
   readonly maxLargeBytesInFlight: number;
+  readonly bodyTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: AdmissionLimits = Object.freeze({
@@ -39,6 +43,7 @@ export const DEFAULT_LIMITS: AdmissionLimits = Object.freeze({
   smallBodyBytes: SMALL_BODY_BYTES,
   maxInFlight: MAX_IN_FLIGHT,
   maxLargeBytesInFlight: MAX_LARGE_BYTES_IN_FLIGHT,
+  bodyTimeoutMs: BODY_TIMEOUT_MS,
 });
 
 /** Why a request was refused before its body was decoded. */
@@ -47,6 +52,8 @@ export const RefuseReason = {
   TooLarge: "TooLarge",
   /** maxInFlight reviews, or maxLargeBytesInFlight bytes of large bodies, are held already: HTTP 503. */
   Overloaded: "Overloaded",
+  /** The body was not complete within bodyTimeoutMs: HTTP 408. */
+  TooSlow: "TooSlow",
 } as const;
 export type RefuseReason = (typeof RefuseReason)[keyof typeof RefuseReason];
 
@@ -157,7 +164,11 @@ class Refused extends Error {
   }
 }
 
-const REFUSE_STATUS = { [RefuseReason.TooLarge]: 413, [RefuseReason.Overloaded]: 503 } as const;
+const REFUSE_STATUS = {
+  [RefuseReason.TooLarge]: 413,
+  [RefuseReason.Overloaded]: 503,
+  [RefuseReason.TooSlow]: 408,
+} as const;
 
 export function createAdmissionHandler(deps: AdmissionDeps): RequestListener {
   const { observer } = deps;
@@ -205,9 +216,14 @@ export function createAdmissionHandler(deps: AdmissionDeps): RequestListener {
 }
 
 function refusal(reason: RefuseReason, limits: AdmissionLimits): Refused {
-  return reason === RefuseReason.TooLarge
-    ? new Refused(reason, `body larger than ${limits.maxBodyBytes} bytes`)
-    : new Refused(reason, `more than ${limits.maxLargeBytesInFlight} bytes of large reviews in flight already`);
+  switch (reason) {
+    case RefuseReason.TooLarge:
+      return new Refused(reason, `body larger than ${limits.maxBodyBytes} bytes`);
+    case RefuseReason.Overloaded:
+      return new Refused(reason, `more than ${limits.maxLargeBytesInFlight} bytes of large reviews in flight already`);
+    case RefuseReason.TooSlow:
+      return new Refused(reason, `body not complete within ${limits.bodyTimeoutMs} ms`);
+  }
 }
 
 function admit(request: AdmissionRequest, deps: AdmissionDeps, mutate: (input: MutateInput) => MutateResult) {
@@ -278,23 +294,31 @@ function readBody(req: IncomingMessage, ticket: InFlightTicket, limits: Admissio
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const stop = (reason: RefuseReason) => {
+      // Answer at once and read no more: the socket is closed after the answer (sendAndClose).
+      clearTimeout(timer);
+      chunks.length = 0;
+      req.off("data", onData);
+      req.pause();
+      reject(refusal(reason, limits));
+    };
+    const timer = setTimeout(() => stop(RefuseReason.TooSlow), limits.bodyTimeoutMs);
     const onData = (c: Buffer) => {
       size += c.length;
       const refused = ticket.reserve(size);
-      if (refused) {
-        // Answer at once and read no more: the socket is closed after the answer (sendAndClose).
-        chunks.length = 0;
-        req.off("data", onData);
-        req.pause();
-        reject(refusal(refused, limits));
-        return;
-      }
+      if (refused) return stop(refused);
       chunks.push(c);
     };
     req.on("data", onData);
-    req.on("end", () => resolve(Buffer.concat(chunks, size)));
-    req.on("error", reject);
-    req.on("aborted", () => reject(new Error("request aborted")));
+    req.on("end", () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks, size));
+    });
+    req.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    req.on("close", () => clearTimeout(timer));
   });
 }
 
@@ -335,7 +359,11 @@ export function createWebhookServer(
   tls: Pick<ServerOptions, "key" | "cert"> & { ca?: string | undefined },
 ): Server {
   const clientAuth = tls.ca === undefined ? {} : { ca: tls.ca, requestCert: true, rejectUnauthorized: true };
-  const server = createServer({ key: tls.key, cert: tls.cert, ...clientAuth, minVersion: "TLSv1.2" }, handler);
+  const server = createServer(
+    // A connection that has not finished its handshake after 5 s is dropped (Node's default waits 120 s).
+    { key: tls.key, cert: tls.cert, ...clientAuth, minVersion: "TLSv1.2", handshakeTimeout: 5_000 },
+    handler,
+  );
   // The apiserver gives up after timeoutSeconds (5); nothing legitimate holds a request longer, and a slow client
   // (slowloris) holds its share of the in-flight bounds no longer than this.
   server.requestTimeout = 10_000;
