@@ -89,7 +89,7 @@ export class InFlightGate {
     let released = false;
     return {
       reserve: (bytes) => {
-        if (bytes > this.#l.maxBodyBytes) return RefuseReason.TooLarge;
+        if (!(bytes <= this.#l.maxBodyBytes)) return RefuseReason.TooLarge;
         if (bytes <= this.#l.smallBodyBytes || bytes <= large) return undefined;
         if (this.#largeBytes + bytes - large > this.#l.maxLargeBytesInFlight) return RefuseReason.Overloaded;
         this.#largeBytes += bytes - large;
@@ -183,6 +183,9 @@ export function createAdmissionHandler(deps: AdmissionDeps): RequestListener {
     if (req.url?.split("?")[0] !== WEBHOOK_PATH) return void sendAndClose(req, res, 404, { error: "not found" });
     if (req.method !== "POST") return void sendAndClose(req, res, 405, { error: "POST only" });
     const declared = req.headers["content-length"] === undefined ? 0 : Number(req.headers["content-length"]);
+    // Node's parser refuses a malformed Content-Length already; this keeps a NaN out of the gate's sums regardless.
+    if (!Number.isSafeInteger(declared) || declared < 0)
+      return void sendAndClose(req, res, 400, { error: "invalid content-length" });
     // Refused before a byte of the body is read: a declared size over the limit, or no room.
     if (declared > limits.maxBodyBytes)
       return refuse(req, res, new Refused(RefuseReason.TooLarge, `body larger than ${limits.maxBodyBytes} bytes`));
