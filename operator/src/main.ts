@@ -21,7 +21,7 @@ import { createDirCertSource, createSecretCertSource, kubeCertStore } from "./we
 import { createEventRecorder, kubeEventSink } from "./events.ts";
 import { createOperatorMetrics } from "./metrics.ts";
 import type { MutateSettings } from "./inject/mutate.ts";
-import { createAdmissionHandler, createWebhookServer } from "./webhook/server.ts";
+import { createAdmissionHandler, createWebhookServer, pemCertificates } from "./webhook/server.ts";
 import type { SidecarDefaults } from "./inject/sidecar.ts";
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
@@ -197,7 +197,9 @@ await run().catch((err: unknown) => {
 
 async function run(): Promise<void> {
   const material = await certs.start();
-  let clientCa = config.webhookClientCaFile ? readFileSync(config.webhookClientCaFile, "utf8") : undefined;
+  let clientCa = config.webhookClientCaFile
+    ? pemCertificates(readFileSync(config.webhookClientCaFile, "utf8"))
+    : undefined;
   readiness.certificate = true;
 
   // Answering before the caches are filled would skip pods that should be injected; not answering fails open
@@ -236,8 +238,8 @@ async function run(): Promise<void> {
     // Polled like the serving certificate in directory mode: mounted Secrets change by symlink swap.
     watchFile(file, { interval: checkIntervalMs, persistent: false }, () => {
       try {
-        const next = readFileSync(file, "utf8");
-        if (next === clientCa || !next.includes("-----BEGIN CERTIFICATE-----")) return;
+        const next = pemCertificates(readFileSync(file, "utf8"));
+        if (next.length === 0 || next.join("\n") === clientCa?.join("\n")) return;
         server.setSecureContext({ key: serving.key, cert: serving.cert, ca: next });
         clientCa = next;
         log.info({ file }, "Reloaded the webhook's client CA");

@@ -61,17 +61,18 @@ describe(
     let servingCa = "";
     let apiserverClient: KeyPairPem;
     let stranger: KeyPairPem;
+    let strangerCa = "";
+    let clientCaPem = "";
 
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), "mp-webhook-authn-"));
       const ports = await operatorPorts();
       const clientCa = await createCA({ commonName: "webhook client CA" });
       apiserverClient = await issueCert({ ca: clientCa, commonName: "kube-apiserver", usages: [CertUsage.client] });
-      stranger = await issueCert({
-        ca: await createCA({ commonName: "someone else's CA" }),
-        commonName: "kube-apiserver",
-        usages: [CertUsage.client],
-      });
+      const otherCa = await createCA({ commonName: "someone else's CA" });
+      strangerCa = otherCa.certPem;
+      stranger = await issueCert({ ca: otherCa, commonName: "kube-apiserver", usages: [CertUsage.client] });
+      clientCaPem = clientCa.certPem;
       writeFileSync(join(dir, "client-ca.crt"), clientCa.certPem);
       // The apiserver picks the user entry named after the webhook's host:port. JSON is YAML.
       const b64 = (s: string) => Buffer.from(s).toString("base64");
@@ -119,7 +120,8 @@ describe(
         cp,
         name: "op-authn",
         ports,
-        env: { WEBHOOK_CLIENT_CA_FILE: join(dir, "client-ca.crt"), LOG_LEVEL: "info" },
+        // CERT_VALIDITY sets the period of the certificate checks, and with it of the client CA file's: 18 s.
+        env: { WEBHOOK_CLIENT_CA_FILE: join(dir, "client-ca.crt"), LOG_LEVEL: "info", CERT_VALIDITY: "180s" },
       });
       await op.waitReady();
       servingCa = await waitFor(
@@ -172,6 +174,18 @@ describe(
       });
       // The same request with the apiserver's certificate is answered: the refusals are the authentication's.
       assert.equal(await postReview(op!.webhookUrl, servingCa, apiserverClient), 200);
+    });
+
+    it("re-reads the client CA file when it changes", async () => {
+      // Trust the other CA as well: its certificate is accepted once the file is re-read, without a restart.
+      writeFileSync(join(dir, "client-ca.crt"), `${clientCaPem}${strangerCa}`);
+      await waitFor(async () => (await postReview(op!.webhookUrl, servingCa, stranger)) === 200, {
+        timeoutMs: 45_000,
+        intervalMs: 1000,
+        message: "a certificate of the newly trusted CA accepted",
+      });
+      assert.equal(await postReview(op!.webhookUrl, servingCa, apiserverClient), 200);
+      assert.ok(op!.lines.some((l) => l.includes("Reloaded the webhook's client CA")));
     });
   },
 );

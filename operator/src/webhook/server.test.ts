@@ -12,7 +12,7 @@ import { createAdmissionObserver } from "../admission.ts";
 import type { EventRecorder } from "../events.ts";
 import { createOperatorMetrics } from "../metrics.ts";
 import { connect } from "node:net";
-import { createAdmissionHandler, InFlightGate, MAX_BODY_BYTES, RefuseReason } from "./server.ts";
+import { createAdmissionHandler, InFlightGate, MAX_BODY_BYTES, pemCertificates, RefuseReason } from "./server.ts";
 import type { AdmissionDeps } from "./server.ts";
 import { defaults, pod, pusher, settings } from "../inject/testdata.test-fixtures.ts";
 
@@ -426,5 +426,15 @@ describe("InFlightGate", () => {
     a.release();
     assert.equal(g.largeBytes, 70);
     assert.equal(c.reserve(80), undefined);
+  });
+});
+
+describe("pemCertificates", () => {
+  const a = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----";
+  const b = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----";
+  it("splits a bundle, also one without a line break between its blocks", () => {
+    assert.deepEqual(pemCertificates(`${a}\n${b}\n`), [a, b]);
+    assert.deepEqual(pemCertificates(`${a}${b}`), [a, b]);
+    assert.deepEqual(pemCertificates("no certificate"), []);
   });
 });

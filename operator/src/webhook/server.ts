@@ -349,6 +349,12 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(data);
 }
 
+/** The certificates of a PEM bundle, one string each: as one string, a bundle whose blocks are not separated by a
+ * line break would silently trust only its first CA. */
+export function pemCertificates(text: string): string[] {
+  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
 /** Open connections the webhook accepts; the apiserver keeps a few keep-alive connections per replica. */
 export const MAX_CONNECTIONS = 256;
 
@@ -359,9 +365,9 @@ export const MAX_CONNECTIONS = 256;
  */
 export function createWebhookServer(
   handler: RequestListener,
-  tls: Pick<ServerOptions, "key" | "cert"> & { ca?: string | undefined },
+  tls: Pick<ServerOptions, "key" | "cert"> & { ca?: readonly string[] | undefined },
 ): Server {
-  const clientAuth = tls.ca === undefined ? {} : { ca: tls.ca, requestCert: true, rejectUnauthorized: true };
+  const clientAuth = tls.ca === undefined ? {} : { ca: [...tls.ca], requestCert: true, rejectUnauthorized: true };
   const server = createServer(
     // A connection that has not finished its handshake after 5 s is dropped (Node's default waits 120 s).
     { key: tls.key, cert: tls.cert, ...clientAuth, minVersion: "TLSv1.2", handshakeTimeout: 5_000 },
