@@ -27,7 +27,8 @@ export const MAX_IN_FLIGHT = 64;
  * slow client (slowloris) holds a place among MAX_IN_FLIGHT no longer. */
 export const BODY_TIMEOUT_MS = 3000;
 /** Bytes of bodies larger than SMALL_BODY_BYTES held at once: two reviews of the largest size. Large bodies cannot
- * take the room of ordinary ones, which keep MAX_IN_FLIGHT × SMALL_BODY_BYTES (16 MiB) of their own: at most 24 MiB of bodies are held in all. */
+ * take the room of ordinary ones, which keep MAX_IN_FLIGHT × SMALL_BODY_BYTES (16 MiB) of their own: at most 24 MiB
+ * of bodies are held in all. */
 export const MAX_LARGE_BYTES_IN_FLIGHT = 2 * MAX_BODY_BYTES;
 
 export interface AdmissionLimits {
