@@ -1,10 +1,15 @@
 // The webhook's AdmissionObserver: what the admission handler decided, turned into metrics, Events and log lines.
 // Kept out of webhook/server.ts so that the handler only reads, decodes and answers.
+//
+// A review may be forged by anyone who reaches the webhook's port, so Events are written only about objects the
+// operator's caches know (the MetricsPusher informer; the pod's workload from the controller's caches), never about
+// the pod or an owner the request names; and text taken from the request is quoted and cut (quote()).
+import type { V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { EventReason, EventType, SkipReason } from "./api/index.ts";
+import { Annotations, EventReason, EventType, SkipReason } from "./api/index.ts";
 import type { MetricsPusher } from "./api/index.ts";
-import { pusherRef } from "./events.ts";
-import type { EventRecorder } from "./events.ts";
+import { pusherRef, quote } from "./events.ts";
+import type { EventRecorder, ObjectRef } from "./events.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import type { AdmissionObserver } from "./webhook/server.ts";
 
@@ -16,18 +21,21 @@ const EVENT_WORTHY_SKIPS: ReadonlySet<string> = new Set([
   SkipReason.WouldBlockCompletion,
   SkipReason.ContainerNameTaken,
   SkipReason.PusherBeingDeleted,
+  SkipReason.HostNetwork,
 ]);
 
 export function createAdmissionObserver(deps: {
   log: Logger;
   metrics: Pick<
     OperatorMetrics,
-    "webhookRequests" | "webhookInjections" | "webhookSkips" | "webhookErrors" | "webhookDuration"
+    "webhookRequests" | "webhookInjections" | "webhookSkips" | "webhookErrors" | "webhookDuration" | "webhookRefused"
   >;
   /** undefined: no Events (benchmarks). */
-  events: Pick<EventRecorder, "emit" | "emitForPod"> | undefined;
+  events: Pick<EventRecorder, "emit"> | undefined;
   /** The MetricsPushers the Events are attached to (the informer's, as the handler's). */
   pushers(): readonly MetricsPusher[];
+  /** The cached workload the pod belongs to (controller/workloads.ts owningWorkload); never an API read. */
+  workloadOf?: (namespace: string, pod: V1Pod) => ObjectRef | undefined;
 }): AdmissionObserver {
   const { log, metrics } = deps;
   const find = (namespace: string, name: string | undefined) =>
@@ -52,15 +60,15 @@ export function createAdmissionObserver(deps: {
       );
       const events = a.dryRun ? undefined : deps.events;
       if (!events) return;
-      const owner = a.pod.metadata?.ownerReferences?.find((o) => o.controller);
-      const what = owner ? `a Pod of ${owner.kind} ${owner.name}` : `Pod ${a.name}`;
-      events.emitForPod(
-        a.pod,
-        a.namespace,
-        EventType.Normal,
-        EventReason.Injected,
-        `Injected metrics-pusher from MetricsPusher ${result.pusher} (config ${result.hash})`,
-      );
+      const workload = deps.workloadOf?.(a.namespace, a.pod);
+      const what = workload ? `a Pod of ${workload.kind} ${workload.name}` : `Pod ${quote(a.name)}`;
+      if (workload)
+        events.emit(
+          workload,
+          EventType.Normal,
+          EventReason.Injected,
+          `Injected metrics-pusher from MetricsPusher ${result.pusher} (config ${result.hash})`,
+        );
       const p = find(a.namespace, result.pusher);
       if (!p) return;
       events.emit(pusherRef(p), EventType.Normal, EventReason.Injected, `Injected config ${result.hash} into ${what}`);
@@ -85,8 +93,9 @@ export function createAdmissionObserver(deps: {
       log.debug({ namespace: a.namespace, pod: a.name, reason: result.reason, pusher: result.pusher }, result.message);
       const events = a.dryRun ? undefined : deps.events;
       if (!events || !EVENT_WORTHY_SKIPS.has(result.reason)) return;
-      const message = `${result.reason}: ${result.message}`;
-      events.emitForPod(a.pod, a.namespace, EventType.Warning, EventReason.InjectionSkipped, message);
+      const workload = deps.workloadOf?.(a.namespace, a.pod);
+      const message = `${result.reason}: ${skipEventText(result.reason, result.message, a, workload)}`;
+      if (workload) events.emit(workload, EventType.Warning, EventReason.InjectionSkipped, message);
       const p = find(a.namespace, result.pusher);
       if (p) events.emit(pusherRef(p), EventType.Warning, EventReason.InjectionSkipped, message);
     },
@@ -109,8 +118,32 @@ export function createAdmissionObserver(deps: {
       );
     },
 
+    refused(reason) {
+      // Counted only: a flood of refusals must not become a flood of log lines.
+      metrics.webhookRefused.inc({ reason });
+    },
+
     answered(seconds) {
       metrics.webhookDuration.observe(seconds);
     },
   };
+}
+
+/**
+ * The Event text of a skip. mutate()'s message may hold text of the request (the inject annotation, restartPolicy):
+ * for those reasons the text is rebuilt here with that part quoted; the others only hold the operator's and the
+ * MetricsPusher's own words.
+ */
+function skipEventText(
+  reason: SkipReason,
+  message: string,
+  a: { pod: V1Pod; name: string; namespace: string },
+  workload: ObjectRef | undefined,
+): string {
+  const pod = workload ? `a Pod of ${workload.kind} ${workload.name}` : `Pod ${quote(a.name)}`;
+  if (reason === SkipReason.ExplicitPusherNotFound)
+    return `${pod} asks for MetricsPusher ${quote(a.pod.metadata?.annotations?.[Annotations.inject]?.trim() ?? "")} (${Annotations.inject}), which does not exist in namespace ${a.namespace}`;
+  if (reason === SkipReason.WouldBlockCompletion)
+    return `${pod} has restartPolicy ${quote(a.pod.spec?.restartPolicy ?? "")}; ${message.slice(message.lastIndexOf(" and MetricsPusher ") + 5)}`;
+  return `${pod}: ${message}`;
 }

@@ -6,7 +6,7 @@ import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { parseDuration } from "@metrics-pusher/pusher/config";
 import type { V1ResourceRequirements } from "@kubernetes/client-node";
-import { WEBHOOK_PATH } from "./api/index.ts";
+import { systemNamespaces, WEBHOOK_PATH } from "./api/index.ts";
 
 // Works from src/ and dist/ alike: both sit one level below operator/.
 const PACKAGE_VERSION: string = (
@@ -77,6 +77,11 @@ export const SETTINGS = {
     flag: "cert-dir",
     description:
       "Directory with tls.crt and tls.key (e.g. from cert-manager), reloaded on change. When set, the operator neither creates certificates nor patches caBundle.",
+  },
+  WEBHOOK_CLIENT_CA_FILE: {
+    flag: "webhook-client-ca-file",
+    description:
+      "PEM file of the CA that signs the kube-apiserver's client certificate for webhooks (AdmissionConfiguration kubeConfigFile). When set, the webhook's TLS server requires a client certificate signed by it and refuses every connection without one. Re-read on change.",
   },
   CERT_VALIDITY: {
     flag: "cert-validity",
@@ -170,6 +175,8 @@ export interface OperatorConfig {
   readonly certSecretName: string;
   /** cert-manager mode when set. */
   readonly certDir: string | undefined;
+  /** When set, the webhook requires client certificates signed by this CA. */
+  readonly webhookClientCaFile: string | undefined;
   readonly certValidityMs: number;
   readonly caValidityMs: number;
   /** DNS names and IP addresses the serving certificate must cover. */
@@ -333,6 +340,18 @@ export function parseOperatorConfig(
   }
 
   const certDir = raw("CERT_DIR");
+  const webhookClientCaFile = raw("WEBHOOK_CLIENT_CA_FILE");
+  if (webhookClientCaFile !== undefined) {
+    try {
+      if (!readFileSync(webhookClientCaFile, "utf8").includes("-----BEGIN CERTIFICATE-----"))
+        problem("WEBHOOK_CLIENT_CA_FILE", "holds no PEM certificate");
+    } catch (err) {
+      problem(
+        "WEBHOOK_CLIENT_CA_FILE",
+        `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      );
+    }
+  }
   const certValidityMs = duration("CERT_VALIDITY");
   const caValidityMs = duration("CA_VALIDITY");
   if (certValidityMs > caValidityMs) problem("CERT_VALIDITY", "must not exceed CA_VALIDITY");
@@ -374,6 +393,7 @@ export function parseOperatorConfig(
     webhookConfigName,
     certSecretName,
     certDir,
+    webhookClientCaFile,
     certValidityMs,
     caValidityMs,
     certDnsNames,
@@ -384,7 +404,7 @@ export function parseOperatorConfig(
     leaseRenewDeadlineMs,
     leaseRetryPeriodMs,
     watchNamespaces,
-    systemNamespaces: ["kube-system", "kube-node-lease", "kube-public", podNamespace],
+    systemNamespaces: systemNamespaces(podNamespace),
     logLevel,
     rolloutMaxPerInterval: positiveInt("ROLLOUT_MAX_PER_INTERVAL", 1),
     rolloutIntervalMs: duration("ROLLOUT_INTERVAL"),

@@ -4,10 +4,10 @@ import pino from "pino";
 import { Registry } from "prom-client";
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { EventReason, EventType } from "./api/index.ts";
-import { createEventRecorder, pusherRef } from "./events.ts";
+import { BUMP_INTERVAL_MS, createEventRecorder, EVENT_BURST, EVENT_REFILL_MS, pusherRef, quote } from "./events.ts";
 import type { EventSink } from "./events.ts";
 import { createOperatorMetrics } from "./metrics.ts";
-import { pod, pusher } from "./inject/testdata.test-fixtures.ts";
+import { pusher } from "./inject/testdata.test-fixtures.ts";
 
 function fakeSink(opts: { failCreate?: boolean } = {}) {
   const created: CoreV1Event[] = [];
@@ -19,11 +19,6 @@ function fakeSink(opts: { failCreate?: boolean } = {}) {
     },
     async bump(_ns, name, count) {
       bumps.push({ name, count });
-    },
-    async replicaSetOwner(_ns, name) {
-      return name === "builder-7d9f"
-        ? { apiVersion: "apps/v1", kind: "Deployment", name: "builder", uid: "d1", controller: true }
-        : undefined;
     },
   };
   return { sink, created, bumps };
@@ -77,50 +72,51 @@ describe("event recorder", () => {
     assert.equal(f.bumps[0]!.name, f.created[0]!.metadata.name);
   });
 
-  const owners = [
-    {
-      name: "ReplicaSet → its Deployment",
-      owner: { apiVersion: "apps/v1", kind: "ReplicaSet", name: "builder-7d9f", uid: "r", controller: true },
-      kind: "Deployment",
-      target: "builder",
-    },
-    {
-      name: "ReplicaSet without a Deployment",
-      owner: { apiVersion: "apps/v1", kind: "ReplicaSet", name: "lonely", uid: "r", controller: true },
-      kind: "ReplicaSet",
-      target: "lonely",
-    },
-    {
-      name: "Job",
-      owner: { apiVersion: "batch/v1", kind: "Job", name: "build-1", uid: "j", controller: true },
-      kind: "Job",
-      target: "build-1",
-    },
+  it("rate-limits new Events per namespace and reason, counts what it suppressed, still bumps repeats", async () => {
+    const f = fakeSink();
+    let now = Date.parse("2026-01-01T00:00:00Z");
+    const registry = new Registry();
+    const metrics = createOperatorMetrics(registry);
+    const r = createEventRecorder({ sink: f.sink, log, metrics, instance: "op-0", now: () => new Date(now) });
+    const target = pusherRef(pusher("mp"));
+    for (let i = 0; i < EVENT_BURST + 175; i++)
+      r.emit(target, EventType.Warning, EventReason.InjectionSkipped, `forged message ${i}`);
+    await r.flush();
+    assert.equal(f.created.length, EVENT_BURST);
+    assert.equal((await metrics.eventsSuppressed.get()).values[0]?.value, 175);
+    // Another reason, and another namespace, have buckets of their own.
+    r.emit(target, EventType.Normal, EventReason.Injected, "x");
+    r.emit({ ...target, namespace: "other" }, EventType.Warning, EventReason.InjectionSkipped, "y");
+    // A repeat of an Event already written takes no token.
+    now += BUMP_INTERVAL_MS + 1;
+    r.emit(target, EventType.Warning, EventReason.InjectionSkipped, "forged message 0");
+    await r.flush();
+    assert.equal(f.created.length, EVENT_BURST + 2);
+    assert.equal(f.bumps.length, 1);
+    // Refilled over time.
+    now += EVENT_REFILL_MS;
+    r.emit(target, EventType.Warning, EventReason.InjectionSkipped, "later");
+    await r.flush();
+    assert.equal(f.created.length, EVENT_BURST + 3);
+  });
+
+  const quotes = [
+    { name: "short text, quoted", in: "builder", out: '"builder"' },
+    { name: "line feed and quote escaped", in: 'a\n"b', out: '"a\\n\\"b"' },
+    { name: "exactly 256 bytes kept", in: "x".repeat(256), out: `"${"x".repeat(256)}"` },
+    { name: "257 bytes cut to 253 + ...", in: "x".repeat(257), out: `"${"x".repeat(253)}..."` },
+    // 3 bytes each in UTF-8 (1 UTF-16 unit each): 100 chars = 300 bytes; 84 chars = 252 bytes fit before "...".
+    { name: "multi-byte characters counted in bytes, never split", in: "€".repeat(100), out: `"${"€".repeat(84)}..."` },
+    // 4 bytes, 2 UTF-16 units each.
+    { name: "astral characters never split", in: "😀".repeat(70), out: `"${"😀".repeat(63)}..."` },
   ];
-  for (const c of owners) {
-    it(`pod events go to the owning workload: ${c.name}`, async () => {
-      const f = fakeSink();
-      const r = createEventRecorder({ sink: f.sink, log, instance: "op-0" });
-      const p = pod({ generateName: true });
-      p.metadata!.ownerReferences = [c.owner];
-      r.emitForPod(p, "builds", EventType.Normal, EventReason.Injected, "x");
-      await r.flush();
-      assert.equal(f.created[0]?.involvedObject.kind, c.kind);
-      assert.equal(f.created[0]?.involvedObject.name, c.target);
+  for (const c of quotes) {
+    it(`quote: ${c.name}`, () => {
+      const q = quote(c.in);
+      assert.equal(q, c.out);
+      assert.ok(Buffer.byteLength(JSON.parse(q) as string, "utf8") <= 256);
     });
   }
-
-  it("a bare pod without a name gets no event; one with a name does", async () => {
-    const f = fakeSink();
-    const r = createEventRecorder({ sink: f.sink, log, instance: "op-0" });
-    r.emitForPod(pod({ generateName: true }), "builds", EventType.Normal, EventReason.Injected, "x");
-    r.emitForPod(pod(), "builds", EventType.Normal, EventReason.Injected, "x");
-    await r.flush();
-    assert.deepEqual(
-      f.created.map((e) => `${e.involvedObject.kind}/${e.involvedObject.name}`),
-      ["Pod/builder"],
-    );
-  });
 
   it("counts failures and never throws", async () => {
     const f = fakeSink({ failCreate: true });

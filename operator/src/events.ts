@@ -1,12 +1,16 @@
 // Asynchronous Kubernetes Event recorder. emit() never blocks or throws: the admission answer must not wait for the
 // apiserver. Repeats of the same event within DEDUP_WINDOW_MS bump `count` on the existing Event (as client-go's
-// recorder does) instead of flooding etcd. The webhook never calls it for dry-run requests (sideEffects NoneOnDryRun).
+// recorder does) instead of flooding etcd; new Events are rate-limited per namespace and reason (a token bucket,
+// suppressed ones counted), so that whoever can reach the webhook cannot fill a namespace with Events. Callers only
+// name objects the informer caches know (admission.ts), and quote text taken from a request (quote()). The webhook
+// never calls it for dry-run requests (sideEffects NoneOnDryRun).
 import { randomBytes } from "node:crypto";
-import { AppsV1Api, CoreV1Api, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
-import type { CoreV1Event, KubeConfig, V1OwnerReference, V1Pod } from "@kubernetes/client-node";
+import { CoreV1Api, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import type { CoreV1Event, KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { API_VERSION, KIND, OPERATOR_COMPONENT } from "./api/index.ts";
 import type { EventReason, EventType, MetricsPusher } from "./api/index.ts";
+import { TokenBucket } from "./controller/ratelimit.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 
 export interface ObjectRef {
@@ -22,14 +26,10 @@ export interface EventSink {
   create(namespace: string, event: CoreV1Event): Promise<void>;
   /** Merge-patches count/lastTimestamp of an existing Event. */
   bump(namespace: string, name: string, count: number, lastTimestamp: Date): Promise<void>;
-  /** The controller owner of a ReplicaSet (its Deployment), when there is one. */
-  replicaSetOwner(namespace: string, name: string): Promise<V1OwnerReference | undefined>;
 }
 
 export interface EventRecorder {
   emit(target: ObjectRef, type: EventType, reason: EventReason, message: string): void;
-  /** To the pod's owning workload (ReplicaSet → Deployment resolved), or the pod itself when it has a name. */
-  emitForPod(pod: V1Pod, namespace: string, type: EventType, reason: EventReason, message: string): void;
   /** Resolves when everything queued so far was written (or failed). */
   flush(): Promise<void>;
   /** Drops what is left after a bounded flush. */
@@ -41,6 +41,30 @@ export const EVENT_COMPONENT = OPERATOR_COMPONENT;
 export const MAX_QUEUE = 1000;
 export const DEDUP_WINDOW_MS = 10 * 60_000;
 export const BUMP_INTERVAL_MS = 10_000;
+/** New Events per namespace and reason: a burst of this many, then one per EVENT_REFILL_MS (client-go's spam filter
+ * allows 25 per object and 1 per 5 minutes; per namespace, a little more). */
+export const EVENT_BURST = 25;
+export const EVENT_REFILL_MS = 10_000;
+/** Bytes of request text an Event carries. */
+export const MAX_QUOTED_BYTES = 256;
+
+/**
+ * Text taken from a request (an admission review anyone reaching the webhook can forge), as it goes into an Event:
+ * cut to `maxBytes` bytes of UTF-8 without splitting a character (a cut ends in "..."), then quoted JSON-style, so
+ * that it can neither pass for the operator's own words nor carry line breaks or control characters.
+ */
+export function quote(text: string, maxBytes = MAX_QUOTED_BYTES): string {
+  if (Buffer.byteLength(text, "utf8") <= maxBytes) return JSON.stringify(text);
+  let out = "";
+  let bytes = 0;
+  for (const ch of text) {
+    const n = Buffer.byteLength(ch, "utf8");
+    if (bytes + n > maxBytes - 3) break;
+    out += ch;
+    bytes += n;
+  }
+  return JSON.stringify(`${out}...`);
+}
 
 export function pusherRef(p: MetricsPusher): ObjectRef {
   return {
@@ -64,6 +88,26 @@ export function createEventRecorder(opts: {
   const now = opts.now ?? (() => new Date());
   const queue: Array<() => Promise<void>> = [];
   const recent = new Map<string, { name: string; count: number; first: number; lastBump: number }>();
+  const buckets = new Map<string, TokenBucket>();
+  const clock = () => now().getTime();
+  /** Whether a new Event (not a repeat, which only bumps a count) may be written now. */
+  const allowed = (target: ObjectRef, reason: EventReason, key: string): boolean => {
+    const seen = recent.get(key);
+    if (seen && clock() - seen.first < DEDUP_WINDOW_MS) return true;
+    const bucketKey = `${target.namespace}/${reason}`;
+    let bucket = buckets.get(bucketKey);
+    if (!bucket) {
+      // Namespaces come from the caches (admission.ts), so the map stays small; still bounded.
+      if (buckets.size >= 10_000) buckets.clear();
+      bucket = new TokenBucket(EVENT_BURST, EVENT_BURST * EVENT_REFILL_MS, clock);
+      buckets.set(bucketKey, bucket);
+    }
+    if (bucket.tryTake()) return true;
+    metrics?.eventsSuppressed.inc({ reason });
+    return false;
+  };
+  const keyOf = (target: ObjectRef, type: EventType, reason: EventReason, message: string) =>
+    `${target.kind}/${target.namespace}/${target.name}/${type}/${reason}/${message}`;
   let draining: Promise<void> | undefined;
   let stopped = false;
 
@@ -94,7 +138,7 @@ export function createEventRecorder(opts: {
 
   const write = async (target: ObjectRef, type: EventType, reason: EventReason, message: string): Promise<void> => {
     const t = now();
-    const key = `${target.kind}/${target.namespace}/${target.name}/${type}/${reason}/${message}`;
+    const key = keyOf(target, type, reason, message);
     const seen = recent.get(key);
     if (seen && t.getTime() - seen.first < DEDUP_WINDOW_MS) {
       seen.count++;
@@ -136,13 +180,8 @@ export function createEventRecorder(opts: {
 
   return {
     emit(target, type, reason, message) {
+      if (!allowed(target, reason, keyOf(target, type, reason, message))) return;
       enqueue(() => write(target, type, reason, message));
-    },
-    emitForPod(pod, namespace, type, reason, message) {
-      enqueue(async () => {
-        const target = await podTarget(sink, pod, namespace);
-        if (target) await write(target, type, reason, message);
-      });
     },
     async flush() {
       while (draining) await draining;
@@ -157,26 +196,8 @@ export function createEventRecorder(opts: {
   };
 }
 
-async function podTarget(sink: EventSink, pod: V1Pod, namespace: string): Promise<ObjectRef | undefined> {
-  const owner = pod.metadata?.ownerReferences?.find((o) => o.controller) ?? pod.metadata?.ownerReferences?.[0];
-  if (owner) {
-    if (owner.kind === "ReplicaSet" && owner.apiVersion === "apps/v1") {
-      // The pod's ReplicaSet is an implementation detail; people look at the Deployment.
-      const dep = await sink.replicaSetOwner(namespace, owner.name).catch(() => undefined);
-      if (dep) return { apiVersion: dep.apiVersion, kind: dep.kind, namespace, name: dep.name, uid: dep.uid };
-    }
-    return { apiVersion: owner.apiVersion, kind: owner.kind, namespace, name: owner.name, uid: owner.uid };
-  }
-  // A bare pod made from generateName has no name yet: nothing to attach the Event to.
-  if (pod.metadata?.name)
-    return { apiVersion: "v1", kind: "Pod", namespace, name: pod.metadata.name, uid: pod.metadata.uid };
-  return undefined;
-}
-
 export function kubeEventSink(kc: KubeConfig): EventSink {
   const core = kc.makeApiClient(CoreV1Api);
-  const apps = kc.makeApiClient(AppsV1Api);
-  const owners = new Map<string, { ref: V1OwnerReference | undefined; at: number }>();
   return {
     async create(namespace, body) {
       await core.createNamespacedEvent({ namespace, body });
@@ -186,16 +207,6 @@ export function kubeEventSink(kc: KubeConfig): EventSink {
         { name, namespace, body: { count, lastTimestamp: lastTimestamp.toISOString() } },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       );
-    },
-    async replicaSetOwner(namespace, name) {
-      const key = `${namespace}/${name}`;
-      const hit = owners.get(key);
-      if (hit && Date.now() - hit.at < 60_000) return hit.ref;
-      const rs = await apps.readNamespacedReplicaSet({ name, namespace });
-      const ref = rs.metadata?.ownerReferences?.find((o) => o.controller);
-      if (owners.size > 10_000) owners.clear();
-      owners.set(key, { ref, at: Date.now() });
-      return ref;
     },
   };
 }

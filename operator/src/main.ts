@@ -1,4 +1,5 @@
 // Wiring only: config → logger → clients → servers (metrics, probes, webhook) → informers → controller → shutdown.
+import { readFileSync, unwatchFile, watchFile } from "node:fs";
 import { createServer } from "node:http";
 import type { Server } from "node:http";
 import { CoreV1Api, CustomObjectsApi, VersionApi } from "@kubernetes/client-node";
@@ -12,6 +13,7 @@ import { OperatorConfigError, parseOperatorConfig, settingsHelp } from "./config
 import type { OperatorConfig } from "./config.ts";
 import { startControllers } from "./controller/index.ts";
 import type { Controllers } from "./controller/index.ts";
+import { owningWorkload } from "./controller/workloads.ts";
 import { PooledKubeConfig } from "./kube/kubeconfig.ts";
 import { createInformer } from "./kube/informer.ts";
 import { NativeSidecarSupport } from "./inject/capabilities.ts";
@@ -19,7 +21,7 @@ import { createDirCertSource, createSecretCertSource, kubeCertStore } from "./we
 import { createEventRecorder, kubeEventSink } from "./events.ts";
 import { createOperatorMetrics } from "./metrics.ts";
 import type { MutateSettings } from "./inject/mutate.ts";
-import { createAdmissionHandler, createWebhookServer } from "./webhook/server.ts";
+import { createAdmissionHandler, createWebhookServer, pemCertificates } from "./webhook/server.ts";
 import type { SidecarDefaults } from "./inject/sidecar.ts";
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
@@ -195,6 +197,9 @@ await run().catch((err: unknown) => {
 
 async function run(): Promise<void> {
   const material = await certs.start();
+  let clientCa = config.webhookClientCaFile
+    ? pemCertificates(readFileSync(config.webhookClientCaFile, "utf8"))
+    : undefined;
   readiness.certificate = true;
 
   // Answering before the caches are filled would skip pods that should be injected; not answering fails open
@@ -209,16 +214,43 @@ async function run(): Promise<void> {
         metrics,
         events,
         pushers: () => pushers.list(),
+        // From the leader's caches only; on another replica Events go to the MetricsPusher alone.
+        workloadOf: (namespace, pod) => {
+          const w = owningWorkload(pod, (kind, name) => controllers?.cachedWorkload(namespace, kind, name));
+          return w ? { apiVersion: "apps/v1", kind: w.kind, namespace, name: w.name, uid: w.uid } : undefined;
+        },
       }),
       pushers: () => pushers.list(),
       namespaceLabels,
       defaults,
       settings,
     }),
-    { key: material.key, cert: material.cert },
+    { key: material.key, cert: material.cert, ca: clientCa },
   );
   webhookServer = server;
-  certs.onChange((m) => server.setSecureContext({ key: m.key, cert: m.cert }));
+  let serving = material;
+  certs.onChange((m) => {
+    serving = m;
+    server.setSecureContext({ key: m.key, cert: m.cert, ...(clientCa ? { ca: clientCa } : {}) });
+  });
+  if (config.webhookClientCaFile) {
+    const file = config.webhookClientCaFile;
+    // Polled like the serving certificate in directory mode: mounted Secrets change by symlink swap.
+    watchFile(file, { interval: checkIntervalMs, persistent: false }, () => {
+      try {
+        const next = pemCertificates(readFileSync(file, "utf8"));
+        if (next.length === 0 || next.join("\n") === clientCa?.join("\n")) return;
+        server.setSecureContext({ key: serving.key, cert: serving.cert, ca: next });
+        clientCa = next;
+        log.info({ file }, "Reloaded the webhook's client CA");
+      } catch (err) {
+        log.warn(
+          { file, err: (err as Error).message },
+          "Could not reload the webhook's client CA; keeping the last one",
+        );
+      }
+    });
+  }
   await listen(server, config.webhookPort, config.bindAddress);
   readiness.webhook = true;
   log.info(
@@ -264,6 +296,7 @@ async function shutdown(signal: string): Promise<void> {
   };
   // Stop controllers first: it releases the Lease so the other replica takes over at once.
   await step("controllers", () => controllers?.stop());
+  if (config.webhookClientCaFile) unwatchFile(config.webhookClientCaFile);
   await step("webhook", () => (webhookServer ? close(webhookServer) : undefined));
   await step("certs", () => certs.stop());
   await step("informers", () => Promise.all([pushers.stop(), namespaces.stop(), nodes.stop()]));

@@ -35,6 +35,12 @@ export function createOperatorMetrics(registry: Registry) {
       help: "Internal errors while handling an admission request; the pod was admitted unchanged.",
       registers,
     }),
+    webhookRefused: new Counter({
+      name: `${P}_webhook_refused_total`,
+      help: "Requests refused before decoding, by reason: TooLarge (HTTP 413, unread or cut off), Overloaded (HTTP 503, over the in-flight bounds; the apiserver fails open) or TooSlow (HTTP 408, body not complete in time).",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
     webhookDuration: new Histogram({
       name: `${P}_webhook_request_duration_seconds`,
       help: "Time from the end of the request body to the answer.",
@@ -44,6 +50,12 @@ export function createOperatorMetrics(registry: Registry) {
     eventsSent: new Counter({
       name: `${P}_events_sent_total`,
       help: "Kubernetes Events written, by reason.",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    eventsSuppressed: new Counter({
+      name: `${P}_events_suppressed_total`,
+      help: "Kubernetes Events not written because their namespace and reason were over the rate limit, by reason.",
       labelNames: ["reason"] as const,
       registers,
     }),

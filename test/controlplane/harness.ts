@@ -38,7 +38,15 @@ export function versions(): Readonly<Record<string, string>> {
 
 /** Controllers kube-controller-manager runs: enough for Deployment → ReplicaSet → Pod, namespace deletion, owner
  * references, and the `default` ServiceAccount in every namespace (as on a real cluster). */
-export const CONTROLLERS = ["deployment", "replicaset", "namespace", "garbagecollector", "serviceaccount"] as const;
+export const CONTROLLERS = [
+  "deployment",
+  "replicaset",
+  "namespace",
+  "garbagecollector",
+  "serviceaccount",
+  // The built-in edit/admin/view roles take in aggregated ClusterRoles (config/rbac/aggregate_roles.yaml).
+  "clusterrole-aggregation",
+] as const;
 
 const READY_TIMEOUT_MS = 90_000;
 const STOP_GRACE_MS = 10_000;
@@ -51,6 +59,8 @@ export interface StartOptions {
   log?: (line: string) => void;
   /** Start-to-ready limit, default 90 s (a busy 2-core machine needs most of it). */
   readyTimeoutMs?: number;
+  /** Extra kube-apiserver flags, e.g. `--admission-control-config-file=<a file the test wrote>`. */
+  apiserverFlags?: readonly string[];
 }
 
 export interface ControlPlane {
@@ -454,6 +464,7 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
       "--enable-admission-plugins=PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
       // Without it a Pod needs its namespace's `default` ServiceAccount to exist, which needs the controller.
       "--disable-admission-plugins=ServiceAccount",
+      ...(options.apiserverFlags ?? []),
     ]);
 
     const tls = { ca: ca.certPem, cert: admin.certPem, key: admin.keyPem };

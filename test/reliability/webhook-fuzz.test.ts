@@ -5,6 +5,10 @@
 // it emits no Event for a dry-run request.
 import { strict as assert } from "node:assert";
 import { Agent, createServer, request, type Server } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest, type Server as HttpsServer } from "node:https";
+import { connect as tcpConnect } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import fastJsonPatch from "fast-json-patch";
@@ -24,7 +28,14 @@ import type { MetricsPusher } from "../../operator/src/api/index.ts";
 import { createAdmissionObserver } from "../../operator/src/admission.ts";
 import type { EventRecorder } from "../../operator/src/events.ts";
 import { createOperatorMetrics } from "../../operator/src/metrics.ts";
-import { createAdmissionHandler } from "../../operator/src/webhook/server.ts";
+import {
+  createAdmissionHandler,
+  createWebhookServer,
+  MAX_BODY_BYTES,
+  MAX_CONNECTIONS,
+  MAX_IN_FLIGHT,
+} from "../../operator/src/webhook/server.ts";
+import { issueWebhookServingCert } from "../controlplane/harness.ts";
 import type { MutateSettings } from "../../operator/src/inject/mutate.ts";
 import type { SidecarDefaults } from "../../operator/src/inject/sidecar.ts";
 import { soak } from "./lib/mode.ts";
@@ -32,6 +43,7 @@ import { soak } from "./lib/mode.ts";
 // ≥ 10,000 cases in `make test`, ten times as many in soak.
 const RUNS = {
   wellFormed: soak(5000, 50_000),
+  overHttps: soak(500, 5000),
   mutated: soak(4000, 40_000),
   malformed: soak(1500, 15_000),
 };
@@ -56,7 +68,6 @@ const emitted: { reason: string; dryRun: boolean }[] = [];
 let currentDryRun = false;
 const events: EventRecorder = {
   emit: (_t, _type, reason) => void emitted.push({ reason, dryRun: currentDryRun }),
-  emitForPod: (_p, _ns, _type, reason) => void emitted.push({ reason, dryRun: currentDryRun }),
   flush: async () => {},
   stop: async () => {},
 } satisfies EventRecorder;
@@ -381,17 +392,21 @@ interface ReviewAnswer {
   response: { uid: string; allowed: boolean; patchType?: string; patch?: string };
 }
 
+/** Set while the TLS server (createWebhookServer) is under test: post() then goes over HTTPS to it. */
+let tlsTarget: { port: number; ca: string; agent: HttpsAgent } | undefined;
+
 function post(body: string | Buffer): Promise<{ status: number; json: unknown }> {
   return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: "127.0.0.1",
-        port,
-        path: WEBHOOK_PATH,
-        method: "POST",
-        agent,
-        headers: { "content-type": "application/json" },
-      },
+    const options = {
+      host: "127.0.0.1",
+      path: WEBHOOK_PATH,
+      method: "POST",
+      headers: { "content-type": "application/json" },
+    };
+    const req = (tlsTarget ? httpsRequest : request)(
+      tlsTarget
+        ? { ...options, port: tlsTarget.port, ca: tlsTarget.ca, agent: tlsTarget.agent }
+        : { ...options, port, agent },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
@@ -632,6 +647,199 @@ describe("webhook handler under generated and mutated admission requests", () =>
       await registry.getSingleMetric("metrics_pusher_operator_webhook_requests_total")!.get()
     ).values.find((v) => v.labels.result === "malformed");
     assert.ok((malformed?.value ?? 0) >= RUNS.malformed, "malformed requests not counted");
+    assert.deepEqual(uncaught, []);
+  });
+});
+
+// The same handler behind the real TLS server the operator runs (createWebhookServer), driven with hostile inputs:
+// generated reviews over HTTPS, oversize bodies, slow partial bodies, garbage instead of TLS, more connections than
+// it accepts. Bounded: a few hundred connections, each case within seconds. After each, a well-formed review still
+// gets its answer.
+describe("the real TLS server (createWebhookServer) under hostile connections", () => {
+  let tlsServer: HttpsServer;
+  let tlsPort = 0;
+  let ca = "";
+
+  before(async () => {
+    process.on("uncaughtException", onUncaught);
+    process.on("unhandledRejection", onUncaught);
+    registry = new Registry();
+    metrics = createOperatorMetrics(registry);
+    const cert = await issueWebhookServingCert();
+    ca = cert.caCertPem;
+    tlsServer = createWebhookServer(
+      createAdmissionHandler({
+        observer: createAdmissionObserver({
+          log: pino({ level: "silent" }),
+          metrics,
+          events,
+          pushers: () => currentPushers,
+        }),
+        pushers: () => currentPushers,
+        namespaceLabels: () => currentNsLabels,
+        defaults: () => defaults,
+        settings,
+      }),
+      { key: cert.keyPem, cert: cert.certPem },
+    );
+    await new Promise<void>((r) => tlsServer.listen(0, "127.0.0.1", r));
+    const a = tlsServer.address();
+    tlsPort = typeof a === "object" && a ? a.port : 0;
+    tlsTarget = { port: tlsPort, ca, agent: new HttpsAgent({ keepAlive: true, maxSockets: 1 }) };
+  });
+  after(async () => {
+    tlsTarget?.agent.destroy();
+    tlsTarget = undefined;
+    tlsServer.closeAllConnections();
+    await new Promise<void>((r) => tlsServer.close(() => r()));
+    process.off("uncaughtException", onUncaught);
+    process.off("unhandledRejection", onUncaught);
+  });
+
+  /** A fresh TLS connection that writes `head` and then, optionally, keeps quiet; resolves with what came back. */
+  const raw = (head: string | Buffer, opts: { waitMs: number }) =>
+    new Promise<{ answer: string; closed: boolean }>((resolve) => {
+      const socket = tlsConnect({ host: "127.0.0.1", port: tlsPort, ca, servername: "localhost" }, () =>
+        socket.write(head),
+      );
+      let answer = "";
+      let closed = false;
+      socket.on("data", (d: Buffer) => (answer += d.toString("latin1")));
+      socket.on("error", () => {});
+      socket.on("close", () => {
+        closed = true;
+        clearTimeout(timer);
+        resolve({ answer, closed });
+      });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        resolve({ answer, closed });
+      }, opts.waitMs);
+    });
+
+  const stillServes = async (what: string) => {
+    const ok = await checkWellFormed({ ...fc.sample(reviewArb, { numRuns: 1, seed: 5 })[0]! }, true);
+    assert.equal(typeof ok.injected, "boolean", what);
+  };
+
+  it(`answers generated reviews over HTTPS as over HTTP (${RUNS.overHttps} cases, seed ${SEED})`, async () => {
+    await fc.assert(
+      fc.asyncProperty(reviewArb, async (r) => {
+        await checkWellFormed(r, true);
+      }),
+      { numRuns: RUNS.overHttps, seed: SEED + 3 },
+    );
+    assert.deepEqual(uncaught, []);
+  });
+
+  it("refuses oversize bodies: a declared size unread, a chunked one cut off while streaming", async () => {
+    const declared = await raw(
+      `POST ${WEBHOOK_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: ${MAX_BODY_BYTES + 1}\r\n\r\n`,
+      { waitMs: 5000 },
+    );
+    assert.match(declared.answer, /^HTTP\/1\.1 413 /);
+    assert.ok(declared.closed, "the connection is closed after the 413");
+    // Chunked, up to twice the limit, written as fast as the socket takes it, never ended.
+    const chunked = await new Promise<{ answer: string; sent: number }>((resolve) => {
+      const socket = tlsConnect({ host: "127.0.0.1", port: tlsPort, ca, servername: "localhost" });
+      let answer = "";
+      let sent = 0;
+      const chunk = Buffer.from(`10000\r\n${" ".repeat(0x10000)}\r\n`);
+      const pump = () => {
+        while (sent < 2 * MAX_BODY_BYTES && answer === "" && !socket.destroyed) {
+          sent += 0x10000;
+          if (!socket.write(chunk)) return void socket.once("drain", pump);
+        }
+      };
+      socket.on("secureConnect", () => {
+        socket.write(`POST ${WEBHOOK_PATH} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`);
+        pump();
+      });
+      socket.on("data", (d: Buffer) => (answer += d.toString("latin1")));
+      socket.on("error", () => {});
+      socket.on("close", () => resolve({ answer, sent }));
+      setTimeout(() => socket.destroy(), 15_000).unref();
+    });
+    assert.match(chunked.answer, /^HTTP\/1\.1 413 /);
+    // The terminating 0-length chunk is never sent: a 413 can only come from a server that cut the body off while it
+    // streamed, not from one that read it to its end.
+    assert.ok(chunked.sent > MAX_BODY_BYTES, `only ${chunked.sent} bytes written`);
+    await stillServes("after oversize bodies");
+    assert.deepEqual(uncaught, []);
+  });
+
+  it(`cuts off slow partial bodies (slowloris), answers 503 beyond ${MAX_IN_FLIGHT} in flight, and serves again`, async () => {
+    // More stalled requests than places: each sends its headers and one byte of a 1,000-byte body, then nothing.
+    const stalled = Array.from({ length: MAX_IN_FLIGHT + 8 }, () =>
+      raw(`POST ${WEBHOOK_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{`, { waitMs: 8000 }),
+    );
+    const started = performance.now();
+    const answers = await Promise.all(stalled);
+    const seconds = (performance.now() - started) / 1000;
+    const statuses = answers.map((a) => /^HTTP\/1\.1 (\d+)/.exec(a.answer)?.[1] ?? "none");
+    const count = (s: string) => statuses.filter((x) => x === s).length;
+    // Every stalled request got an answer and its connection closed, within the body timeout and some slack.
+    assert.ok(
+      answers.every((a) => a.closed),
+      `connections left open: ${statuses.join(",")}`,
+    );
+    assert.equal(count("408") + count("503"), stalled.length, statuses.join(","));
+    assert.ok(count("503") >= 8, `beyond the bound: 503 at once (${statuses.join(",")})`);
+    assert.ok(seconds < 7.5, `took ${seconds} s`);
+    await stillServes("after slowloris");
+    assert.deepEqual(uncaught, []);
+  });
+
+  it("survives garbage instead of TLS, plaintext HTTP and a truncated handshake", async () => {
+    const garbage = [
+      randomBytes(4096),
+      Buffer.from(`POST ${WEBHOOK_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}`),
+      // The start of a TLS ClientHello record, then nothing.
+      Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]),
+      Buffer.alloc(0),
+    ];
+    const results = await Promise.all(
+      garbage.map(
+        (bytes) =>
+          new Promise<string>((resolve) => {
+            const socket = tcpConnect(tlsPort, "127.0.0.1", () => socket.write(bytes));
+            socket.on("error", () => {});
+            socket.on("data", () => {});
+            socket.on("close", () => resolve("closed"));
+            // The server's headersTimeout (5 s) and TLS handshake timeout bound these; give up waiting after 12 s.
+            setTimeout(() => {
+              socket.destroy();
+              resolve("left open");
+            }, 12_000).unref();
+          }),
+      ),
+    );
+    // The first two are refused at once; the silent ones when the 5 s handshake timeout strikes.
+    assert.deepEqual(results, ["closed", "closed", "closed", "closed"]);
+    await stillServes("after garbage");
+    assert.deepEqual(uncaught, []);
+  });
+
+  it(`accepts no more than ${MAX_CONNECTIONS} connections at once, and serves again once they are gone`, async () => {
+    let closed = 0;
+    const sockets = await Promise.all(
+      Array.from(
+        { length: MAX_CONNECTIONS + 20 },
+        () =>
+          new Promise<import("node:net").Socket>((resolve) => {
+            const s = tcpConnect(tlsPort, "127.0.0.1", () => resolve(s));
+            s.on("error", () => resolve(s));
+            s.on("close", () => closed++);
+          }),
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    // The server closes what is beyond maxConnections at once; the others wait for their handshake.
+    assert.ok(closed >= 20, `${closed} of ${sockets.length} connections were refused`);
+    assert.ok(closed < sockets.length, "the server refused connections within its bound");
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => setTimeout(r, 500));
+    await stillServes("after the connection flood");
     assert.deepEqual(uncaught, []);
   });
 });

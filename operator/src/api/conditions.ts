@@ -38,6 +38,8 @@ export const SkipReason = {
   ImageNotAllowed: "ImageNotAllowed",
   PusherBeingDeleted: "PusherBeingDeleted",
   WouldBlockCompletion: "WouldBlockCompletion",
+  /** hostNetwork pod: 127.0.0.1 is the node's, so the sidecar would scrape and expose the node's ports. */
+  HostNetwork: "HostNetwork",
   InternalError: "InternalError",
 } as const;
 export type SkipReason = (typeof SkipReason)[keyof typeof SkipReason];

@@ -9,6 +9,8 @@ export const Annotations = {
   configHash: "metricspusher.dev/config-hash",
   /** Pod-template annotation: when the controller last re-rolled a workload whose pods lacked the sidecar. */
   driftRepairedAt: "metricspusher.dev/drift-repaired-at",
+  /** Pod annotation: "true" lets a hostNetwork pod be injected (its sidecar then scrapes the node's loopback). */
+  allowHostNetwork: "metricspusher.dev/allow-host-network",
 } as const;
 export type Annotation = (typeof Annotations)[keyof typeof Annotations];
 
@@ -45,4 +47,11 @@ export function parseInjected(value: string | undefined): { name: string; hash: 
   const at = value.lastIndexOf("@");
   if (at <= 0 || at === value.length - 1) return undefined;
   return { name: value.slice(0, at), hash: value.slice(at + 1) };
+}
+
+/** Namespaces never injected into nor patched: the cluster's own, and the operator's (excluded in one place for the
+ * webhook's namespaceSelector, mutate() and the controller). */
+export const CLUSTER_SYSTEM_NAMESPACES = ["kube-system", "kube-node-lease", "kube-public"] as const;
+export function systemNamespaces(operatorNamespace: string): readonly string[] {
+  return [...CLUSTER_SYSTEM_NAMESPACES, operatorNamespace];
 }

@@ -21,6 +21,8 @@ export interface NamespaceCache {
   hasSynced(): boolean;
   waitForSync(signal?: AbortSignal): Promise<void>;
   workloads(): Workload[];
+  /** One workload from the cache, or undefined. */
+  workload(kind: WorkloadKind, name: string): Workload | undefined;
   /** Live pods matching a workload's selector. */
   podsOf(w: Workload): V1Pod[];
 }
@@ -59,6 +61,11 @@ export class NamespaceCaches {
 
   namespaces(): string[] {
     return [...this.#entries.keys()];
+  }
+
+  /** The cache of `namespace` when it is running; never starts one. */
+  peek(namespace: string): NamespaceCache | undefined {
+    return this.#entries.get(namespace)?.cache;
   }
 
   /** The cache of `namespace`, started on first use. */
@@ -122,6 +129,15 @@ export class NamespaceCaches {
         ...statefulSets.list(namespace).map((s) => toWorkload(WorkloadKind.StatefulSet, s)),
         ...daemonSets.list(namespace).map((d) => toWorkload(WorkloadKind.DaemonSet, d)),
       ],
+      workload: (kind, name) => {
+        const obj =
+          kind === WorkloadKind.Deployment
+            ? deployments.get(namespace, name)
+            : kind === WorkloadKind.StatefulSet
+              ? statefulSets.get(namespace, name)
+              : daemonSets.get(namespace, name);
+        return obj ? toWorkload(kind, obj) : undefined;
+      },
       podsOf: (w) => {
         // An empty or missing selector would match every pod; the apiserver refuses such workloads anyway.
         if (!w.selector || (!w.selector.matchLabels && !w.selector.matchExpressions)) return [];

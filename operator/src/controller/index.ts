@@ -26,6 +26,7 @@ import { NamespaceCaches } from "./caches.ts";
 import { TokenBucket } from "./ratelimit.ts";
 import { Reconciler } from "./reconcile.ts";
 import { WorkQueue, type WorkQueueObserver } from "./queue.ts";
+import type { Workload, WorkloadKind } from "./workloads.ts";
 
 export interface ControllerDeps {
   kc: KubeConfig;
@@ -42,6 +43,8 @@ export interface ControllerDeps {
 
 export interface Controllers {
   isLeader(): boolean;
+  /** A workload from the leader's caches (namespaces with MetricsPushers); undefined elsewhere. Never reads the API. */
+  cachedWorkload(namespace: string, kind: WorkloadKind, name: string): Workload | undefined;
   /** The Lease identity of this process. */
   readonly identity: string;
   stop(): Promise<void>;
@@ -64,7 +67,7 @@ export function startControllers(deps: ControllerDeps): Controllers {
     log.warn("Leader election disabled: run a single replica only");
     work.start();
     deps.metrics.leader.set({ name: config.leaseName }, 1);
-    return { identity, isLeader: () => true, stop: () => work.stop() };
+    return { identity, isLeader: () => true, cachedWorkload: work.cachedWorkload, stop: () => work.stop() };
   }
   const elector = new LeaderElector({
     kc: deps.kc,
@@ -90,6 +93,7 @@ export function startControllers(deps: ControllerDeps): Controllers {
   return {
     identity,
     isLeader: () => elector.isLeader(),
+    cachedWorkload: work.cachedWorkload,
     stop: () => elector.stop(),
   };
 }
@@ -97,7 +101,7 @@ export function startControllers(deps: ControllerDeps): Controllers {
 /** What the leader runs; start() and stop() may alternate as leadership comes and goes. */
 function leaderWork(deps: ControllerDeps, log: Logger) {
   const { config, pushers } = deps;
-  let running: { stop(): Promise<void> } | undefined;
+  let running: { stop(): Promise<void>; caches: NamespaceCaches } | undefined;
 
   const watched = (ns: string | undefined) =>
     ns !== undefined && (config.watchNamespaces.length === 0 || config.watchNamespaces.includes(ns));
@@ -162,6 +166,7 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
     resync.unref();
 
     const self = {
+      caches,
       async stop() {
         clearInterval(resync);
         pushers.off("add", enqueue);
@@ -191,6 +196,8 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
 
   return {
     start,
+    cachedWorkload: (namespace: string, kind: WorkloadKind, name: string) =>
+      running?.caches.peek(namespace)?.workload(kind, name),
     async stop() {
       const r = running;
       running = undefined;

@@ -6,6 +6,7 @@ import type { MetricsPusher, MetricsPusherSpec } from "../api/index.ts";
 import { defaults, pusher as makePusher, settings } from "../inject/testdata.test-fixtures.ts";
 import { renderSidecar } from "../inject/sidecar.ts";
 import {
+  excludedNamespace,
   computeStatus,
   type Decision,
   decideFor,
@@ -613,4 +614,24 @@ describe("decideFor (the webhook's own choice, on the pod template)", () => {
     const d = decideFor(w, "builds", [older], { "metricspusher.dev/injection": "disabled" }, defaults, settings);
     assert.equal(d.kind === "skip" && d.reason, SkipReason.NamespaceDisabled);
   });
+});
+
+describe("excludedNamespace: the controller never patches there", () => {
+  const system = { systemNamespaces: ["kube-system", "kube-node-lease", "kube-public", "metrics-pusher-system"] };
+  const cases: Array<{ name: string; ns: string; labels: Record<string, string> | undefined; excluded: boolean }> = [
+    { name: "kube-system", ns: "kube-system", labels: {}, excluded: true },
+    { name: "kube-public", ns: "kube-public", labels: {}, excluded: true },
+    { name: "the operator's namespace", ns: "metrics-pusher-system", labels: {}, excluded: true },
+    {
+      name: "labelled injection=disabled",
+      ns: "team-a",
+      labels: { "metricspusher.dev/injection": "disabled" },
+      excluded: true,
+    },
+    { name: "labelled otherwise", ns: "team-a", labels: { "metricspusher.dev/injection": "enabled" }, excluded: false },
+    { name: "an ordinary namespace, labels unknown", ns: "team-a", labels: undefined, excluded: false },
+  ];
+  for (const c of cases) {
+    it(c.name, () => assert.equal(excludedNamespace(c.ns, c.labels, system) !== undefined, c.excluded));
+  }
 });

@@ -5,7 +5,9 @@ import {
   Annotations,
   ConditionReason,
   ConditionType,
+  InjectionLabelValues,
   InjectValues,
+  Labels,
   RolloutStrategy,
   parseInjected,
 } from "../api/index.ts";
@@ -41,6 +43,23 @@ export function decideFor(
   const result = mutate({ pod, namespace, namespaceLabels, pushers, defaults, settings });
   if (result.kind === "patch") return { kind: "inject", pusher: result.pusher, hash: result.hash };
   return { kind: "skip", reason: result.reason, message: result.message };
+}
+
+/**
+ * Why the controller must never patch a workload of `namespace`, or undefined when it may: the namespaces the webhook
+ * never injects into (system ones, the operator's, those labelled metricspusher.dev/injection: disabled). Its
+ * ServiceAccount could patch there (a cluster-wide role, unless bound per namespace: README, Security model); this is
+ * what keeps it from doing so, whatever a MetricsPusher there says.
+ */
+export function excludedNamespace(
+  namespace: string,
+  namespaceLabels: Readonly<Record<string, string>> | undefined,
+  settings: Pick<MutateSettings, "systemNamespaces">,
+): string | undefined {
+  if (settings.systemNamespaces.includes(namespace)) return `namespace ${namespace} is a system namespace`;
+  if (namespaceLabels?.[Labels.injection] === InjectionLabelValues.disabled)
+    return `namespace ${namespace} is labelled ${Labels.injection}=${InjectionLabelValues.disabled}`;
+  return undefined;
 }
 
 /** The config-hash stamp that says "rolled to remove the sidecar": set when a workload has to roll but carries no

@@ -37,6 +37,7 @@ import {
   computeStatus,
   type Decision,
   decideFor,
+  excludedNamespace,
   planDeletion,
   planPusher,
   REMOVED_STAMP,
@@ -277,6 +278,16 @@ export class Reconciler {
     const rateLimited: Action[] = [];
     const failed: { action: Action; error: string }[] = [];
     for (const action of actions) {
+      const excluded = excludedNamespace(
+        action.workload.namespace,
+        this.#d.namespaceLabels(action.workload.namespace),
+        this.#d.settings,
+      );
+      if (excluded) {
+        // Never patched, whatever the plan says (a MetricsPusher in kube-system, a stamp left from before the label).
+        log.info({ workload: workloadRef(action.workload), action: action.type }, `Not patching: ${excluded}`);
+        continue;
+      }
       if (!this.#d.bucket.tryTake()) {
         rateLimited.push(action);
         this.#d.metrics.rolloutsDeferred.inc();

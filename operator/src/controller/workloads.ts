@@ -9,6 +9,7 @@ import type {
   V1PodTemplateSpec,
   V1StatefulSet,
 } from "@kubernetes/client-node";
+import { selectorMatches } from "../inject/mutate.ts";
 
 export const WorkloadKind = {
   Deployment: "Deployment",
@@ -56,4 +57,29 @@ export function isLivePod(p: V1Pod): boolean {
   if (p.metadata?.deletionTimestamp != null) return false;
   const phase = p.status?.phase;
   return phase !== "Succeeded" && phase !== "Failed";
+}
+
+/**
+ * The cached workload a pod (as an admission request describes it, so possibly forged) belongs to, or undefined. The
+ * request's owner reference is only a hint: the answer is always an object of the cache, and must fit the pod — a
+ * StatefulSet/DaemonSet by uid, a Deployment by its ReplicaSet's name (`<deployment>-<pod-template-hash>`) and its
+ * selector. Nothing is read from the apiserver (a GET per request would let anyone reaching the webhook drive
+ * apiserver load).
+ */
+export function owningWorkload(
+  pod: V1Pod,
+  find: (kind: WorkloadKind, name: string) => Workload | undefined,
+): Workload | undefined {
+  const owner = pod.metadata?.ownerReferences?.find((o) => o.controller === true);
+  if (!owner || owner.apiVersion !== "apps/v1") return undefined;
+  const labels = pod.metadata?.labels ?? {};
+  if (owner.kind === "ReplicaSet") {
+    const hash = labels["pod-template-hash"];
+    if (!hash || !owner.name.endsWith(`-${hash}`)) return undefined;
+    const d = find(WorkloadKind.Deployment, owner.name.slice(0, -hash.length - 1));
+    return d && !d.deleting && selectorMatches(d.selector, labels) ? d : undefined;
+  }
+  if (owner.kind !== WorkloadKind.StatefulSet && owner.kind !== WorkloadKind.DaemonSet) return undefined;
+  const w = find(owner.kind, owner.name);
+  return w && w.uid !== undefined && w.uid === owner.uid ? w : undefined;
 }

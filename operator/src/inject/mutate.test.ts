@@ -101,6 +101,48 @@ const cases: Case[] = [
     pusher: "mp",
   },
   {
+    name: "hostNetwork pod",
+    in: input({ pod: { ...pod(), spec: { hostNetwork: true, containers: [{ name: "c" }] } } }),
+    skip: SkipReason.HostNetwork,
+    pusher: "mp",
+  },
+  {
+    name: "hostNetwork pod, allow annotation not exactly true",
+    in: input({
+      pod: {
+        ...pod({ annotations: { [Annotations.allowHostNetwork]: "yes" } }),
+        spec: { hostNetwork: true, containers: [{ name: "c" }] },
+      },
+    }),
+    skip: SkipReason.HostNetwork,
+    pusher: "mp",
+  },
+  {
+    name: "hostNetwork pod that opts in",
+    in: input({
+      pod: {
+        ...pod({ annotations: { [Annotations.allowHostNetwork]: "true" } }),
+        spec: { hostNetwork: true, containers: [{ name: "c" }] },
+      },
+    }),
+    pusher: "mp",
+    ops: [
+      { op: "add", path: "/spec/initContainers" },
+      { op: "add", path: "/metadata/annotations/metricspusher.dev~1injected" },
+      { op: "add", path: "/metadata/labels/metricspusher.dev~1pusher" },
+    ],
+  },
+  {
+    name: "hostNetwork: false is an ordinary pod",
+    in: input({ pod: { ...pod(), spec: { hostNetwork: false, containers: [{ name: "c" }] } } }),
+    pusher: "mp",
+    ops: [
+      { op: "add", path: "/spec/initContainers" },
+      { op: "add", path: "/metadata/annotations" },
+      { op: "add", path: "/metadata/labels/metricspusher.dev~1pusher" },
+    ],
+  },
+  {
     name: "container name taken by someone else",
     in: input({ pod: { ...pod(), spec: { containers: [{ name: SIDECAR_CONTAINER_NAME, image: "x" }] } } }),
     skip: SkipReason.ContainerNameTaken,

@@ -78,6 +78,19 @@ export function mutate(input: MutateInput): MutateResult {
   }
   const { pusher, matched, warnings } = choice;
   const name = pusher.metadata.name ?? "";
+  // On the host's network 127.0.0.1 is the node's: the targets scraped would be the node's ports, not the pod's.
+  if (
+    input.pod.spec?.hostNetwork === true &&
+    input.pod.metadata?.annotations?.[Annotations.allowHostNetwork] !== "true"
+  ) {
+    return {
+      kind: "skip",
+      reason: SkipReason.HostNetwork,
+      message: `pod uses hostNetwork, where 127.0.0.1 is the node's own; annotate it ${Annotations.allowHostNetwork}: "true" to inject MetricsPusher ${name} anyway`,
+      pusher: name,
+      warnings,
+    };
+  }
 
   const sidecar = renderSidecar(pusher, input.defaults);
   const image = sidecar.container.image ?? "";

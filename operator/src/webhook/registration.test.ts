@@ -21,7 +21,17 @@ it("keeps the safety properties the issue asks for", () => {
   assert.equal(w.reinvocationPolicy, "IfNeeded");
   assert.deepEqual(w.admissionReviewVersions, ["v1"]);
   const excluded = w.namespaceSelector?.matchExpressions?.find((e) => e.key === "kubernetes.io/metadata.name")?.values;
-  assert.deepEqual(excluded, ["kube-system", "kube-node-lease", "metrics-pusher-system"]);
+  assert.deepEqual(excluded, ["kube-system", "kube-node-lease", "kube-public", "metrics-pusher-system"]);
+});
+
+it("the namespaceSelector excludes exactly the namespaces mutate() skips as SystemNamespace", () => {
+  for (const POD_NAMESPACE of ["metrics-pusher-system", "mp-test"]) {
+    const c = parseOperatorConfig({ POD_NAMESPACE });
+    const w = webhookConfiguration(c).webhooks![0]!;
+    const excluded = w.namespaceSelector?.matchExpressions?.find((e) => e.key === "kubernetes.io/metadata.name");
+    assert.equal(excluded?.operator, "NotIn");
+    assert.deepEqual([...(excluded?.values ?? [])].sort(), [...c.systemNamespaces].sort());
+  }
 });
 
 it("URL mode registers clientConfig.url instead of the Service, and excludes the configured namespace", () => {

@@ -1,7 +1,14 @@
 // The MutatingWebhookConfiguration, defined once: config/webhook/manifests.yaml must equal webhookConfiguration()
 // in Service mode (registration.test.ts checks), and in URL mode the operator creates/updates it from here.
 import type { V1MutatingWebhookConfiguration } from "@kubernetes/client-node";
-import { InjectionLabelValues, Labels, OPERATOR_COMPONENT, WEBHOOK_ENTRY_NAME, WEBHOOK_PATH } from "../api/index.ts";
+import {
+  InjectionLabelValues,
+  Labels,
+  OPERATOR_COMPONENT,
+  systemNamespaces,
+  WEBHOOK_ENTRY_NAME,
+  WEBHOOK_PATH,
+} from "../api/index.ts";
 
 export interface RegistrationSettings {
   readonly webhookConfigName: string;
@@ -35,12 +42,13 @@ export function webhookConfiguration(s: RegistrationSettings, caBundle?: string)
         // Safe because the webhook is idempotent (fixed container name + injected annotation).
         reinvocationPolicy: "IfNeeded",
         matchPolicy: "Equivalent",
+        // The namespaces mutate() skips as SystemNamespace: the apiserver does not even call the webhook for them.
         namespaceSelector: {
           matchExpressions: [
             {
               key: "kubernetes.io/metadata.name",
               operator: "NotIn",
-              values: ["kube-system", "kube-node-lease", s.podNamespace],
+              values: [...systemNamespaces(s.podNamespace)],
             },
             { key: Labels.injection, operator: "NotIn", values: [InjectionLabelValues.disabled] },
           ],
