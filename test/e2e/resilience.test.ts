@@ -240,7 +240,12 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
       intervalMs: 100,
       message: "op-b counts the new Deployment",
     });
-    assert.ok(statusWriters(opB) >= 1, "op-b wrote the status after taking over");
+    // The log line follows the status patch and reaches us through a pipe: wait for it rather than race it.
+    await waitFor(() => statusWriters(opB) >= 1, {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      message: "op-b wrote the status after taking over (its 'Status updated' log line)",
+    });
   });
 
   it("uninstalling (CRD deleted, operator stopped right after) never leaves MetricsPushers stuck on the finalizer", async (t) => {
