@@ -820,7 +820,8 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
           targetsText,
           `${JSON.stringify(t)}: the path must be /path or /path?query without commas or a #fragment`,
         );
-      } else if (scrapeTargets.includes(u.toString())) problem("SCRAPE_TARGETS", targetsText, `"${t}" is listed twice`);
+      } else if (scrapeTargets.includes(u.toString()))
+        problem("SCRAPE_TARGETS", targetsText, `${JSON.stringify(t)} is listed twice`);
       else scrapeTargets.push(u.toString());
     }
   }
