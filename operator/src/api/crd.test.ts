@@ -57,7 +57,10 @@ describe("the CRD's validation is derived from the pusher's contract", () => {
     for (const [field, name] of fields) {
       const env: EnvSpec = ENV[name];
       const rules = field["x-kubernetes-validations"]!.map((r) => r.rule);
-      assert.ok(rules.includes(`duration(self) >= duration('${formatDuration(env.min!)}')`), `${name}: ${rules.join(", ")}`);
+      assert.ok(
+        rules.includes(`duration(self) >= duration('${formatDuration(env.min!)}')`),
+        `${name}: ${rules.join(", ")}`,
+      );
       assert.equal(field.pattern, DURATION_PATTERN);
       for (const unit of DURATION_UNITS) assert.ok(new RegExp(field.pattern).test(`1${unit}`), unit);
     }
