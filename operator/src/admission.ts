@@ -22,6 +22,7 @@ const EVENT_WORTHY_SKIPS: ReadonlySet<string> = new Set([
   SkipReason.ContainerNameTaken,
   SkipReason.PusherBeingDeleted,
   SkipReason.HostNetwork,
+  SkipReason.InvalidSpec,
 ]);
 
 export function createAdmissionObserver(deps: {

@@ -25,6 +25,11 @@ describe("operator config", () => {
     assert.throws(() => ((c as { webhookPort: number }).webhookPort = 1));
   });
 
+  it("SIDECAR_RESOURCES takes quantities as the apiserver does: strings or numbers (issue 11, item 4)", () => {
+    const c = parseOperatorConfig({ POD_NAME: "op-0", SIDECAR_RESOURCES: '{"requests":{"cpu":1,"memory":"64Mi"}}' });
+    assert.deepEqual(c.sidecarResources, { requests: { cpu: 1, memory: "64Mi" } });
+  });
+
   it("flags win over env, both spellings", () => {
     const c = parseOperatorConfig({ WEBHOOK_PORT: "1000", LOG_LEVEL: "warn" }, [
       "--webhook-port=2000",
@@ -68,7 +73,7 @@ describe("operator config", () => {
     { name: "bad watched namespace", env: { WATCH_NAMESPACES: "ok,NOT OK" }, settings: ["WATCH_NAMESPACES"] },
     {
       name: "bad resources JSON",
-      env: { SIDECAR_RESOURCES: '{"requests":{"cpu":1}}' },
+      env: { SIDECAR_RESOURCES: '{"requests":{"cpu":"lots"}}' },
       settings: ["SIDECAR_RESOURCES"],
     },
     { name: "root user", env: { SIDECAR_RUN_AS_USER: "0" }, settings: ["SIDECAR_RUN_AS_USER"] },

@@ -6,7 +6,7 @@ import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { parseDuration } from "@metrics-pusher/pusher/config";
 import type { V1ResourceRequirements } from "@kubernetes/client-node";
-import { systemNamespaces, WEBHOOK_PATH } from "./api/index.ts";
+import { parseQuantity, systemNamespaces, WEBHOOK_PATH } from "./api/index.ts";
 
 // Works from src/ and dist/ alike: both sit one level below operator/.
 const PACKAGE_VERSION: string = (
@@ -374,7 +374,8 @@ export function parseOperatorConfig(
   let sidecarResources: V1ResourceRequirements = {};
   try {
     const parsed: unknown = JSON.parse(raw("SIDECAR_RESOURCES") ?? "");
-    if (!isResources(parsed)) throw new Error("expected {requests?: {...}, limits?: {...}} with string quantities");
+    if (!isResources(parsed))
+      throw new Error('expected {requests?: {...}, limits?: {...}} with quantities such as "64Mi" or 67108864');
     sidecarResources = parsed;
   } catch (err) {
     problem("SIDECAR_RESOURCES", `must be JSON resource requirements (${(err as Error).message})`);
@@ -444,7 +445,8 @@ function isResources(v: unknown): v is V1ResourceRequirements {
   for (const [k, section] of Object.entries(v as Record<string, unknown>)) {
     if (k !== "requests" && k !== "limits") return false;
     if (typeof section !== "object" || section === null) return false;
-    for (const q of Object.values(section as Record<string, unknown>)) if (typeof q !== "string") return false;
+    // Quantities as the apiserver takes them: "64Mi" or a number of base units.
+    for (const q of Object.values(section as Record<string, unknown>)) if (parseQuantity(q) === undefined) return false;
   }
   return true;
 }

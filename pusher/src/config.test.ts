@@ -13,11 +13,15 @@ import {
   formatDuration,
   formatHeaders,
   formatLabels,
+  formatTargets,
   parse,
+  PATTERNS,
+  unsendableHeaderValue,
   parseBytes,
   parseDuration,
 } from "./config.ts";
 import { redactUrl } from "./redact.ts";
+import type { EnvSpec } from "./config.ts";
 
 const URL_OK = "http://127.0.0.1:9090/api/v1/write";
 
@@ -301,6 +305,60 @@ describe("parse", () => {
       contains: "localhost:8080",
     },
     {
+      name: "a comma in a JSON target's path (would be a second target in the comma form)",
+      env: { SCRAPE_TARGETS: '["http://127.0.0.1:8080/metrics,http://10.96.0.1:9100/metrics"]' },
+      variable: "SCRAPE_TARGETS",
+      contains: "without commas",
+    },
+    {
+      name: "a target with a #fragment",
+      env: { SCRAPE_TARGETS: "http://127.0.0.1:8080/metrics#x" },
+      variable: "SCRAPE_TARGETS",
+      contains: "fragment",
+    },
+    {
+      name: "JSON targets that are not an array",
+      env: { SCRAPE_TARGETS: "[" },
+      variable: "SCRAPE_TARGETS",
+      contains: "JSON",
+    },
+    {
+      name: "a JSON target that is not a string",
+      env: { SCRAPE_TARGETS: "[8080]" },
+      variable: "SCRAPE_TARGETS",
+      contains: "8080",
+    },
+    {
+      name: "a JSON target listed twice",
+      env: { SCRAPE_TARGETS: '["http://127.0.0.1:1/m","http://127.0.0.1:1/m"]' },
+      variable: "SCRAPE_TARGETS",
+      contains: "twice",
+    },
+    {
+      name: "a header value with a line feed",
+      env: { REMOTE_WRITE_HEADERS: JSON.stringify({ "X-A": "a\nb" }) },
+      variable: "REMOTE_WRITE_HEADERS",
+      contains: "line break",
+    },
+    {
+      name: "a header value with a control character",
+      env: { REMOTE_WRITE_HEADERS: JSON.stringify({ "X-A": "a\u0001b" }) },
+      variable: "REMOTE_WRITE_HEADERS",
+      contains: "control character",
+    },
+    {
+      name: "a header value above Latin-1 (€)",
+      env: { REMOTE_WRITE_HEADERS: JSON.stringify({ "X-A": "5€" }) },
+      variable: "REMOTE_WRITE_HEADERS",
+      contains: "beyond Latin-1",
+    },
+    {
+      name: "sub-millisecond interval",
+      env: { PUSH_INTERVAL: "500us" },
+      variable: "PUSH_INTERVAL",
+      contains: "at least 1ms",
+    },
+    {
       name: "scrape timeout > interval",
       env: { PUSH_INTERVAL: "1s", SCRAPE_TIMEOUT: "2s" },
       variable: "SCRAPE_TIMEOUT",
@@ -556,4 +614,78 @@ describe("misc", () => {
     assert.equal(redactUrl("https://u:p@h:1/x?y=1"), "https://REDACTED:REDACTED@h:1/x?y=1");
     assert.equal(redactUrl(URL_OK), URL_OK);
   });
+});
+
+describe("SCRAPE_TARGETS forms", () => {
+  it("accepts a JSON array (what the operator renders) beside the comma form", () => {
+    const urls = ["http://127.0.0.1:8080/metrics", "http://127.0.0.1:9100/stats?x=1"];
+    const json = parse({ PROMETHEUS_REMOTE_WRITE_URL: URL_OK, SCRAPE_TARGETS: formatTargets(urls) });
+    const comma = parse({ PROMETHEUS_REMOTE_WRITE_URL: URL_OK, SCRAPE_TARGETS: urls.join(",") });
+    assert.deepEqual(json.scrapeTargets, urls);
+    assert.deepEqual(comma.scrapeTargets, urls);
+  });
+  it("keeps a standalone user's query with brackets (federation)", () => {
+    const c = parse({
+      PROMETHEUS_REMOTE_WRITE_URL: URL_OK,
+      SCRAPE_TARGETS: "http://127.0.0.1:9090/federate?match[]=up",
+    });
+    assert.deepEqual(c.scrapeTargets, ["http://127.0.0.1:9090/federate?match[]=up"]);
+  });
+  it("keeps the comma form's semantics: a comma separates targets, on any host", () => {
+    const c = parse({ PROMETHEUS_REMOTE_WRITE_URL: URL_OK, SCRAPE_TARGETS: "http://a:1/m,http://b:2/m" });
+    assert.deepEqual(c.scrapeTargets, ["http://a:1/m", "http://b:2/m"]);
+  });
+});
+
+describe("bounds come from the ENV table (the CRD is generated from the same fields)", () => {
+  const base = { PROMETHEUS_REMOTE_WRITE_URL: URL_OK, PUSH_INTERVAL: "1h" };
+  const entries = Object.entries(ENV as Record<string, EnvSpec>).filter(([, spec]) => spec.kind !== undefined);
+  it("declares a kind and bounds for every numeric variable", () => {
+    assert.deepEqual(
+      entries.map(([name]) => name).sort(),
+      [
+        "BUFFER_MAX_BYTES",
+        "BUFFER_MAX_SAMPLES",
+        "HTTP_PORT",
+        "MAX_SAMPLES_PER_SEND",
+        "PUSH_INTERVAL",
+        "SCRAPE_LABEL_LIMIT",
+        "SCRAPE_MAX_BYTES",
+        "SCRAPE_SAMPLE_LIMIT",
+        "SCRAPE_TIMEOUT",
+        "SHUTDOWN_TIMEOUT",
+        "TIMEOUT",
+      ].sort(),
+    );
+  });
+  const text = (kind: EnvSpec["kind"], n: number): string => (kind === "duration" ? formatDuration(n) : String(n));
+  for (const [name, spec] of entries) {
+    const { min, max } = spec;
+    if (min !== undefined && min > 0) {
+      it(`${name}: refuses min - 1, accepts min (${min})`, () => {
+        const below = spec.kind === "duration" ? min / 2 : min - 1;
+        assert.ok(problemsOf({ ...base, [name]: text(spec.kind, below) }).some((p) => p.variable === name));
+        parse({ ...base, MAX_SAMPLES_PER_SEND: "1", [name]: text(spec.kind, min) });
+      });
+    }
+    if (max !== undefined && max < Number.MAX_SAFE_INTEGER) {
+      it(`${name}: refuses max + 1, accepts max (${max})`, () => {
+        // The largest push interval, so that SCRAPE_TIMEOUT's own maximum is not above it.
+        const wide = { ...base, PUSH_INTERVAL: formatDuration(MAX_DURATION_MS), BUFFER_MAX_SAMPLES: "100000000" };
+        assert.ok(problemsOf({ ...wide, [name]: text(spec.kind, max + 1) }).some((p) => p.variable === name));
+        parse({ ...wide, [name]: text(spec.kind, max) });
+      });
+    }
+  }
+});
+
+it("PATTERNS.headerValue (the CRD's rule) agrees with Node's own check (parse's) on every character up to U+FFFF", () => {
+  const re = new RegExp(PATTERNS.headerValue);
+  const disagree: string[] = [];
+  for (let c = 0; c <= 0xffff; c++) {
+    if (c >= 0xd800 && c <= 0xdfff) continue; // lone surrogates are not strings a YAML or JSON object can hold
+    const v = `a${String.fromCharCode(c)}b`;
+    if (re.test(v) !== (unsendableHeaderValue("X-A", v) === undefined)) disagree.push(c.toString(16));
+  }
+  assert.deepEqual(disagree, []);
 });

@@ -10,6 +10,14 @@ export type EnvSpec = {
   readonly description: string;
   /** The value may hold a credential: never log it; the operator should let users take it from a Secret. */
   readonly secret?: boolean;
+  /**
+   * The value's grammar, with the bounds parse enforces (milliseconds for a duration, bytes for a size). These fields
+   * are the one place the bounds are written: parse reads them, and the operator's CRD generator turns them into
+   * OpenAPI minimum/maximum and CEL rules, so a bound changed here reaches the CRD by regeneration.
+   */
+  readonly kind?: "duration" | "integer" | "bytes";
+  readonly min?: number;
+  readonly max?: number;
 };
 
 /**
@@ -21,6 +29,15 @@ export const SCRAPE_LIMITS = {
   sampleLimit: { env: "SCRAPE_SAMPLE_LIMIT", default: 4_000, min: 0, max: 100_000_000 },
   labelLimit: { env: "SCRAPE_LABEL_LIMIT", default: 20, min: 0, max: 10_000 },
 } as const;
+
+/**
+ * The largest duration any variable accepts: Node's timers hold a signed 32-bit count of milliseconds, and a longer
+ * delay fires after 1 ms instead (setInterval then runs flat out) or throws (AbortSignal.timeout). It is the `max` of
+ * every duration in ENV, from which the operator's CRD derives its rules: what the apiserver admits the pusher accepts.
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+/** MAX_DURATION_MS as a Go duration: "596h31m23.647s" (for CEL: `duration(self) <= duration('596h31m23.647s')`). */
+export const MAX_DURATION = "596h31m23.647s";
 
 /** Every variable the pusher reads, in documentation order. */
 export const ENV = {
@@ -34,12 +51,18 @@ export const ENV = {
     required: false,
     description:
       "Collection and push period, a Go-style duration (500ms, 30s, 1m30s); > 0 and at most 596h31m23.647s. Targets are scraped at the same period.",
+    kind: "duration",
+    min: 1,
+    max: MAX_DURATION_MS,
   },
   TIMEOUT: {
     default: "30s",
     required: false,
     description:
       "Timeout of one Remote-Write HTTP request (connect, send and answer), a Go-style duration; > 0 and at most 596h31m23.647s.",
+    kind: "duration",
+    min: 1,
+    max: MAX_DURATION_MS,
   },
   LOG_LEVEL: { default: "info", required: false, description: "Log level: debug, info, warn or error." },
   NAMESPACE: {
@@ -93,6 +116,9 @@ export const ENV = {
     required: false,
     description:
       "Samples kept in memory while the receiver is unreachable; when full the oldest are dropped and counted.",
+    kind: "integer",
+    min: 1,
+    max: 100_000_000,
   },
   BUFFER_DIR: {
     required: false,
@@ -104,13 +130,26 @@ export const ENV = {
     required: false,
     description:
       "Largest size of BUFFER_DIR's files (bytes; Ki/Mi/Gi suffixes allowed); beyond it the oldest samples no longer survive a restart.",
+    kind: "bytes",
+    min: 64 * 1024,
+    max: Number.MAX_SAFE_INTEGER,
   },
-  MAX_SAMPLES_PER_SEND: { default: "2000", required: false, description: "Most samples in one Remote-Write request." },
+  MAX_SAMPLES_PER_SEND: {
+    default: "2000",
+    required: false,
+    description: "Most samples in one Remote-Write request.",
+    kind: "integer",
+    min: 1,
+    max: 1_000_000,
+  },
   SHUTDOWN_TIMEOUT: {
     default: "10s",
     required: false,
     description:
       "On SIGTERM/SIGINT, how long to try to deliver what is buffered before exiting (loss is logged with a count); at most 596h31m23.647s.",
+    kind: "duration",
+    min: 0,
+    max: MAX_DURATION_MS,
   },
   STALE_MARKERS_ON_SHUTDOWN: {
     default: "false",
@@ -122,6 +161,9 @@ export const ENV = {
     default: "0",
     required: false,
     description: "Port of the HTTP server with /health, /ready and /metrics; 0 = no server (sidecar mode).",
+    kind: "integer",
+    min: 0,
+    max: 65535,
   },
   HTTP_ADDRESS: {
     required: false,
@@ -136,7 +178,7 @@ export const ENV = {
   SCRAPE_TARGETS: {
     required: false,
     description:
-      "Comma-separated http(s) URLs of Prometheus exposition endpoints scraped every PUSH_INTERVAL and forwarded (e.g. http://127.0.0.1:8080/metrics).",
+      'http(s) URLs of Prometheus exposition endpoints scraped every PUSH_INTERVAL and forwarded: comma-separated (http://127.0.0.1:8080/metrics,http://127.0.0.1:9100/metrics) or, when the value starts with `[`, a JSON array of strings (`["http://127.0.0.1:8080/metrics"]`, what the operator renders). A path holds no comma.',
   },
   SCRAPE_JOB: { default: "builder", required: false, description: "The `job` label of scraped series." },
   SCRAPE_TIMEOUT: {
@@ -144,24 +186,36 @@ export const ENV = {
     required: false,
     description:
       "Timeout of one scrape, a Go-style duration; at most PUSH_INTERVAL (when unset: the smaller of 10s and PUSH_INTERVAL) and at most 596h31m23.647s.",
+    kind: "duration",
+    min: 1,
+    max: MAX_DURATION_MS,
   },
   SCRAPE_SAMPLE_LIMIT: {
     default: String(SCRAPE_LIMITS.sampleLimit.default),
     required: false,
     description:
       "Most samples accepted from one scrape after SCRAPE_DROP (Prometheus' sample_limit); a target exposing more fails that scrape (up 0) as soon as the parse reaches the sample past it. Bounds the scrape's memory. 0 = no limit.",
+    kind: "integer",
+    min: SCRAPE_LIMITS.sampleLimit.min,
+    max: SCRAPE_LIMITS.sampleLimit.max,
   },
   SCRAPE_LABEL_LIMIT: {
     default: String(SCRAPE_LIMITS.labelLimit.default),
     required: false,
     description:
       "Most labels of one scraped series, its name and the target's labels included (Prometheus' label_limit); a series with more fails that scrape (up 0), and a longer label set is refused while it is read. 0 = no limit.",
+    kind: "integer",
+    min: SCRAPE_LIMITS.labelLimit.min,
+    max: SCRAPE_LIMITS.labelLimit.max,
   },
   SCRAPE_MAX_BYTES: {
     default: "16MiB",
     required: false,
     description:
       "Largest exposition body read from a target (bytes; Ki/Mi/Gi or KiB/MiB/GiB suffixes allowed); a larger one fails the scrape.",
+    kind: "bytes",
+    min: 1,
+    max: Number.MAX_SAFE_INTEGER,
   },
   SCRAPE_DROP: {
     required: false,
@@ -172,14 +226,6 @@ export const ENV = {
 
 export type EnvName = keyof typeof ENV;
 
-/**
- * The largest duration any variable accepts: Node's timers hold a signed 32-bit count of milliseconds, and a longer
- * delay fires after 1 ms instead (setInterval then runs flat out) or throws (AbortSignal.timeout). The operator's CRD
- * repeats this bound for every duration field, so that what the apiserver admits the pusher accepts.
- */
-export const MAX_DURATION_MS = 2 ** 31 - 1;
-/** MAX_DURATION_MS as a Go duration: "596h31m23.647s" (for CEL: `duration(self) <= duration('596h31m23.647s')`). */
-export const MAX_DURATION = "596h31m23.647s";
 /** The variables that hold a duration, each bounded by MAX_DURATION_MS. */
 export const DURATION_VARIABLES = Object.freeze([
   "PUSH_INTERVAL",
@@ -328,10 +374,34 @@ function fraction(value: bigint, unit: bigint): string {
 
 // ---- labels and headers ----
 
-const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-// RFC 9110 token.
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/**
+ * The grammars parse checks, as regular-expression sources the operator's CRD reuses verbatim (OpenAPI `pattern`, CEL
+ * `matches`). Each is written so that JavaScript and RE2, the apiserver's engine, read it alike: character classes
+ * and anchors only, no look-around, no back-references.
+ */
+export const PATTERNS = {
+  labelName: "^[a-zA-Z_][a-zA-Z0-9_]*$",
+  metricName: "^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+  /** RFC 9110 token. */
+  headerName: "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$",
+  /** The header values Node's HTTP client sends (tab, visible ASCII, space, Latin-1), for the CRD: parse asks Node
+   * itself (unsendableHeaderValue), and config.test.ts checks that the two agree on every character up to U+FFFF. */
+  headerValue: "^[\\t\\x20-\\x7e\\x80-\\xff]*$",
+  /** The path of a scrape target: RFC 3986 path characters, then an optional query of visible ASCII; never a comma
+   * (it would read as a second target in SCRAPE_TARGETS' comma form), a backslash or a #fragment. */
+  scrapePath: "^/[-A-Za-z0-9._~!$&'()*+;=:@%/]*([?][\\x21\\x22\\x24-\\x2b\\x2d-\\x5b\\x5d-\\x7e]*)?$",
+} as const;
+
+/** Label names starting with this are reserved for Prometheus' own use. */
+export const RESERVED_LABEL_PREFIX = "__";
+
+/** The units of a Go duration, longest first (the order a regular-expression alternation needs). */
+export const DURATION_UNITS: readonly string[] = Object.freeze(["ns", "us", "µs", "μs", "ms", "s", "m", "h"]);
+
+const LABEL_NAME = new RegExp(PATTERNS.labelName);
+const METRIC_NAME = new RegExp(PATTERNS.metricName);
+const HEADER_NAME = new RegExp(PATTERNS.headerName);
+const SCRAPE_PATH = new RegExp(PATTERNS.scrapePath);
 
 /**
  * Why Node's HTTP client would refuse to send this header value (it throws from http.request), or undefined when it
@@ -387,6 +457,36 @@ export function formatLabels(labels: Readonly<Record<string, string>>): string {
 /** Formats REMOTE_WRITE_HEADERS as a JSON object string (the unambiguous form the parser accepts). */
 export function formatHeaders(headers: Readonly<Record<string, string>>): string {
   return JSON.stringify(headers);
+}
+
+/** Formats SCRAPE_TARGETS as a JSON array: a URL holding a comma stays one target. */
+export function formatTargets(urls: readonly string[]): string {
+  return JSON.stringify(urls);
+}
+
+/** SCRAPE_TARGETS: a JSON array of strings when the value starts with `[`, else the comma-separated form. */
+function splitTargets(text: string): unknown[] {
+  if (text.startsWith("[")) {
+    const v: unknown = JSON.parse(text);
+    if (!Array.isArray(v)) throw new Error("not a JSON array");
+    return v as unknown[];
+  }
+  return text
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+/** 65536 → "64KiB"; sizes that are not a whole number of KiB/MiB/GiB in bytes. */
+export function formatBytes(n: number): string {
+  for (const [unit, size] of [
+    ["GiB", 1024 ** 3],
+    ["MiB", 1024 ** 2],
+    ["KiB", 1024],
+  ] as const) {
+    if (n >= size && n % size === 0) return `${n / size}${unit}`;
+  }
+  return n === 1 ? "1 byte" : `${n} bytes`;
 }
 
 /** Splits `k=v,k2="v,2"` into pairs; a double-quoted value is a JSON string. Throws with a reason. */
@@ -484,17 +584,27 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
     return raw(name) ?? spec.default;
   };
 
-  const duration = (name: EnvName, fallback: number, min = 1): number => {
+  // Bounds come from ENV (min/max), the table the operator's CRD is generated from.
+  const bounds = (name: EnvName): { min: number; max: number } => {
+    const spec: EnvSpec = ENV[name];
+    return { min: spec.min ?? 0, max: spec.max ?? Number.POSITIVE_INFINITY };
+  };
+  const duration = (name: EnvName, fallback: number): number => {
     const text = withDefault(name);
     if (text === undefined) return fallback;
+    const { min, max } = bounds(name);
     try {
       const ms = parseDuration(text);
       if (ms < min) {
         problem(name, text, `must be at least ${formatDuration(min)}`);
         return fallback;
       }
-      if (!(ms <= MAX_DURATION_MS)) {
-        problem(name, text, `must be at most ${MAX_DURATION} (2^31-1 ms, the longest delay Node's timers can wait)`);
+      if (!(ms <= max)) {
+        problem(
+          name,
+          text,
+          `must be at most ${formatDuration(max)}${max === MAX_DURATION_MS ? " (2^31-1 ms, the longest delay Node's timers can wait)" : ""}`,
+        );
         return fallback;
       }
       return ms;
@@ -503,7 +613,8 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
       return fallback;
     }
   };
-  const integer = (name: EnvName, min: number, max: number, fallback: number): number => {
+  const integer = (name: EnvName, fallback: number): number => {
+    const { min, max } = bounds(name);
     const text = withDefault(name) ?? String(fallback);
     if (!/^\d+$/.test(text)) {
       problem(name, text, `must be a whole number between ${min} and ${max}`);
@@ -515,6 +626,19 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
       return fallback;
     }
     return n;
+  };
+  const bytes = (name: EnvName, fallback: number, example: string): number => {
+    const { min, max } = bounds(name);
+    const text = withDefault(name)!;
+    try {
+      const n = parseBytes(text);
+      if (n < min) problem(name, text, `must be at least ${formatBytes(min)}`);
+      else if (n > max) problem(name, text, `must be at most ${max} bytes`);
+      return n;
+    } catch (e) {
+      problem(name, text, `${(e as Error).message} (e.g. ${example})`);
+      return fallback;
+    }
   };
   const file = (name: EnvName): string | undefined => raw(name);
   const bool = (name: EnvName): boolean => {
@@ -566,8 +690,12 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
       for (const [k, v] of splitPairs(extText)) {
         if (!LABEL_NAME.test(k))
           problem("EXTERNAL_LABELS", extText, `"${k}" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)`);
-        else if (k.startsWith("__"))
-          problem("EXTERNAL_LABELS", extText, `label "${k}": names starting with __ are reserved`);
+        else if (k.startsWith(RESERVED_LABEL_PREFIX))
+          problem(
+            "EXTERNAL_LABELS",
+            extText,
+            `label "${k}": names starting with ${RESERVED_LABEL_PREFIX} are reserved`,
+          );
         else if (v === "") problem("EXTERNAL_LABELS", extText, `label "${k}" has an empty value`);
         else if (Object.hasOwn(externalLabels, k)) problem("EXTERNAL_LABELS", extText, `label "${k}" is repeated`);
         else externalLabels[k] = v;
@@ -647,8 +775,8 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   const tlsCaFile = file("TLS_CA_FILE");
   const tlsInsecureSkipVerify = bool("TLS_INSECURE_SKIP_VERIFY");
 
-  const maxSamplesPerSend = integer("MAX_SAMPLES_PER_SEND", 1, 1_000_000, 2000);
-  const bufferMaxSamples = integer("BUFFER_MAX_SAMPLES", 1, 100_000_000, 100_000);
+  const maxSamplesPerSend = integer("MAX_SAMPLES_PER_SEND", 2000);
+  const bufferMaxSamples = integer("BUFFER_MAX_SAMPLES", 100_000);
   if (bufferMaxSamples < maxSamplesPerSend) {
     problem(
       "BUFFER_MAX_SAMPLES",
@@ -657,19 +785,12 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
     );
   }
   const bufferDir = raw("BUFFER_DIR");
-  let bufferMaxBytes = 256 * 1024 ** 2;
-  const bufferBytesText = withDefault("BUFFER_MAX_BYTES")!;
-  try {
-    bufferMaxBytes = parseBytes(bufferBytesText);
-    if (bufferMaxBytes < 64 * 1024) problem("BUFFER_MAX_BYTES", bufferBytesText, "must be at least 64KiB");
-  } catch (e) {
-    problem("BUFFER_MAX_BYTES", bufferBytesText, `${(e as Error).message} (e.g. 256MiB)`);
-  }
+  const bufferMaxBytes = bytes("BUFFER_MAX_BYTES", 256 * 1024 ** 2, "256MiB");
   if (bufferDir !== undefined && !bufferDir.startsWith("/"))
     problem("BUFFER_DIR", bufferDir, "must be an absolute path");
-  const shutdownTimeoutMs = duration("SHUTDOWN_TIMEOUT", 10_000, 0);
+  const shutdownTimeoutMs = duration("SHUTDOWN_TIMEOUT", 10_000);
   const staleMarkersOnShutdown = bool("STALE_MARKERS_ON_SHUTDOWN");
-  const httpPort = integer("HTTP_PORT", 0, 65535, 0);
+  const httpPort = integer("HTTP_PORT", 0);
   const httpAddress = raw("HTTP_ADDRESS");
   if (httpAddress !== undefined && !isIP(httpAddress) && httpAddress !== "localhost") {
     problem("HTTP_ADDRESS", httpAddress, "must be an IP address (or localhost)");
@@ -683,14 +804,24 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   const scrapeTargets: string[] = [];
   const targetsText = raw("SCRAPE_TARGETS");
   if (targetsText !== undefined) {
-    for (const t of targetsText
-      .split(",")
-      .map((s) => s.trim())
-      .filter((s) => s !== "")) {
-      const u = URL.parse(t);
+    let items: unknown[] = [];
+    try {
+      items = splitTargets(targetsText);
+    } catch (e) {
+      problem("SCRAPE_TARGETS", targetsText, `${(e as Error).message} (expected a JSON array of URLs or url1,url2)`);
+    }
+    for (const t of items) {
+      const u = typeof t === "string" ? URL.parse(t) : null;
       if (!u || (u.protocol !== "http:" && u.protocol !== "https:")) {
-        problem("SCRAPE_TARGETS", targetsText, `"${t}" is not an http(s) URL`);
-      } else if (scrapeTargets.includes(u.toString())) problem("SCRAPE_TARGETS", targetsText, `"${t}" is listed twice`);
+        problem("SCRAPE_TARGETS", targetsText, `${JSON.stringify(t)} is not an http(s) URL`);
+      } else if (u.hash !== "" || !SCRAPE_PATH.test(u.pathname + u.search)) {
+        problem(
+          "SCRAPE_TARGETS",
+          targetsText,
+          `${JSON.stringify(t)}: the path must be /path or /path?query without commas or a #fragment`,
+        );
+      } else if (scrapeTargets.includes(u.toString()))
+        problem("SCRAPE_TARGETS", targetsText, `${JSON.stringify(t)} is listed twice`);
       else scrapeTargets.push(u.toString());
     }
   }
@@ -703,17 +834,9 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
       problem("SCRAPE_TIMEOUT", scrapeTimeoutText, `must not exceed PUSH_INTERVAL (${formatDuration(pushIntervalMs)})`);
     }
   }
-  const { sampleLimit, labelLimit } = SCRAPE_LIMITS;
-  const scrapeSampleLimit = integer("SCRAPE_SAMPLE_LIMIT", sampleLimit.min, sampleLimit.max, sampleLimit.default);
-  const scrapeLabelLimit = integer("SCRAPE_LABEL_LIMIT", labelLimit.min, labelLimit.max, labelLimit.default);
-  let scrapeMaxBytes = 16 * 1024 ** 2;
-  const maxBytesText = withDefault("SCRAPE_MAX_BYTES")!;
-  try {
-    scrapeMaxBytes = parseBytes(maxBytesText);
-    if (scrapeMaxBytes < 1) problem("SCRAPE_MAX_BYTES", maxBytesText, "must be at least 1 byte");
-  } catch (e) {
-    problem("SCRAPE_MAX_BYTES", maxBytesText, `${(e as Error).message} (e.g. 16MiB)`);
-  }
+  const scrapeSampleLimit = integer("SCRAPE_SAMPLE_LIMIT", SCRAPE_LIMITS.sampleLimit.default);
+  const scrapeLabelLimit = integer("SCRAPE_LABEL_LIMIT", SCRAPE_LIMITS.labelLimit.default);
+  const scrapeMaxBytes = bytes("SCRAPE_MAX_BYTES", 16 * 1024 ** 2, "16MiB");
   let scrapeDrop: RegExp | undefined;
   const dropText = raw("SCRAPE_DROP");
   if (dropText !== undefined) {

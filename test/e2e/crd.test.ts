@@ -121,6 +121,17 @@ const invalid: Array<{ name: string; spec: Spec; field: string }> = [
   },
   { name: "bad external label name", spec: withPath("externalLabels", { "1team": "a" }), field: "spec.externalLabels" },
   {
+    name: "scrape path with a comma (a second target, issue 11 item 5)",
+    spec: withPath("scrape", { targets: [{ port: 8080, path: "/metrics,http://10.96.0.1:9100/metrics" }] }),
+    field: "spec.scrape.targets[0].path",
+  },
+  {
+    name: "disk buffer below the pusher's least BUFFER_MAX_BYTES",
+    spec: withPath("buffer", { disk: { sizeLimit: "64Ki" } }),
+    field: "spec.buffer.disk.sizeLimit",
+  },
+  { name: "buffer below one batch", spec: withPath("buffer", { maxSamples: 1999 }), field: "spec.buffer.maxSamples" },
+  {
     name: "bad disk buffer size",
     spec: withPath("buffer", { disk: { sizeLimit: "lots" } }),
     field: "spec.buffer.disk.sizeLimit",
@@ -249,5 +260,8 @@ describe("MetricsPusher CRD on a real apiserver", { timeout: 300_000 }, () => {
     assert.match(table, /minimal\s+http:\/\/prometheus\.monitoring:9090\/api\/v1\/write\s+30s/);
     const explain = await kubectl("explain", "metricspusher.spec.remoteWrite.url");
     assert.match(explain, /http:\/\/ or https:\/\//);
+    // The constraints derived from the pusher's contract are explained too.
+    assert.match(await kubectl("explain", "metricspusher.spec.buffer.maxSamples"), /Between 2000 and 10000000/);
+    assert.match(await kubectl("explain", "metricspusher.spec.pushInterval"), /at least 1ms/);
   });
 });

@@ -3,7 +3,12 @@
 // Pods stay Pending (no scheduler, no kubelet): admission is what is under test.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { AdmissionregistrationV1Api, type V1Pod } from "@kubernetes/client-node";
+import { writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AdmissionregistrationV1Api, ApiException, type V1Pod } from "@kubernetes/client-node";
+import { buildCrd } from "../../operator/src/api/crd.ts";
+import { parseQuantity } from "../../operator/src/api/quantity.ts";
 import { startControlPlane, type ControlPlane } from "../controlplane/harness.ts";
 import {
   appContainer,
@@ -21,7 +26,7 @@ import {
   VERSION,
   type Clients,
 } from "./kube.ts";
-import { applyCrds, createNamespace } from "../lib/kube.ts";
+import { applyCrds, createNamespace, kubectl, ROOT } from "../lib/kube.ts";
 import { OPERATOR_NAMESPACE, startOperator, type OperatorProcess } from "../lib/operator.ts";
 import { waitFor } from "../lib/wait.ts";
 
@@ -144,6 +149,117 @@ describe("operator end to end", { timeout: 420_000 }, () => {
       bareSidecar(control).length,
       1,
       "a matching bare pod created the same way is injected (the skips are not an outage)",
+    );
+  });
+
+  it("integer quantities (int-or-string) are injected like strings: emptyDir, BUFFER_MAX_BYTES, resources (issue 11, item 4)", async () => {
+    const ns = "contract-int";
+    await createNamespace(cp.kubeConfig, ns);
+    await createPusher(c, ns, "ints", {
+      selector: { matchLabels: { app: "builder" } },
+      remoteWrite: { url: RW_URL },
+      buffer: { disk: { sizeLimit: 268435456 } },
+      resources: { requests: { cpu: 1 as unknown as string, memory: 67108864 as unknown as string } },
+      scrape: { targets: [{ port: 8080 }, { port: 9100, path: "/stats" }] },
+    });
+    const p = await waitFor(
+      async () => {
+        const mp = await getPusher(c, ns, "ints");
+        return condition(mp, "Ready")?.status === "True" ? mp : undefined;
+      },
+      { timeoutMs: 30_000, message: "MetricsPusher ints Ready" },
+    );
+    const pod = await c.core.createNamespacedPod({
+      namespace: ns,
+      body: { metadata: { name: "builder", labels: { app: "builder" } }, spec: { containers: [appContainer()] } },
+    });
+    const s = bareSidecar(pod)[0];
+    assert.ok(s, "the pod got the sidecar (the webhook used to throw q.trim is not a function)");
+    assert.equal(pod.metadata?.annotations?.["metricspusher.dev/injected"], `ints@${p.status?.configHash}`);
+    const volume = pod.spec?.volumes?.find((v) => v.name === "metrics-pusher-buffer");
+    assert.equal(parseQuantity(volume?.emptyDir?.sizeLimit), 268435456);
+    assert.equal(env(s, "BUFFER_MAX_BYTES"), String(Math.floor(268435456 * 0.9)));
+    assert.equal(parseQuantity(s.resources?.requests?.memory), 67108864);
+    assert.equal(parseQuantity(s.resources?.requests?.cpu), 1);
+    // Item 5: the targets travel as one JSON array, all on the pod's loopback.
+    assert.deepEqual(JSON.parse(env(s, "SCRAPE_TARGETS") ?? "null"), [
+      "http://127.0.0.1:8080/metrics",
+      "http://127.0.0.1:9100/stats",
+    ]);
+  });
+
+  it("a MetricsPusher the pusher would refuse (stored under a laxer CRD): Ready=False InvalidSpec, pods left alone, Events (issue 11, item 3)", async () => {
+    const ns = "contract-invalid";
+    await createNamespace(cp.kubeConfig, ns);
+    // The apiserver keeps objects stored under an older CRD when the CRD tightens (validation ratcheting): the
+    // controller and the webhook must not trust the schema alone. Install a CRD without maxSamples' minimum...
+    const lax = buildCrd();
+    delete lax.spec.versions[0]!.schema.openAPIV3Schema.properties.spec.properties!.buffer!.properties!.maxSamples!
+      .minimum;
+    const file = join(tmpdir(), `lax-crd-${process.pid}.json`);
+    await writeFile(file, JSON.stringify(lax));
+    await kubectl(cp, ["apply", "--server-side", "--force-conflicts", "-f", file]);
+    const spec = {
+      selector: { matchLabels: { app: "builder" } },
+      remoteWrite: { url: RW_URL },
+      buffer: { maxSamples: 1000 },
+    };
+    await waitFor(
+      async () => {
+        await createPusher(c, ns, "small-buffer", spec);
+        return true;
+      },
+      { timeoutMs: 30_000, message: "the lax CRD accepts maxSamples 1000" },
+    );
+    // ...then the real one again: it refuses such a spec, and the stored object stays.
+    await kubectl(cp, [
+      "apply",
+      "--server-side",
+      "--force-conflicts",
+      "-f",
+      join(ROOT, "crds/metricspusher.dev_metricspushers.yaml"),
+    ]);
+    await waitFor(
+      async () => {
+        const err = await createPusher(c, ns, "probe", spec).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        return err instanceof ApiException && err.code === 422;
+      },
+      { timeoutMs: 30_000, message: "the current CRD refuses maxSamples 1000 again" },
+    );
+
+    const mp = await waitFor(
+      async () => {
+        const p = await getPusher(c, ns, "small-buffer");
+        return condition(p, "Ready")?.reason === "InvalidSpec" ? p : undefined;
+      },
+      { timeoutMs: 30_000, message: "MetricsPusher small-buffer Ready=False InvalidSpec" },
+    );
+    const ready = condition(mp, "Ready")!;
+    assert.equal(ready.status, "False");
+    assert.match(ready.message, /BUFFER_MAX_SAMPLES="1000": must be at least MAX_SAMPLES_PER_SEND \(2000\)/);
+    assert.equal(condition(mp, "UpToDate")?.status, "False");
+
+    const pod = await c.core.createNamespacedPod({
+      namespace: ns,
+      body: { metadata: { name: "builder", labels: { app: "builder" } }, spec: { containers: [appContainer()] } },
+    });
+    assert.equal(bareSidecar(pod).length, 0, "no sidecar that would exit 2 at start");
+    assert.equal(pod.metadata?.annotations?.["metricspusher.dev/injected"], undefined);
+    await waitFor(
+      async () => {
+        const events = await eventsFor(c, ns, "MetricsPusher", "small-buffer");
+        return (
+          events.some((e) => e.reason === "InvalidSpec" && e.type === "Warning") &&
+          events.some((e) => e.reason === "InjectionSkipped" && /^InvalidSpec: .*BUFFER_MAX_SAMPLES/.test(e.message))
+        );
+      },
+      {
+        timeoutMs: 30_000,
+        message: "InvalidSpec Events on the MetricsPusher, from the controller and from the webhook",
+      },
     );
   });
 

@@ -1,10 +1,15 @@
 // The real kube-apiserver, with the project's crds/ applied, refuses every invalid MetricsPusher in this table with
-// a message that names the offending field; and a MetricsPusher can never reference a Secret of another namespace
+// a message that names the offending field (among them every case of issue 11 where the sidecar used to exit 2 at
+// start); what it accepts, the pusher's own parse accepts too (a property over generated specs); and a MetricsPusher can never reference a Secret of another namespace
 // (its Secret references have no namespace field: strict field validation refuses one, and without it the field is
 // pruned, so the reference stays in the MetricsPusher's own namespace).
 import { strict as assert } from "node:assert";
 import { after, before, describe, it } from "node:test";
 import { CustomObjectsApi } from "@kubernetes/client-node";
+import fc from "fast-check";
+import { checkSidecar, renderSidecar } from "../../operator/src/inject/sidecar.ts";
+import type { SidecarDefaults } from "../../operator/src/inject/sidecar.ts";
+import type { MetricsPusher } from "../../operator/src/api/index.ts";
 import { startControlPlane, type ControlPlane } from "../controlplane/harness.ts";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../operator/src/api/index.ts";
 import { apiCode, apiMessage, applyCrds, createNamespace } from "../lib/kube.ts";
@@ -121,7 +126,224 @@ const cases: Case[] = [
     spec: (s) => (s.externalLabels = { "1bad-name": "x" }),
     field: "spec.externalLabels",
   },
+  // Issue 11, item 3: each of these passed the schema, then the sidecar exited 2 at start.
+  {
+    name: "buffer.maxSamples below one batch (1999)",
+    spec: (s) => (s.buffer = { maxSamples: 1999 }),
+    field: "spec.buffer.maxSamples",
+  },
+  { name: "external label named __x", spec: (s) => (s.externalLabels = { __x: "a" }), field: "spec.externalLabels" },
+  {
+    name: "external label with an empty value",
+    spec: (s) => (s.externalLabels = { team: "" }),
+    field: "spec.externalLabels",
+  },
+  {
+    name: "duplicate scrape targets (the default path spelled out)",
+    spec: (s) => (s.scrape = { targets: [{ port: 8080 }, { port: 8080, path: "/metrics" }] }),
+    field: "spec.scrape.targets",
+  },
+  {
+    name: "scrape.timeout above pushInterval",
+    spec: (s) => ((s.pushInterval = "30s"), (s.scrape = { targets: [{ port: 8080 }], timeout: "1m" })),
+    field: "spec.scrape.timeout",
+  },
+  {
+    name: "scrape.timeout above the default pushInterval",
+    spec: (s) => (s.scrape = { targets: [{ port: 8080 }], timeout: "31s" }),
+    field: "spec.scrape.timeout",
+  },
+  {
+    name: "buffer.disk.sizeLimit 64Ki",
+    spec: (s) => (s.buffer = { disk: { sizeLimit: "64Ki" } }),
+    field: "spec.buffer.disk.sizeLimit",
+  },
+  {
+    name: "buffer.disk.sizeLimit 65536 as an integer",
+    spec: (s) => (s.buffer = { disk: { sizeLimit: 65536 } }),
+    field: "spec.buffer.disk.sizeLimit",
+  },
+  { name: "pushInterval 500us", spec: (s) => (s.pushInterval = "500us"), field: "spec.pushInterval" },
+  {
+    name: "remoteWrite.timeout 999999ns",
+    spec: (s) => (s.remoteWrite.timeout = "999999ns"),
+    field: "spec.remoteWrite.timeout",
+  },
+  {
+    name: "header value with a line feed",
+    spec: (s) => (s.remoteWrite.headers = { "X-A": "a\nb" }),
+    field: "spec.remoteWrite.headers",
+  },
+  {
+    name: "header value with a control character",
+    spec: (s) => (s.remoteWrite.headers = { "X-A": "a\u0001b" }),
+    field: "spec.remoteWrite.headers",
+  },
+  {
+    name: "header value with €",
+    spec: (s) => (s.remoteWrite.headers = { "X-A": "5€" }),
+    field: "spec.remoteWrite.headers",
+  },
+  {
+    name: "a header repeated in another case",
+    spec: (s) => (s.remoteWrite.headers = { "X-Scope-OrgID": "a", "x-scope-orgid": "b" }),
+    field: "spec.remoteWrite.headers",
+  },
+  {
+    name: "credentials in the URL together with bearerTokenSecret",
+    spec: (s) => (s.remoteWrite = { url: "https://u:p@rw/api/v1/write", bearerTokenSecret: { name: "t", key: "t" } }),
+    field: "spec.remoteWrite",
+  },
+  {
+    name: "url http://:80/write (no host)",
+    spec: (s) => (s.remoteWrite.url = "http://:80/write"),
+    field: "spec.remoteWrite.url",
+  },
+  {
+    name: "url with port 99999",
+    spec: (s) => (s.remoteWrite.url = "http://rw:99999/write"),
+    field: "spec.remoteWrite.url",
+  },
+  {
+    name: "url with IPv4 host 10.0.0.256",
+    spec: (s) => (s.remoteWrite.url = "http://10.0.0.256/write"),
+    field: "spec.remoteWrite.url",
+  },
+  {
+    name: "url with IPv6 host [1:2:3]",
+    spec: (s) => (s.remoteWrite.url = "http://[1:2:3]/write"),
+    field: "spec.remoteWrite.url",
+  },
+  { name: 'image ""', spec: (s) => (s.image = ""), field: "spec.image" },
+  {
+    name: "basicAuth without a user name",
+    spec: (s) => (s.remoteWrite.basicAuth = { passwordSecret: { name: "s", key: "p" } }),
+    field: "spec.remoteWrite.basicAuth",
+  },
+  // Issue 11, item 5: a comma in a path used to add a target on any host.
+  {
+    name: "scrape path holding a comma and a second URL",
+    spec: (s) => (s.scrape = { targets: [{ port: 8080, path: "/metrics,http://10.96.0.1:9100/metrics" }] }),
+    field: /spec\.scrape\.targets(\[0\])?\.path/,
+  },
+  {
+    name: "scrape path with a #fragment",
+    spec: (s) => (s.scrape = { targets: [{ port: 8080, path: "/metrics#x" }] }),
+    field: /spec\.scrape\.targets(\[0\])?\.path/,
+  },
+  {
+    name: "scrape path with a .. segment",
+    spec: (s) => (s.scrape = { targets: [{ port: 8080, path: "/x/../metrics" }] }),
+    field: /spec\.scrape\.targets(\[0\])?\.path/,
+  },
+  {
+    name: "negative resource quantity",
+    spec: (s) => (s.resources = { requests: { memory: "-1Mi" } }),
+    field: "spec.resources.requests",
+  },
 ];
+
+const sidecarDefaults: SidecarDefaults = {
+  image: "ghcr.io/metrics-pusher/pusher:0.1.0",
+  runAsUser: 65532,
+  resources: { requests: { cpu: "10m", memory: "64Mi" } },
+  nativeSidecarsSupported: true,
+};
+
+// Mostly valid values, and some near each rule's edge, so that the generator reaches both sides of every boundary
+// the CRD draws (a spec is refused as soon as one field is).
+const mostly = <T>(good: readonly T[], edge: readonly T[]): fc.Arbitrary<T> =>
+  fc.oneof({ arbitrary: fc.constantFrom(...good), weight: 6 }, { arbitrary: fc.constantFrom(...edge), weight: 1 });
+const goodDurations = ["1ms", "1000us", "1000000ns", "0.5s", ".5s", "5.s", "10s", "30s", "1m30s", "1.5h", "1μs1ms"];
+const edgeDurations = ["999us", "0s", "31s", "2h45m", "596h31m23.647s", "1µs", "500us"];
+const duration = mostly(goodDurations, edgeDurations);
+const arbSpec = fc.record(
+  {
+    url: mostly(
+      [
+        "http://prometheus.monitoring:9090/api/v1/write",
+        "https://u:p@vm:8428/api/v1/write",
+        "http://[::1]:9090/write",
+        "http://[2001:db8::1]/write",
+        "http://10.0.0.1/write",
+        "http://rw.:65535/write?x=1#f",
+        "http://rw_1/write",
+        "http://rw/%zz",
+        "http://rw/€",
+        "http://h:/x",
+      ],
+      ["http://rw:65536/write", "http://:80/write", "http://10.0.0.256/w", "http://[1:2:3]/w", "http://a.123/"],
+    ),
+    auth: mostly(["none", "none", "bearer", "basic", "basicSecret"], ["basicBlank", "basicNone"]),
+    pushInterval: duration,
+    timeout: duration,
+    scrapeTimeout: duration,
+    targets: fc.array(
+      fc.record(
+        {
+          port: fc.integer({ min: 8080, max: 8082 }),
+          path: mostly(
+            ["/metrics", "/m", "/q?match[]=up", "/a:b@c", "/%41"],
+            ["/a,b", "/x/../metrics", "/%2e/metrics", "/h#f", "/é", "/a b", "m"],
+          ),
+        },
+        { requiredKeys: ["port"] },
+      ),
+      { maxLength: 3 },
+    ),
+    labels: fc.dictionary(
+      mostly(["team", "_ok", "a1", "job"], ["__x", "1a", "a-b"]),
+      mostly(["a", " ", "x,y", 'q"u', "€", "a=b"], [""]),
+      {
+        maxKeys: 3,
+      },
+    ),
+    headers: fc.dictionary(
+      mostly(["X-Scope-OrgID", "X-A", "x-a"], ["Bad Name", "Content-Type", "x-scope-orgid"]),
+      mostly(["", "t1", "é", "a\tb", " x ", "ÿ"], ["a\nb", "a\u0001", "€", "a\u007f"]),
+      { maxKeys: 3 },
+    ),
+    maxSamples: mostly([2000, 100000, 10000000], [1, 1999, 10000001]),
+    sizeLimit: mostly<string | number>(
+      ["72818", 72818, "256Mi", 268435456, "1e9", "0.5Gi", "1Gi"],
+      ["64Ki", 72817, "500m", "1E", "-1Gi"],
+    ),
+    image: mostly(["ghcr.io/metrics-pusher/pusher:0.1.0"], ["", "a b"]),
+  },
+  { requiredKeys: ["url", "auth"] },
+);
+
+type Generated = typeof arbSpec extends fc.Arbitrary<infer T> ? T : never;
+
+function specOf(g: Generated): Record<string, unknown> {
+  const remoteWrite: Record<string, unknown> = { url: g.url };
+  if (g.timeout !== undefined) remoteWrite.timeout = g.timeout;
+  if (g.headers !== undefined) remoteWrite.headers = g.headers;
+  const secret = { name: "rw", key: "k" };
+  if (g.auth === "bearer") remoteWrite.bearerTokenSecret = secret;
+  if (g.auth === "basic") remoteWrite.basicAuth = { username: "u", passwordSecret: secret };
+  if (g.auth === "basicSecret") remoteWrite.basicAuth = { usernameSecret: secret, passwordSecret: secret };
+  if (g.auth === "basicBlank") remoteWrite.basicAuth = { username: " ", passwordSecret: secret };
+  if (g.auth === "basicNone") remoteWrite.basicAuth = { passwordSecret: secret };
+  return {
+    selector: {},
+    remoteWrite,
+    ...(g.pushInterval !== undefined ? { pushInterval: g.pushInterval } : {}),
+    ...(g.labels !== undefined ? { externalLabels: g.labels } : {}),
+    ...(g.targets !== undefined
+      ? { scrape: { targets: g.targets, ...(g.scrapeTimeout !== undefined ? { timeout: g.scrapeTimeout } : {}) } }
+      : {}),
+    ...(g.maxSamples !== undefined || g.sizeLimit !== undefined
+      ? {
+          buffer: {
+            ...(g.maxSamples !== undefined ? { maxSamples: g.maxSamples } : {}),
+            ...(g.sizeLimit !== undefined ? { disk: { sizeLimit: g.sizeLimit } } : {}),
+          },
+        }
+      : {}),
+    ...(g.image !== undefined ? { image: g.image } : {}),
+  };
+}
 
 describe("invalid MetricsPushers refused by the real apiserver", () => {
   let cp: ControlPlane;
@@ -168,6 +390,60 @@ describe("invalid MetricsPushers refused by the real apiserver", () => {
       else assert.match(message, c.field, `message does not name the field: ${message}`);
     });
   }
+
+  it("accepts quantities as integers or strings (issue 11, item 4)", async () => {
+    const spec = valid();
+    spec.buffer = { disk: { sizeLimit: 268435456 } };
+    spec.resources = { requests: { cpu: 1, memory: "64Mi" }, limits: { memory: 201326592 } };
+    const created = (await create("int-quantities", spec)) as { spec: { buffer: { disk: { sizeLimit: unknown } } } };
+    assert.equal(created.spec.buffer.disk.sizeLimit, 268435456);
+    const stored = { apiVersion: API_VERSION, kind: KIND, metadata: { name: "x", namespace: NS }, spec: created.spec };
+    const r = renderSidecar(stored as MetricsPusher, sidecarDefaults);
+    assert.equal(checkSidecar(r.container, NS), undefined);
+    assert.deepEqual(r.volumes.find((v) => v.emptyDir)?.emptyDir, { sizeLimit: "268435456" });
+  });
+
+  it("what the apiserver accepts, the pusher's parse accepts (generated specs, server-side dry run)", async () => {
+    let accepted = 0;
+    let refused = 0;
+    await fc.assert(
+      fc.asyncProperty(arbSpec, async (g) => {
+        const spec = specOf(g);
+        let stored: Record<string, unknown> | undefined;
+        try {
+          stored = (await api.createNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            namespace: NS,
+            plural: PLURAL,
+            body: { apiVersion: API_VERSION, kind: KIND, metadata: { generateName: "prop-" }, spec },
+            dryRun: "All",
+          })) as Record<string, unknown>;
+        } catch (e) {
+          assert.equal(apiCode(e), 422, `not a validation refusal: ${apiMessage(e)}`);
+          refused++;
+          return;
+        }
+        accepted++;
+        const r = renderSidecar(
+          { ...stored, metadata: { name: "p", namespace: NS } } as MetricsPusher,
+          sidecarDefaults,
+        );
+        const problem = checkSidecar(r.container, NS);
+        assert.equal(
+          problem,
+          undefined,
+          `the apiserver accepted ${JSON.stringify(spec)}, the pusher refuses: ${problem}`,
+        );
+      }),
+      { numRuns: 300, seed: Number(process.env.FC_SEED ?? Date.now() % 2 ** 31) },
+    );
+    process.stdout.write(`# property: ${accepted} specs accepted (each parsed by the pusher), ${refused} refused\n`);
+    assert.ok(
+      accepted >= 20 && refused >= 20,
+      `the generator must reach both sides: ${accepted} accepted, ${refused} refused`,
+    );
+  });
 
   it("has no way to name a Secret in another namespace: strict validation refuses the field, lax validation drops it", async () => {
     const spec = valid();

@@ -40,6 +40,8 @@ export const SkipReason = {
   WouldBlockCompletion: "WouldBlockCompletion",
   /** hostNetwork pod: 127.0.0.1 is the node's, so the sidecar would scrape and expose the node's ports. */
   HostNetwork: "HostNetwork",
+  /** The rendered sidecar would exit at start: the pusher's own parse refuses its environment. */
+  InvalidSpec: "InvalidSpec",
   InternalError: "InternalError",
 } as const;
 export type SkipReason = (typeof SkipReason)[keyof typeof SkipReason];

@@ -1,15 +1,29 @@
-// The MetricsPusher CustomResourceDefinition, generated so that CEL rules reuse the pusher's own contract
-// (RESERVED_HEADERS) instead of retyping it. `node --conditions=source operator/src/api/crd.ts` rewrites
-// crds/metricspusher.dev_metricspushers.yaml; crd.test.ts fails when the committed file differs.
+// The MetricsPusher CustomResourceDefinition, generated so that its validation is the pusher's own contract: every
+// bound, grammar and reserved name comes from pusher/src/config.ts (ENV's kind/min/max, PATTERNS, DURATION_UNITS,
+// RESERVED_HEADERS, RESERVED_LABEL_PREFIX) and is turned here into OpenAPI keywords and CEL rules, never retyped.
+// What the apiserver accepts, the sidecar can start with; what no schema can tell, the controller and the webhook
+// check with the pusher's parse (inject/sidecar.ts checkSidecar). `node --conditions=source operator/src/api/crd.ts`
+// rewrites crds/metricspusher.dev_metricspushers.yaml; crd.test.ts fails when the committed file differs.
 import { writeFileSync } from "node:fs";
 import { stringify } from "yaml";
-import { RESERVED_HEADERS } from "@metrics-pusher/pusher/config";
+import {
+  DURATION_UNITS,
+  ENV,
+  LOG_LEVELS,
+  PATTERNS,
+  RESERVED_HEADERS,
+  RESERVED_LABEL_PREFIX,
+  formatBytes,
+  formatDuration,
+} from "@metrics-pusher/pusher/config";
+import type { EnvName, EnvSpec } from "@metrics-pusher/pusher/config";
+import { DEFAULT_SCRAPE_PATH, DISK_BUFFER_FRACTION, diskBufferBytes } from "../inject/sidecar.ts";
+import { QUANTITY_PATTERN } from "./quantity.ts";
 import {
   CRD_NAME,
   GROUP,
   KIND,
   LIST_KIND,
-  LogLevel,
   PLURAL,
   RolloutStrategy,
   SHORT_NAMES,
@@ -46,25 +60,57 @@ export interface Schema {
   "x-kubernetes-map-type"?: string;
 }
 
-const DURATION_PATTERN = "^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 const quote = (s: string) => `'${s}'`;
 
-function duration(description: string, example: string): Schema {
+/** The operator's own cap on buffer.maxSamples (memory of one sidecar), below the pusher's. */
+const MAX_SAMPLES_CAP = 10_000_000;
+
+type Rule = NonNullable<Schema["x-kubernetes-validations"]>[number];
+
+/** A CEL string literal holding `s` (a regular expression source, a duration). */
+export const celString = (s: string): string => `'${s.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
+
+const spec = (name: EnvName): EnvSpec => ENV[name];
+
+/** The pusher's duration grammar (parseDuration), without the sign and the bare 0 it also reads. */
+export const DURATION_PATTERN = `^(([0-9]+([.][0-9]*)?|[.][0-9]+)(${DURATION_UNITS.join("|")}))+$`;
+
+/** A duration field rendered into env `name`: the pusher's grammar as pattern, ENV's bounds as CEL. */
+function duration(name: EnvName, description: string, example: string): Schema {
+  const { min, max } = spec(name);
+  const rules: Rule[] = [];
+  const bounds: string[] = [];
+  if (min !== undefined) {
+    rules.push({
+      rule: `duration(self) >= duration(${celString(formatDuration(min))})`,
+      message: `must be at least ${formatDuration(min)} (the pusher's ${name})`,
+      reason: "FieldValueInvalid",
+    });
+    bounds.push(`at least ${formatDuration(min)}`);
+  }
+  if (max !== undefined) {
+    rules.push({
+      rule: `duration(self) <= duration(${celString(formatDuration(max))})`,
+      message: `must be at most ${formatDuration(max)} (the pusher's ${name})`,
+      reason: "FieldValueInvalid",
+    });
+    bounds.push(`at most ${formatDuration(max)}`);
+  }
   return {
     type: "string",
     maxLength: 64,
     pattern: DURATION_PATTERN,
-    description: `${description} A Go duration such as ${example}; must be greater than zero.`,
-    "x-kubernetes-validations": [
-      {
-        rule: "duration(self) > duration('0s')",
-        message: "must be a duration greater than zero, e.g. 30s",
-        reason: "FieldValueInvalid",
-      },
-    ],
+    description: `${description} A Go duration such as ${example}${bounds.length > 0 ? `; ${bounds.join(", ")}` : ""}.`,
+    "x-kubernetes-validations": rules,
   };
 }
 
+/** An integer field rendered into env `name`: ENV's bounds, narrowed by the operator's own where it has them. */
+function integer(name: EnvName, description: string, narrower: { min?: number; max?: number } = {}): Schema {
+  const lo = Math.max(spec(name).min ?? Number.MIN_SAFE_INTEGER, narrower.min ?? Number.MIN_SAFE_INTEGER);
+  const hi = Math.min(spec(name).max ?? Number.MAX_SAFE_INTEGER, narrower.max ?? Number.MAX_SAFE_INTEGER);
+  return { type: "integer", minimum: lo, maximum: hi, description: `${description} Between ${lo} and ${hi}.` };
+}
 function secretRef(description: string): Schema {
   return {
     type: "object",
@@ -85,9 +131,89 @@ function secretRef(description: string): Schema {
 const quantity: Schema = {
   "x-kubernetes-int-or-string": true,
   anyOf: [{ type: "integer" }, { type: "string" }],
-  pattern:
-    "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
+  pattern: QUANTITY_PATTERN,
+  // Bounds the cost of the CEL rules below (the apiserver estimates it from the longest string).
+  maxLength: 64,
 };
+/** CEL: the quantity in `self`, an int or a string (string() of a string is the string). */
+const QTY = "quantity(string(self))";
+
+/** spec.buffer.disk.sizeLimit: the pusher gets diskBufferBytes(limit) as BUFFER_MAX_BYTES, so ENV's bounds on
+ * BUFFER_MAX_BYTES become bounds on the limit. */
+function diskSizeLimit(): Schema {
+  const { min = 0, max = Number.MAX_SAFE_INTEGER } = spec("BUFFER_MAX_BYTES");
+  let lo = Math.ceil(min / DISK_BUFFER_FRACTION);
+  while (lo > 0 && diskBufferBytes(lo - 1) >= min) lo--;
+  while (diskBufferBytes(lo) < min) lo++;
+  let hi = Math.floor(max / DISK_BUFFER_FRACTION);
+  while (diskBufferBytes(hi) > max) hi--;
+  return {
+    ...quantity,
+    description: `Size limit of the emptyDir, e.g. 256Mi or 268435456 (bytes); the pusher uses at most ${DISK_BUFFER_FRACTION * 100}% of it, so at least ${lo} bytes (that share is the pusher's least BUFFER_MAX_BYTES, ${formatBytes(min)}).`,
+    "x-kubernetes-validations": [
+      {
+        rule: `!isQuantity(string(self)) || ${QTY}.compareTo(quantity('${lo}')) >= 0`,
+        message: `must be at least ${lo} bytes: the pusher keeps ${DISK_BUFFER_FRACTION * 100}% of it as BUFFER_MAX_BYTES, at least ${formatBytes(min)}`,
+        reason: "FieldValueInvalid",
+      },
+      {
+        rule: `!isQuantity(string(self)) || ${QTY}.compareTo(quantity('${hi}')) <= 0`,
+        message: `must be at most ${hi} bytes`,
+        reason: "FieldValueInvalid",
+      },
+    ],
+  };
+}
+
+function resourceList(description: string): Schema {
+  return {
+    type: "object",
+    maxProperties: 16,
+    description,
+    additionalProperties: {
+      ...quantity,
+      "x-kubernetes-validations": [
+        {
+          rule: `!isQuantity(string(self)) || !${QTY}.isLessThan(quantity('0'))`,
+          message: "must not be negative",
+          reason: "FieldValueInvalid",
+        },
+      ],
+    },
+  };
+}
+
+// The Remote-Write URL: a strict subset of what the pusher's WHATWG URL parser accepts, as one regular expression
+// (CEL's url() has no cost bound the apiserver can estimate). The host is a name whose last label starts with a letter
+// (WHATWG reads a host ending in a number as an IPv4 address), a dotted-quad IPv4 or a bracketed IPv6 address; the
+// port is at most 65535.
+const HEX4 = "[0-9A-Fa-f]{1,4}";
+const IPV6 = [
+  `(${HEX4}:){7}${HEX4}`,
+  `(${HEX4}:){1,7}:`,
+  `(${HEX4}:){1,6}:${HEX4}`,
+  `(${HEX4}:){1,5}(:${HEX4}){1,2}`,
+  `(${HEX4}:){1,4}(:${HEX4}){1,3}`,
+  `(${HEX4}:){1,3}(:${HEX4}){1,4}`,
+  `(${HEX4}:){1,2}(:${HEX4}){1,5}`,
+  `${HEX4}:(:${HEX4}){1,6}`,
+  `:((:${HEX4}){1,7}|:)`,
+].join("|");
+const OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+const LABEL = "[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?";
+const NAME = `(${LABEL}[.])*[A-Za-z]([-A-Za-z0-9_]*[A-Za-z0-9_])?[.]?`;
+const PORT = "([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+export const URL_PATTERN = `^https?://([^/?#@\\s]*@)?(${NAME}|(${OCTET}[.]){3}${OCTET}|\\[(${IPV6})\\])(:${PORT}?)?([/?#][^\\s]*)?$`;
+
+function remoteWriteUrl(): Schema {
+  return {
+    type: "string",
+    maxLength: 2048,
+    pattern: URL_PATTERN,
+    description:
+      "Receiver endpoint, http:// or https://, e.g. http://prometheus.monitoring:9090/api/v1/write: a host name (its last label starting with a letter), a dotted-quad IPv4 address or a bracketed IPv6 address, and an optional port up to 65535. Credentials in the URL (user:password@) are used for basic auth, and then neither bearerTokenSecret nor basicAuth may be set.",
+  };
+}
 
 const labelSelector: Schema = {
   type: "object",
@@ -128,10 +254,21 @@ const labelSelector: Schema = {
 
 export function specSchema(): Schema {
   const reserved = `[${RESERVED_HEADERS.map(quote).join(", ")}]`;
+  const pushIntervalDefault = spec("PUSH_INTERVAL").default!;
+  const batch = Number(spec("MAX_SAMPLES_PER_SEND").default);
   return {
     type: "object",
-    description: "Desired state: which pods get the pusher and how it is configured.",
+    description:
+      "Desired state: which pods get the pusher and how it is configured. What the apiserver accepts here, the sidecar can start with: the rules are generated from the pusher's own configuration contract.",
     required: ["selector", "remoteWrite"],
+    "x-kubernetes-validations": [
+      {
+        rule: `!has(self.scrape) || !has(self.scrape.timeout) || duration(self.scrape.timeout) <= duration(has(self.pushInterval) ? self.pushInterval : ${celString(pushIntervalDefault)})`,
+        message: "must not exceed pushInterval (the pusher's SCRAPE_TIMEOUT <= PUSH_INTERVAL)",
+        fieldPath: ".scrape.timeout",
+        reason: "FieldValueInvalid",
+      },
+    ],
     properties: {
       selector: labelSelector,
       remoteWrite: {
@@ -139,27 +276,20 @@ export function specSchema(): Schema {
         description: "Where and how the pusher sends samples (Prometheus Remote-Write 1.0).",
         required: ["url"],
         properties: {
-          url: {
-            type: "string",
-            maxLength: 2048,
-            description: "Receiver endpoint, http:// or https://, e.g. http://prometheus.monitoring:9090/api/v1/write.",
-            "x-kubernetes-validations": [
-              {
-                rule: "self.matches('^https?://[^/?#\\\\s]+([/?#][^\\\\s]*)?$')",
-                message: "must be an http:// or https:// URL with a host",
-                reason: "FieldValueInvalid",
-              },
-            ],
-          },
-          timeout: duration("Timeout of one Remote-Write request. Default: the pusher's (30s).", "10s"),
+          url: remoteWriteUrl(),
+          timeout: duration(
+            "TIMEOUT",
+            `Timeout of one Remote-Write request. Default: the pusher's (${spec("TIMEOUT").default}).`,
+            "10s",
+          ),
           headers: {
             type: "object",
             maxProperties: 32,
-            description: `Extra HTTP headers sent with every request (e.g. X-Scope-OrgID). Reserved headers are refused: ${RESERVED_HEADERS.join(", ")}; use bearerTokenSecret or basicAuth for credentials.`,
-            additionalProperties: { type: "string", maxLength: 4096 },
+            description: `Extra HTTP headers sent with every request (e.g. X-Scope-OrgID). Names are HTTP tokens, each at most once whatever its case; values hold tab, visible ASCII, space and Latin-1 characters only (no line break, no other control character, nothing above U+00FF such as €). Reserved headers are refused: ${RESERVED_HEADERS.join(", ")}; use bearerTokenSecret or basicAuth for credentials.`,
+            additionalProperties: { type: "string", maxLength: 4096, pattern: PATTERNS.headerValue },
             "x-kubernetes-validations": [
               {
-                rule: "self.all(k, k.matches('^[-!#$%&\\'*+.^_`|~0-9A-Za-z]+$'))",
+                rule: `self.all(k, k.matches(${celString(PATTERNS.headerName)}))`,
                 message: "header names must be HTTP tokens",
                 reason: "FieldValueInvalid",
               },
@@ -168,18 +298,25 @@ export function specSchema(): Schema {
                 message: `must not set a reserved header (${RESERVED_HEADERS.join(", ")})`,
                 reason: "FieldValueForbidden",
               },
+              {
+                rule: "self.all(k, self.exists_one(j, j.lowerAscii() == k.lowerAscii()))",
+                message: "a header name must not be repeated in another case",
+                reason: "FieldValueDuplicate",
+              },
             ],
           },
           bearerTokenSecret: secretRef("Bearer token sent as `Authorization: Bearer <token>`."),
           basicAuth: {
             type: "object",
-            description: "HTTP basic authentication.",
+            description: "HTTP basic authentication: passwordSecret and exactly one of username and usernameSecret.",
             required: ["passwordSecret"],
             properties: {
               username: {
                 type: "string",
+                minLength: 1,
                 maxLength: 256,
-                description: "Literal user name (use usernameSecret to keep it in a Secret).",
+                pattern: "\\S",
+                description: "Literal user name, not blank (use usernameSecret to keep it in a Secret).",
               },
               usernameSecret: secretRef("User name."),
               passwordSecret: secretRef("Password."),
@@ -189,6 +326,11 @@ export function specSchema(): Schema {
                 rule: "!(has(self.username) && has(self.usernameSecret))",
                 message: "set username or usernameSecret, not both",
                 reason: "FieldValueForbidden",
+              },
+              {
+                rule: "has(self.username) || has(self.usernameSecret)",
+                message: "set username or usernameSecret (the pusher needs a user name with the password)",
+                reason: "FieldValueRequired",
               },
             ],
           },
@@ -204,28 +346,41 @@ export function specSchema(): Schema {
             message: "set bearerTokenSecret or basicAuth, not both",
             reason: "FieldValueForbidden",
           },
+          {
+            rule: "!(has(self.bearerTokenSecret) || has(self.basicAuth)) || !self.url.matches('^https?://[^/?#]*@')",
+            message: "the url holds credentials (user@): do not also set bearerTokenSecret or basicAuth",
+            reason: "FieldValueForbidden",
+          },
         ],
       },
       pushInterval: {
-        ...duration("How often the pusher collects and pushes; targets are scraped at the same period.", "30s"),
-        default: "30s",
+        ...duration(
+          "PUSH_INTERVAL",
+          `How often the pusher collects and pushes; targets are scraped at the same period. Default: ${pushIntervalDefault}.`,
+          "30s",
+        ),
+        default: pushIntervalDefault,
       },
       logLevel: {
         type: "string",
-        enum: [...Object.values(LogLevel)],
-        description: "Log level of the pusher: debug, info, warn or error. Default: info.",
+        enum: [...LOG_LEVELS],
+        description: `Log level of the pusher: ${LOG_LEVELS.join(", ")}. Default: ${spec("LOG_LEVEL").default}.`,
       },
       externalLabels: {
         type: "object",
         maxProperties: 32,
-        description:
-          "Labels added to every series the pusher sends (they never override job, instance, namespace or pod).",
-        additionalProperties: { type: "string", maxLength: 1024 },
+        description: `Labels added to every series the pusher sends (they never override job, instance, namespace or pod). Names match ${PATTERNS.labelName} and do not start with ${RESERVED_LABEL_PREFIX}; values are not empty.`,
+        additionalProperties: { type: "string", minLength: 1, maxLength: 1024 },
         "x-kubernetes-validations": [
           {
-            rule: "self.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$'))",
+            rule: `self.all(k, k.matches(${celString(PATTERNS.labelName)}))`,
             message: "label names must match [a-zA-Z_][a-zA-Z0-9_]*",
             reason: "FieldValueInvalid",
+          },
+          {
+            rule: `self.all(k, !k.startsWith(${celString(RESERVED_LABEL_PREFIX)}))`,
+            message: `label names starting with ${RESERVED_LABEL_PREFIX} are reserved`,
+            reason: "FieldValueForbidden",
           },
         ],
       },
@@ -238,7 +393,7 @@ export function specSchema(): Schema {
           targets: {
             type: "array",
             maxItems: 16,
-            description: "Ports and paths to scrape on localhost.",
+            description: "Ports and paths to scrape on localhost (127.0.0.1), each port and path at most once.",
             items: {
               type: "object",
               required: ["port"],
@@ -247,15 +402,30 @@ export function specSchema(): Schema {
                 path: {
                   type: "string",
                   maxLength: 1024,
-                  pattern: "^/[^\\s]*$",
-                  description: "HTTP path. Default: /metrics.",
+                  pattern: PATTERNS.scrapePath,
+                  description: `HTTP path on 127.0.0.1, with an optional ?query. Default: ${DEFAULT_SCRAPE_PATH}. Characters of an RFC 3986 path, no comma, no #fragment, no . or .. segment.`,
+                  "x-kubernetes-validations": [
+                    {
+                      rule: "!self.matches('^[^?]*/([.]|%2[eE]){1,2}([/?]|$)')",
+                      message: "must not hold a . or .. segment",
+                      reason: "FieldValueInvalid",
+                    },
+                  ],
                 },
               },
             },
             "x-kubernetes-list-type": "atomic",
+            "x-kubernetes-validations": [
+              {
+                rule: `self.all(t, self.exists_one(u, u.port == t.port && (has(u.path) ? u.path : ${celString(DEFAULT_SCRAPE_PATH)}) == (has(t.path) ? t.path : ${celString(DEFAULT_SCRAPE_PATH)})))`,
+                message: "lists the same port and path twice",
+                reason: "FieldValueDuplicate",
+              },
+            ],
           },
           job: { type: "string", maxLength: 256, description: "The job label of scraped series. Default: builder." },
           timeout: duration(
+            "SCRAPE_TIMEOUT",
             "Timeout of one scrape, at most pushInterval. Default: the smaller of 10s and pushInterval.",
             "5s",
           ),
@@ -265,45 +435,36 @@ export function specSchema(): Schema {
         type: "object",
         description: "What the pusher keeps while the receiver is unreachable.",
         properties: {
-          maxSamples: {
-            type: "integer",
-            minimum: 1,
-            maximum: 10_000_000,
-            description: "Samples kept in memory; the oldest are dropped (and counted) beyond it.",
-          },
+          // At least one batch (the pusher's MAX_SAMPLES_PER_SEND, which the operator leaves at its default); at most
+          // the operator's own cap, below the pusher's.
+          maxSamples: integer(
+            "BUFFER_MAX_SAMPLES",
+            `Samples kept in memory; the oldest are dropped (and counted) beyond it. At least one Remote-Write batch (${batch}).`,
+            { min: batch, max: MAX_SAMPLES_CAP },
+          ),
           disk: {
             type: "object",
             description: "Keep unsent samples in an emptyDir so they survive a pusher restart.",
             required: ["sizeLimit"],
-            properties: {
-              sizeLimit: {
-                ...quantity,
-                description: "Size limit of the emptyDir, e.g. 256Mi; the pusher uses at most 90% of it.",
-              },
-            },
+            properties: { sizeLimit: diskSizeLimit() },
           },
         },
       },
       image: {
         type: "string",
+        minLength: 1,
         maxLength: 512,
-        description: "Pusher image. Default: the operator's PUSHER_IMAGE; must match the operator's IMAGE_ALLOW_LIST.",
+        pattern: "^\\S+$",
+        description:
+          "Pusher image, not empty. Default: the operator's PUSHER_IMAGE; must match the operator's IMAGE_ALLOW_LIST.",
       },
       resources: {
         type: "object",
         description:
-          "Resources of the injected container; replaces the operator's default (SIDECAR_RESOURCES: requests cpu 10m, memory 64Mi; limits memory 192Mi) as a whole.",
+          "Resources of the injected container; replaces the operator's default (SIDECAR_RESOURCES: requests cpu 10m, memory 64Mi; limits memory 192Mi) as a whole. Quantities are strings (64Mi) or numbers of base units (67108864), not negative.",
         properties: {
-          requests: {
-            type: "object",
-            description: "Minimum resources, e.g. {cpu: 10m, memory: 64Mi}.",
-            additionalProperties: quantity,
-          },
-          limits: {
-            type: "object",
-            description: "Maximum resources, e.g. {memory: 192Mi}.",
-            additionalProperties: quantity,
-          },
+          requests: resourceList("Minimum resources, e.g. {cpu: 10m, memory: 64Mi}."),
+          limits: resourceList("Maximum resources, e.g. {memory: 192Mi}."),
         },
       },
       sidecarMode: {

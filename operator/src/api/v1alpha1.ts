@@ -1,6 +1,7 @@
 // The MetricsPusher API, group metricspusher.dev version v1alpha1. crds/ is generated from crds/generate.ts, which
 // mirrors these types; keep both in step (crds/crd.test.ts fails when the committed YAML drifts).
 import type { V1Condition, V1LabelSelector, V1ObjectMeta, V1ResourceRequirements } from "@kubernetes/client-node";
+import type { Quantity } from "./quantity.ts";
 
 export const GROUP = "metricspusher.dev";
 export const VERSION = "v1alpha1";
@@ -73,8 +74,8 @@ export interface ScrapeSpec {
 }
 
 export interface DiskBufferSpec {
-  /** emptyDir size limit, a quantity such as "256Mi". */
-  sizeLimit: string;
+  /** emptyDir size limit, a quantity: "256Mi" or a number of bytes (the apiserver keeps either form). */
+  sizeLimit: Quantity;
 }
 
 export interface BufferSpec {

@@ -13,6 +13,7 @@ import {
   type Outcome,
   planDeletion,
   planPusher,
+  readiness,
   REMOVED_STAMP,
   StampReason,
   statusChanged,
@@ -577,6 +578,56 @@ describe("computeStatus", () => {
     assert.equal(statusChanged(asDates, s), false);
     assert.equal(statusChanged(undefined, s), true);
     assert.equal(statusChanged({ ...s, matchedWorkloads: 2 }, s), true);
+  });
+});
+
+describe("readiness: what the webhook will not inject, the status says (issue 11, item 3)", () => {
+  const check = (spec: Partial<MetricsPusherSpec>) => {
+    const p = pusher(spec);
+    return readiness(p, renderSidecar(p, defaults), defaults, settings);
+  };
+  it("a valid MetricsPusher is ready", () => assert.equal(check({}), undefined));
+  it("an image outside IMAGE_ALLOW_LIST: ImageNotAllowed", () =>
+    assert.equal(check({ image: "docker.io/evil:1" })?.reason, ConditionReason.ImageNotAllowed));
+  it("a spec the pusher's parse refuses: InvalidSpec with the pusher's message", () => {
+    const r = check({ buffer: { maxSamples: 1000 } });
+    assert.equal(r?.reason, ConditionReason.InvalidSpec);
+    assert.match(r?.message ?? "", /BUFFER_MAX_SAMPLES="1000": must be at least MAX_SAMPLES_PER_SEND \(2000\)/);
+  });
+  it("credentials are file paths: the check never needs the Secret", () =>
+    assert.equal(
+      check({ remoteWrite: { url: "https://rw/w", bearerTokenSecret: { name: "missing", key: "t" } } }),
+      undefined,
+    ));
+  it("computeStatus turns InvalidSpec into Ready=False and UpToDate=False, nothing rolled", () => {
+    const notReady = check({ scrape: { targets: [{ port: 8080, path: "/a,http://10.0.0.1:1/m" }] } })!;
+    const p = pusher({ scrape: { targets: [{ port: 8080, path: "/a,http://10.0.0.1:1/m" }] } });
+    const hash = renderSidecar(p, defaults).hash;
+    const plan = planPusher({
+      pusher: p,
+      hash,
+      workloads: [workload()],
+      podsOf: () => [],
+      decide: (w) => decideFor(w, "builds", [p], {}, defaults, settings),
+      now: NOW,
+      driftRepair: true,
+      driftRepairBackoffMs: 1,
+    });
+    assert.deepEqual(plan.actions, [], "the webhook skips the template, so nothing is stamped");
+    assert.match(plan.notInjected[0]?.why ?? "", /InvalidSpec|refuses/);
+    const s = computeStatus({
+      pusher: p,
+      hash,
+      plan,
+      outcome: { applied: [], rateLimited: [], failed: [] },
+      notReady,
+      rollout: { maxPerInterval: 5, intervalMs: 60_000 },
+      now: NOW,
+    });
+    const ready = s.conditions?.find((c) => c.type === "Ready");
+    assert.deepEqual([ready?.status, ready?.reason], ["False", ConditionReason.InvalidSpec]);
+    assert.match(ready?.message ?? "", /SCRAPE_TARGETS=.*without commas/);
+    assert.equal(s.conditions?.find((c) => c.type === "UpToDate")?.status, "False");
   });
 });
 

@@ -13,7 +13,8 @@ import {
 } from "../api/index.ts";
 import type { MetricsPusher, MetricsPusherStatus, SkipReason } from "../api/index.ts";
 import { mutate, selectorMatches, type MutateSettings } from "../inject/mutate.ts";
-import type { SidecarDefaults } from "../inject/sidecar.ts";
+import { checkSidecar, isImageAllowed } from "../inject/sidecar.ts";
+import type { RenderedSidecar, SidecarDefaults } from "../inject/sidecar.ts";
 import { controllingOwner, type Workload, workloadRef } from "./workloads.ts";
 
 /** What the webhook would do with a pod made from a workload's template (mutate() on the template). */
@@ -324,13 +325,47 @@ export interface Outcome {
   readonly failed: readonly { readonly action: Action; readonly error: string }[];
 }
 
+export interface NotReady {
+  readonly reason: ConditionReason;
+  readonly message: string;
+}
+
+/**
+ * Can this MetricsPusher be injected at all? The image against IMAGE_ALLOW_LIST, then the rendered environment
+ * through the pusher's own parse (checkSidecar): a spec the CRD lets through but the sidecar would exit 2 on (stored
+ * under an older, laxer CRD, or a rule no schema can express) is InvalidSpec with the pusher's message. The webhook
+ * skips such pods for the same reasons (mutate), so nothing is rolled for them either.
+ */
+export function readiness(
+  pusher: MetricsPusher,
+  rendered: RenderedSidecar,
+  defaults: SidecarDefaults,
+  settings: Pick<MutateSettings, "imageAllowList">,
+): NotReady | undefined {
+  const image = rendered.container.image ?? "";
+  if (!isImageAllowed(image, settings.imageAllowList, defaults.image)) {
+    return {
+      reason: ConditionReason.ImageNotAllowed,
+      message: `spec.image ${image} is not allowed by the operator's IMAGE_ALLOW_LIST (${settings.imageAllowList.join(", ") || "empty"}); pods are admitted without the sidecar. Use an allowed image or remove spec.image.`,
+    };
+  }
+  const problem = checkSidecar(rendered.container, pusher.metadata.namespace ?? "");
+  if (problem !== undefined) {
+    return {
+      reason: ConditionReason.InvalidSpec,
+      message: `The pusher would refuse this configuration and exit at start: ${problem}. Pods are admitted without the sidecar until the spec is fixed.`,
+    };
+  }
+  return undefined;
+}
+
 export interface StatusInput {
   readonly pusher: MetricsPusher;
   readonly hash: string;
   readonly plan: Plan;
   readonly outcome: Outcome;
   /** Set when the MetricsPusher cannot be injected at all (e.g. its image is not allowed). */
-  readonly notReady?: { readonly reason: ConditionReason; readonly message: string };
+  readonly notReady?: NotReady;
   readonly rollout: { readonly maxPerInterval: number; readonly intervalMs: number };
   readonly now: number;
 }

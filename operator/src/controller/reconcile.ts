@@ -14,6 +14,7 @@ import type { Logger } from "pino";
 import {
   Annotations,
   ConditionReason,
+  ConditionType,
   CRD_NAME,
   EventReason,
   EventType,
@@ -27,7 +28,7 @@ import type { MetricsPusher } from "../api/index.ts";
 import type { OperatorConfig } from "../config.ts";
 import { pusherRef, type EventRecorder, type ObjectRef } from "../events.ts";
 import type { MutateSettings } from "../inject/mutate.ts";
-import { isImageAllowed, renderSidecar, type SidecarDefaults } from "../inject/sidecar.ts";
+import { renderSidecar, type SidecarDefaults } from "../inject/sidecar.ts";
 import { apiMessage, apiStatus } from "../kube/errors.ts";
 import type { Informer } from "../kube/informer.ts";
 import type { OperatorMetrics } from "../metrics.ts";
@@ -40,6 +41,7 @@ import {
   excludedNamespace,
   planDeletion,
   planPusher,
+  readiness,
   REMOVED_STAMP,
   StampReason,
   statusChanged,
@@ -124,7 +126,7 @@ export class Reconciler {
     if (!(pusher.metadata.finalizers ?? []).includes(FINALIZER)) await this.#addFinalizer(pusher);
 
     const rendered = renderSidecar(pusher, defaults);
-    const imageOk = isImageAllowed(rendered.container.image ?? "", this.#d.settings.imageAllowList, defaults.image);
+    const notReady = readiness(pusher, rendered, defaults, this.#d.settings);
     const plan = planPusher({
       pusher,
       hash: rendered.hash,
@@ -135,10 +137,10 @@ export class Reconciler {
       driftRepair: this.#d.config.driftRepair,
       driftRepairBackoffMs: DRIFT_REPAIR_BACKOFF_MS,
     });
-    // An image the webhook refuses is never injected: rolling workloads for it would only restart them.
-    const outcome = imageOk
-      ? await this.#apply(plan.actions, pusher, log)
-      : { applied: [], rateLimited: [], failed: [] };
+    // A MetricsPusher the webhook refuses to inject (image, invalid spec): rolling workloads would only restart them.
+    const outcome = notReady
+      ? { applied: [], rateLimited: [], failed: [] }
+      : await this.#apply(plan.actions, pusher, log);
     const requeue = outcome.rateLimited.length > 0 ? { requeueAfterMs: this.#requeueMs() } : {};
 
     const status = computeStatus({
@@ -146,14 +148,7 @@ export class Reconciler {
       hash: rendered.hash,
       plan,
       outcome,
-      ...(imageOk
-        ? {}
-        : {
-            notReady: {
-              reason: ConditionReason.ImageNotAllowed,
-              message: `spec.image ${rendered.container.image} is not allowed by the operator's IMAGE_ALLOW_LIST (${this.#d.settings.imageAllowList.join(", ") || "empty"}); pods are admitted without the sidecar. Use an allowed image or remove spec.image.`,
-            },
-          }),
+      ...(notReady ? { notReady } : {}),
       rollout: { maxPerInterval: this.#d.config.rolloutMaxPerInterval, intervalMs: this.#d.config.rolloutIntervalMs },
       now,
     });
@@ -172,6 +167,12 @@ export class Reconciler {
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       );
       statusWritten = true;
+      // Once per transition into InvalidSpec (the status write above is what changed): kubectl describe shows it.
+      const wasInvalid = pusher.status?.conditions?.some(
+        (c) => c.type === ConditionType.Ready && c.reason === ConditionReason.InvalidSpec,
+      );
+      if (notReady?.reason === ConditionReason.InvalidSpec && !wasInvalid)
+        this.#d.events.emit(pusherRef(pusher), EventType.Warning, EventReason.InvalidSpec, notReady.message);
       log.info(
         {
           matched: status.matchedWorkloads,

@@ -232,6 +232,33 @@ const cases: Case[] = [
       { op: "add", path: "/metadata/labels/metricspusher.dev~1pusher" },
     ],
   },
+  {
+    name: "a configuration the pusher refuses (buffer.maxSamples below its batch size)",
+    in: input({ pushers: [pusher("mp", { buffer: { maxSamples: 1000 } })] }),
+    skip: SkipReason.InvalidSpec,
+    pusher: "mp",
+  },
+  {
+    name: "a scrape path holding a comma and a second URL",
+    in: input({
+      pushers: [
+        pusher("mp", { scrape: { targets: [{ port: 8080, path: "/metrics,http://10.96.0.1:9100/metrics" }] } }),
+      ],
+    }),
+    skip: SkipReason.InvalidSpec,
+    pusher: "mp",
+  },
+  {
+    name: "an integer disk sizeLimit (int-or-string) is injected",
+    in: input({ pushers: [pusher("mp", { buffer: { disk: { sizeLimit: 268435456 } } })] }),
+    pusher: "mp",
+    ops: [
+      { op: "add", path: "/spec/volumes" },
+      { op: "add", path: "/spec/initContainers" },
+      { op: "add", path: "/metadata/annotations" },
+      { op: "add", path: "/metadata/labels/metricspusher.dev~1pusher" },
+    ],
+  },
 ];
 
 describe("mutate", () => {
@@ -351,6 +378,26 @@ describe("mutate", () => {
       (rendered.container.volumeMounts ?? []).map((m) => m.mountPath),
       "mount paths (and so the env pointing at them) are unchanged",
     );
+  });
+
+  it("InvalidSpec carries the pusher's own message", () => {
+    const r = mutate(input({ pushers: [pusher("mp", { buffer: { maxSamples: 1000 } })] }));
+    assert.equal(r.kind, "skip");
+    assert.match(
+      r.message,
+      /MetricsPusher mp .*BUFFER_MAX_SAMPLES="1000": must be at least MAX_SAMPLES_PER_SEND \(2000\)/,
+    );
+  });
+
+  it("renders scrape targets as one JSON array on 127.0.0.1 only", () => {
+    const r = mutate(
+      input({ pushers: [pusher("mp", { scrape: { targets: [{ port: 8080 }, { port: 9100, path: "/m" }] } })] }),
+    );
+    assert.equal(r.kind, "patch");
+    const out = apply(pod(), r.kind === "patch" ? r.patch : []);
+    const c = out.spec?.initContainers?.find((x) => x.name === SIDECAR_CONTAINER_NAME);
+    const targets = JSON.parse(c?.env?.find((e) => e.name === "SCRAPE_TARGETS")?.value ?? "null") as string[];
+    assert.deepEqual(targets, ["http://127.0.0.1:8080/metrics", "http://127.0.0.1:9100/m"]);
   });
 
   it("accepts creationTimestamp as a string (watch events carry plain JSON)", () => {

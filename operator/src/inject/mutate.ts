@@ -14,7 +14,7 @@ import {
   parseInjected,
 } from "../api/index.ts";
 import type { MetricsPusher } from "../api/index.ts";
-import { isImageAllowed, renderSidecar } from "./sidecar.ts";
+import { checkSidecar, isImageAllowed, renderSidecar } from "./sidecar.ts";
 import type { RenderedSidecar, SidecarDefaults } from "./sidecar.ts";
 
 const MAX_LABEL_VALUE_LENGTH = 63;
@@ -99,6 +99,17 @@ export function mutate(input: MutateInput): MutateResult {
       kind: "skip",
       reason: SkipReason.ImageNotAllowed,
       message: `MetricsPusher ${name} asks for image ${image}, which the operator's IMAGE_ALLOW_LIST does not allow`,
+      pusher: name,
+      warnings,
+    };
+  }
+  // A sidecar that would exit 2 at start is worse than none: the pod would run with a crash-looping container.
+  const invalid = checkSidecar(sidecar.container, input.namespace);
+  if (invalid !== undefined) {
+    return {
+      kind: "skip",
+      reason: SkipReason.InvalidSpec,
+      message: `MetricsPusher ${name} renders a configuration the pusher refuses: ${invalid}`,
       pusher: name,
       warnings,
     };

@@ -6,7 +6,7 @@ import {
   BUFFER_MOUNT_PATH,
   configHash,
   isImageAllowed,
-  quantityBytes,
+  checkSidecar,
   renderSidecar,
   resolveNative,
 } from "./sidecar.ts";
@@ -39,7 +39,7 @@ describe("renderSidecar", () => {
     assert.equal(env.PUSH_INTERVAL, "1m30s");
     assert.equal(env.TIMEOUT, "10s");
     assert.equal(env.EXTERNAL_LABELS, 'cluster="c,1",team=a');
-    assert.equal(env.SCRAPE_TARGETS, "http://127.0.0.1:8080/metrics,http://127.0.0.1:9090/stats");
+    assert.equal(env.SCRAPE_TARGETS, '["http://127.0.0.1:8080/metrics","http://127.0.0.1:9090/stats"]');
     // Round trip through the pusher's own parser, downward-API values filled in as the kubelet would.
     const cfg = parse({ ...env, NAMESPACE: "builds", POD_NAME: "p", NODE_NAME: "n" });
     assert.equal(cfg.pushIntervalMs, 90_000);
@@ -240,9 +240,72 @@ describe("isImageAllowed", () => {
   }
 });
 
-it("quantityBytes", () => {
-  assert.equal(quantityBytes("1Gi"), 1024 ** 3);
-  assert.equal(quantityBytes("500M"), 5e8);
-  assert.equal(quantityBytes("12"), 12);
-  assert.equal(quantityBytes("1e3"), undefined);
+describe("quantities, integer or string (issue 11, item 4)", () => {
+  it("an integer sizeLimit renders like its string form: emptyDir limit and 90% for the pusher", () => {
+    const int = renderSidecar(pusher("mp", { buffer: { disk: { sizeLimit: 268435456 } } }), defaults);
+    const str = renderSidecar(pusher("mp", { buffer: { disk: { sizeLimit: "256Mi" } } }), defaults);
+    assert.deepEqual(int.volumes, [{ name: "metrics-pusher-buffer", emptyDir: { sizeLimit: "268435456" } }]);
+    assert.equal(envOf(int.container).BUFFER_MAX_BYTES, String(Math.floor(268435456 * 0.9)));
+    assert.equal(envOf(int.container).BUFFER_MAX_BYTES, envOf(str.container).BUFFER_MAX_BYTES);
+    assert.equal(checkSidecar(int.container, "builds"), undefined);
+  });
+  it("integer resources become strings in the container", () => {
+    const r = renderSidecar(
+      pusher("mp", {
+        resources: {
+          requests: { cpu: 1 as unknown as string, memory: "64Mi" },
+          limits: { memory: 201326592 as unknown as string },
+        },
+      }),
+      defaults,
+    );
+    assert.deepEqual(r.container.resources, {
+      requests: { cpu: "1", memory: "64Mi" },
+      limits: { memory: "201326592" },
+    });
+  });
+  it("an unreadable sizeLimit is reported by the pusher's parse, not replaced by its 256MiB default", () => {
+    const r = renderSidecar(pusher("mp", { buffer: { disk: { sizeLimit: "lots" } } }), defaults);
+    assert.match(checkSidecar(r.container, "builds") ?? "", /BUFFER_MAX_BYTES="lots"/);
+  });
+});
+
+describe("checkSidecar: the pusher's own parse on the rendered env", () => {
+  it("passes a valid MetricsPusher", () => {
+    const r = renderSidecar(
+      pusher("mp", {
+        remoteWrite: { url: "https://rw/api/v1/write", bearerTokenSecret: { name: "s", key: "t" } },
+        scrape: { targets: [{ port: 8080 }] },
+      }),
+      defaults,
+    );
+    assert.equal(checkSidecar(r.container, "builds"), undefined);
+  });
+  it("returns the pusher's message for a spec the sidecar would exit 2 on", () => {
+    const r = renderSidecar(pusher("mp", { buffer: { maxSamples: 1000 } }), defaults);
+    assert.equal(
+      checkSidecar(r.container, "builds"),
+      'BUFFER_MAX_SAMPLES="1000": must be at least MAX_SAMPLES_PER_SEND (2000)',
+    );
+  });
+  it("a comma in a path stays in one target, which parse refuses: nothing is scraped off the pod", () => {
+    const r = renderSidecar(
+      pusher("mp", { scrape: { targets: [{ port: 8080, path: "/metrics,http://10.96.0.1:9100/metrics" }] } }),
+      defaults,
+    );
+    assert.deepEqual(JSON.parse(envOf(r.container).SCRAPE_TARGETS!), [
+      "http://127.0.0.1:8080/metrics,http://10.96.0.1:9100/metrics",
+    ]);
+    assert.match(checkSidecar(r.container, "builds") ?? "", /SCRAPE_TARGETS=.*without commas/);
+  });
+  it("refuses a rendered target off the loopback (defence in depth)", () => {
+    const c: V1Container = {
+      name: "x",
+      env: [
+        { name: "PROMETHEUS_REMOTE_WRITE_URL", value: "http://rw/api/v1/write" },
+        { name: "SCRAPE_TARGETS", value: '["http://10.96.0.1:9100/metrics"]' },
+      ],
+    };
+    assert.match(checkSidecar(c, "builds") ?? "", /not on 127\.0\.0\.1/);
+  });
 });

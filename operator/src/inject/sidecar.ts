@@ -3,10 +3,18 @@
 // pod's `injected` annotation can never disagree.
 import { createHash } from "node:crypto";
 import type { V1Container, V1EnvVar, V1ResourceRequirements, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
-import { formatDuration, formatHeaders, formatLabels, parseDuration } from "@metrics-pusher/pusher/config";
-import type { EnvName } from "@metrics-pusher/pusher/config";
-import { SIDECAR_CONTAINER_NAME, SidecarMode } from "../api/index.ts";
-import type { MetricsPusher, SecretKeyRef } from "../api/index.ts";
+import {
+  ConfigError,
+  formatDuration,
+  formatHeaders,
+  formatLabels,
+  formatTargets,
+  parse,
+  parseDuration,
+} from "@metrics-pusher/pusher/config";
+import type { Config, EnvName } from "@metrics-pusher/pusher/config";
+import { SIDECAR_CONTAINER_NAME, SidecarMode, formatQuantity, parseQuantity } from "../api/index.ts";
+import type { MetricsPusher, Quantity, SecretKeyRef } from "../api/index.ts";
 
 export interface SidecarDefaults {
   /** The operator's default pusher image. */
@@ -80,7 +88,8 @@ export function renderSidecar(pusher: MetricsPusher, defaults: SidecarDefaults):
   if (rw.insecureSkipVerify) set("TLS_INSECURE_SKIP_VERIFY", "true");
   const targets = spec.scrape?.targets ?? [];
   if (targets.length > 0) {
-    set("SCRAPE_TARGETS", targets.map((t) => `http://127.0.0.1:${t.port}${normalizePath(t.path)}`).join(","));
+    // The JSON form: a path can never split into a second target (the comma form would read one).
+    set("SCRAPE_TARGETS", formatTargets(targets.map((t) => `${SCRAPE_ORIGIN}:${t.port}${normalizePath(t.path)}`)));
     set("SCRAPE_JOB", spec.scrape?.job);
     set("SCRAPE_TIMEOUT", canonicalDuration(spec.scrape?.timeout));
   }
@@ -99,12 +108,14 @@ export function renderSidecar(pusher: MetricsPusher, defaults: SidecarDefaults):
   }
   if (spec.buffer?.disk) {
     const name = `${VOLUME_PREFIX}buffer`;
-    volumes.push({ name, emptyDir: { sizeLimit: spec.buffer.disk.sizeLimit } });
+    const sizeLimit: Quantity = spec.buffer.disk.sizeLimit;
+    volumes.push({ name, emptyDir: { sizeLimit: formatQuantity(sizeLimit) } });
     mounts.push({ name, mountPath: BUFFER_MOUNT_PATH });
     set("BUFFER_DIR", BUFFER_MOUNT_PATH);
-    const bytes = quantityBytes(spec.buffer.disk.sizeLimit);
-    // Leave headroom below the emptyDir limit: exceeding it gets the whole pod evicted.
-    if (bytes !== undefined) set("BUFFER_MAX_BYTES", String(Math.floor(bytes * 0.9)));
+    const bytes = parseQuantity(sizeLimit);
+    // An unreadable limit is passed on as it is: the pusher's parse refuses it, so checkSidecar reports it instead
+    // of the pusher falling back to a default that may exceed the emptyDir (which would get the pod evicted).
+    set("BUFFER_MAX_BYTES", bytes === undefined ? formatQuantity(sizeLimit) : String(diskBufferBytes(bytes)));
   }
 
   const native = resolveNative(spec.sidecarMode, defaults.nativeSidecarsSupported);
@@ -112,7 +123,7 @@ export function renderSidecar(pusher: MetricsPusher, defaults: SidecarDefaults):
     name: SIDECAR_CONTAINER_NAME,
     image: spec.image ?? defaults.image,
     env,
-    resources: structuredClone(spec.resources ?? defaults.resources),
+    resources: normalizeResources(spec.resources ?? defaults.resources),
     securityContext: {
       runAsNonRoot: true,
       runAsUser: defaults.runAsUser,
@@ -158,8 +169,11 @@ function canonicalDuration(d: string | undefined): string | undefined {
   }
 }
 
+/** The path scraped when a target names none. */
+export const DEFAULT_SCRAPE_PATH = "/metrics";
+
 function normalizePath(p: string | undefined): string {
-  if (!p) return "/metrics";
+  if (!p) return DEFAULT_SCRAPE_PATH;
   return p.startsWith("/") ? p : `/${p}`;
 }
 
@@ -167,23 +181,50 @@ function sorted(r: Readonly<Record<string, string>>): Record<string, string> {
   return Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-const QUANTITY_SUFFIX: Readonly<Record<string, number>> = {
-  "": 1,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  Ki: 1024,
-  Mi: 1024 ** 2,
-  Gi: 1024 ** 3,
-  Ti: 1024 ** 4,
-};
+/** Scrape targets are always on the pod's own loopback: a MetricsPusher can never make the pusher scrape elsewhere. */
+export const SCRAPE_ORIGIN = "http://127.0.0.1";
+const SCRAPE_HOST = "127.0.0.1";
 
-/** A Kubernetes memory/storage quantity in bytes; undefined for forms the sidecar need not understand. */
-export function quantityBytes(q: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(q.trim());
-  if (!m) return undefined;
-  return Number(m[1]) * QUANTITY_SUFFIX[m[2] ?? ""]!;
+/** Share of the emptyDir's sizeLimit the pusher may fill (BUFFER_MAX_BYTES): exceeding the limit evicts the pod. */
+export const DISK_BUFFER_FRACTION = 0.9;
+
+export function diskBufferBytes(sizeLimitBytes: number): number {
+  return Math.floor(sizeLimitBytes * DISK_BUFFER_FRACTION);
+}
+
+/** Quantities as strings (an int-or-string field may hold 268435456), everything else as it was. */
+function normalizeResources(r: V1ResourceRequirements): V1ResourceRequirements {
+  const out = structuredClone(r);
+  const strings = (m: Record<string, Quantity> | undefined) =>
+    m && Object.fromEntries(Object.entries(m).map(([k, v]) => [k, formatQuantity(v)]));
+  if (out.requests) out.requests = strings(out.requests)!;
+  if (out.limits) out.limits = strings(out.limits)!;
+  return out;
+}
+
+/** The pod-supplied variables (downward API), as the kubelet would fill them in, for checkSidecar. */
+function downwardValues(namespace: string): Record<string, string> {
+  return { NAMESPACE: namespace, POD_NAME: "pod", NODE_NAME: "node" };
+}
+
+/**
+ * Would the rendered sidecar start? The pusher's own parse on the rendered environment (credentials are file paths:
+ * parse never opens them), plus the operator's promise that it scrapes only the pod's loopback. Returns the pusher's
+ * message, or undefined when the sidecar can start.
+ */
+export function checkSidecar(container: V1Container, namespace: string): string | undefined {
+  const env: Record<string, string> = downwardValues(namespace);
+  for (const e of container.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
+  let config: Config;
+  try {
+    config = parse(env);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems.map((p) => p.message).join("; ");
+    return `the pusher cannot read its configuration: ${(e as Error).message}`;
+  }
+  const away = config.scrapeTargets.filter((t) => URL.parse(t)?.hostname !== SCRAPE_HOST);
+  if (away.length > 0) return `SCRAPE_TARGETS: ${away.join(", ")} not on ${SCRAPE_HOST}`;
+  return undefined;
 }
 
 /** Whether `image` may be used as spec.image under `allowList` (see IMAGE_ALLOW_LIST). */
