@@ -202,8 +202,9 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     });
     // A second webhook configuration for replica B: the apiserver calls both webhooks for every pod, so this also
     // shows that a second injector pass changes nothing.
-    opB = await startOperator({ cp, name: "op-b", env: { ...envA, WEBHOOK_CONFIG_NAME: "metrics-pusher-b" } });
-    await opB.waitReady();
+    const b = await startOperator({ cp, name: "op-b", env: { ...envA, WEBHOOK_CONFIG_NAME: "metrics-pusher-b" } });
+    opB = b;
+    await b.waitReady();
     const pod = await c.core.createNamespacedPod({
       namespace: NS,
       body: { metadata: { name: "two-webhooks", labels: { app: "builder" } }, spec: { containers: [appContainer()] } },
@@ -221,8 +222,8 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
     const statusWriters = (op: OperatorProcess) =>
       op.records().filter((r) => r.msg === "Status updated" && r.metricspusher === `${NS}/second`).length;
     assert.ok(statusWriters(opA!) >= 1, "the leader wrote the status");
-    assert.equal(statusWriters(opB), 0, "the follower wrote no status");
-    assert.equal(opB.records().filter((r) => r.msg === "Became leader").length, 0);
+    assert.equal(statusWriters(b), 0, "the follower wrote no status");
+    assert.equal(b.records().filter((r) => r.msg === "Became leader").length, 0);
 
     await opA!.stop();
     opA = undefined;
@@ -241,7 +242,7 @@ describe("operator resilience end to end", { timeout: 480_000 }, () => {
       message: "op-b counts the new Deployment",
     });
     // The log line follows the status patch and reaches us through a pipe: wait for it rather than race it.
-    await waitFor(() => statusWriters(opB) >= 1, {
+    await waitFor(() => statusWriters(b) >= 1, {
       timeoutMs: 10_000,
       intervalMs: 100,
       message: "op-b wrote the status after taking over (its 'Status updated' log line)",
