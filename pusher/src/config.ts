@@ -1,6 +1,6 @@
 // The pusher's environment contract: names, defaults and meaning of every variable, and parse(env) → frozen Config.
 // The operator imports this module to build the sidecar's env, so it must have no side effects on import.
-import { validateHeaderValue } from "node:http";
+import { validateHeaderValue } from "./node-http.ts";
 import { isIP } from "node:net";
 import { redactUrl } from "./redact.ts";
 
