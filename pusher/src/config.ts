@@ -4,6 +4,15 @@ import { validateHeaderValue } from "./node-http.ts";
 import { isIP } from "node:net";
 import { redactUrl } from "./redact.ts";
 
+/**
+ * Node settings the pusher runs with by default, chosen for its idle memory at no forwarding CPU (docs/benchmarks.md,
+ * "Idle sidecar"): `--v8-pool-size=1`, one V8 background thread instead of four (a sidecar has a fraction of a core).
+ * NODE_OPTIONS accepts only some flags; this part is in both the image's ENV and the environment the webhook renders,
+ * so that a pusher image of the user's own gets it too. `--no-maglev`, which NODE_OPTIONS refuses, is on the image's
+ * ENTRYPOINT (Dockerfile.pusher).
+ */
+export const PUSHER_NODE_OPTIONS = "--v8-pool-size=1";
+
 export type EnvSpec = {
   readonly default?: string;
   readonly required: boolean;
