@@ -1,8 +1,17 @@
 // The pusher's environment contract: names, defaults and meaning of every variable, and parse(env) → frozen Config.
 // The operator imports this module to build the sidecar's env, so it must have no side effects on import.
-import { validateHeaderValue } from "node:http";
+import { validateHeaderValue } from "./node-http.ts";
 import { isIP } from "node:net";
 import { redactUrl } from "./redact.ts";
+
+/**
+ * Node settings the pusher runs with by default, chosen for its idle memory at no forwarding CPU (docs/benchmarks.md,
+ * "Idle sidecar"): `--v8-pool-size=1`, one V8 background thread instead of four (a sidecar has a fraction of a core).
+ * NODE_OPTIONS accepts only some flags; this part is in both the image's ENV and the environment the webhook renders,
+ * so that a pusher image of the user's own gets it too. `--no-maglev`, which NODE_OPTIONS refuses, is on the image's
+ * ENTRYPOINT (Dockerfile.pusher).
+ */
+export const PUSHER_NODE_OPTIONS = "--v8-pool-size=1";
 
 export type EnvSpec = {
   readonly default?: string;

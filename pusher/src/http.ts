@@ -1,7 +1,7 @@
 // The optional HTTP server (HTTP_PORT): /health (the process answers), /ready (the collection loop runs — never
 // "the receiver is reachable", so that a probe cannot take the pod down during a receiver outage) and /metrics (the
 // pusher's own registry, in the exposition format).
-import http from "node:http";
+import http from "./node-http.ts";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 

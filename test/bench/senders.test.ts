@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { startPrometheus, type Receiver } from "../peers/receivers.ts";
 import { benchForward, FORWARD_SENDERS } from "./forward.ts";
-import { benchIdle } from "./idle.ts";
+import { BARE, benchIdle, FLOOR } from "./idle.ts";
 import { startedPids } from "./lib/procs.ts";
 import { SenderKind } from "./lib/senders.ts";
 
@@ -72,13 +72,19 @@ describe("forward and idle benchmarks (smoke)", () => {
         { kind: SenderKind.promAgent, name: "prometheus-agent" },
       ],
     });
-    for (const run of r.runs) {
+    for (const run of r.runs.filter((x) => x.name !== FLOOR && x.name !== BARE)) {
       assert.ok(run.series > 0, `${run.name} delivered no series of its own`);
       assert.ok(run.peakRss > 0 && run.rss <= run.peakRss, JSON.stringify(run));
     }
-    assert.ok(
-      r.rows.some((row) => row.metric === "peak RSS (ours)" && row.peer?.name === "vmagent" && row.goal !== undefined),
-    );
+    // The floor (the pusher's start imports) and bare Node ran beside them, and bare Node is the smaller.
+    const floor = r.runs.find((x) => x.name === FLOOR);
+    const bare = r.runs.find((x) => x.name === BARE);
+    assert.ok(floor && bare && bare.peakRss > 0 && floor.peakRss > bare.peakRss, JSON.stringify({ floor, bare }));
+    // Both idle goals are printed with their reference: the floor for peak RSS, Prometheus agent for private memory.
+    const goal = (metric: string, peer: string) =>
+      r.rows.find((row) => row.metric === metric && row.peer?.name.startsWith(peer) && row.goal !== undefined);
+    assert.ok(goal("peak RSS (ours)", "floor"), JSON.stringify(r.rows));
+    assert.ok(goal("private RSS, RssAnon (ours)", "prometheus-agent"), JSON.stringify(r.rows));
   });
 
   it("leaves no sender running", () => {

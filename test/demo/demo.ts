@@ -62,7 +62,7 @@ const SAMPLE_TARGET_PORT = 8080;
 /** Added by the demo to show the Secret path; Prometheus' receiver ignores the Authorization header. */
 const DEMO_SECRET = { name: "remote-write-auth", key: "token", value: "demo-token-not-checked-by-prometheus" } as const;
 /** The image's command (Dockerfile.pusher); the same program runs here from source. */
-const IMAGE_COMMAND = "node pusher/dist/main.js";
+const IMAGE_COMMAND = "node --no-maglev pusher/dist/main.js";
 const LOCAL_PUSHER_ARGS = ["--conditions=source", join(ROOT, "pusher/src/main.ts")];
 
 // ---------------------------------------------------------------------------------------------------------------

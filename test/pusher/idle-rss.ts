@@ -1,6 +1,8 @@
 // Idle cost of the pusher: it pushes only its own metrics every second to a local receiver (in this process) for a
 // window; RSS is sampled every second from /proc, CPU is utime+stime over the window. Not part of the test suite:
-//   node --conditions=source test/pusher/idle-rss.ts [windowSeconds] [-- node flags for the pusher...]
+//   node --conditions=source test/pusher/idle-rss.ts [windowSeconds] [-- [NAME=value ...] node flags for the pusher...]
+// NAME=value words after `--` go into the pusher's environment (NODE_OPTIONS, UV_THREADPOOL_SIZE); the rest are flags.
+// NODE=path runs another node binary (for comparisons only; the project runs Node 24).
 // Runs the built pusher (pusher/dist/main.js; `npm run build` first), as the image does.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -14,7 +16,14 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const args = process.argv.slice(2);
 const dash = args.indexOf("--");
 const windowS = Number(args[0] ?? 60);
-const nodeFlags = dash >= 0 ? args.slice(dash + 1) : [];
+const after = dash >= 0 ? args.slice(dash + 1) : [];
+const isEnv = (a: string): boolean => /^[A-Z][A-Z0-9_]*=/.test(a);
+const extraEnv = Object.fromEntries(
+  after.filter(isEnv).map((a) => [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)]),
+);
+const nodeFlags = after.filter((a) => !isEnv(a));
+const nodeBin = extraEnv.NODE ?? process.execPath;
+delete extraEnv.NODE;
 const CLK_TCK = 100; // getconf CLK_TCK on Linux
 
 function cpuSeconds(pid: number): number {
@@ -39,12 +48,13 @@ const server = http.createServer((req, res) => {
 await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
 const port = (server.address() as AddressInfo).port;
 
-const child = spawn(process.execPath, [...nodeFlags, join(ROOT, "pusher/dist/main.js")], {
+const child = spawn(nodeBin, [...nodeFlags, join(ROOT, "pusher/dist/main.js")], {
   env: {
     PATH: process.env.PATH ?? "",
     PROMETHEUS_REMOTE_WRITE_URL: `http://127.0.0.1:${port}/api/v1/write`,
     PUSH_INTERVAL: "1s",
     POD_NAME: "idle",
+    ...extraEnv,
   },
   stdio: ["ignore", "ignore", "inherit"],
 });
@@ -64,12 +74,15 @@ try {
   console.log(
     JSON.stringify({
       nodeFlags,
+      env: extraEnv,
+      node: nodeBin === process.execPath ? process.version : nodeBin,
       windowS,
       requests: requests - req0,
       avgRequestBytes: Math.round(bytes / requests),
       rssMiB: { min: mib(sorted[0]!), median: mib(sorted[Math.floor(sorted.length / 2)]!), max: mib(sorted.at(-1)!) },
       peakRssMiB: mib(statusKiB(pid, "VmHWM")),
       rssAnonMiB: mib(statusKiB(pid, "RssAnon")),
+      rssFileMiB: mib(statusKiB(pid, "RssFile")),
       cpuSeconds: Number(cpu.toFixed(2)),
       cpuPercent: Number(((cpu / windowS) * 100).toFixed(2)),
     }),

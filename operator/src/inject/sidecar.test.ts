@@ -1,7 +1,9 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { V1Container } from "@kubernetes/client-node";
-import { parse } from "@metrics-pusher/pusher/config";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { parse, PUSHER_NODE_OPTIONS } from "@metrics-pusher/pusher/config";
 import {
   BUFFER_MOUNT_PATH,
   configHash,
@@ -60,6 +62,18 @@ describe("renderSidecar", () => {
     assert.equal(env.STALE_MARKERS_ON_SHUTDOWN, "true");
     const cfg = parse({ ...env, NAMESPACE: "builds", POD_NAME: "p", NODE_NAME: "n" });
     assert.equal(cfg.staleMarkersOnShutdown, true);
+  });
+
+  it("renders the image's NODE_OPTIONS, which Node accepts in NODE_OPTIONS", () => {
+    const env = envOf(renderSidecar(pusher("mp", {}), defaults).container);
+    // The same value as Dockerfile.pusher's ENV, so a user's own pusher image runs with the settings the image has.
+    const dockerfile = readFileSync(new URL("../../../Dockerfile.pusher", import.meta.url), "utf8");
+    const image = /^ENV NODE_OPTIONS=(\S+)$/m.exec(dockerfile)?.[1];
+    assert.equal(image, PUSHER_NODE_OPTIONS, "Dockerfile.pusher's ENV NODE_OPTIONS");
+    assert.equal(env.NODE_OPTIONS, PUSHER_NODE_OPTIONS);
+    // Node refuses many V8 flags in NODE_OPTIONS and exits with code 9: check that this Node takes it.
+    const r = spawnSync(process.execPath, ["-e", "0"], { env: { NODE_OPTIONS: env.NODE_OPTIONS }, encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
   });
 
   it("mounts Secrets as optional volumes exposing only the referenced keys", () => {

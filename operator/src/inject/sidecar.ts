@@ -11,6 +11,7 @@ import {
   formatTargets,
   parse,
   parseDuration,
+  PUSHER_NODE_OPTIONS,
 } from "@metrics-pusher/pusher/config";
 import type { Config, EnvName } from "@metrics-pusher/pusher/config";
 import { SIDECAR_CONTAINER_NAME, SidecarMode, formatQuantity, parseQuantity } from "../api/index.ts";
@@ -96,6 +97,8 @@ export function renderSidecar(pusher: MetricsPusher, defaults: SidecarDefaults):
   if (spec.buffer?.maxSamples !== undefined) set("BUFFER_MAX_SAMPLES", String(spec.buffer.maxSamples));
   // The pod is going away with the sidecar: its series end here (a standalone pusher's default is no markers).
   set("STALE_MARKERS_ON_SHUTDOWN", "true");
+  // Node's own settings, as the image sets them (a user's own image may not): less idle memory at no CPU cost.
+  env.push({ name: "NODE_OPTIONS", value: PUSHER_NODE_OPTIONS });
 
   const volumes: V1Volume[] = [];
   const mounts: V1VolumeMount[] = [];

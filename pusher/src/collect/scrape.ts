@@ -7,7 +7,7 @@
 // or after their own samples), and a repeated series in one scrape keeps its first sample only (Prometheus drops the
 // later ones as duplicates; a receiver would reject a request holding both).
 
-import http from "node:http";
+import http from "../node-http.ts";
 import https from "node:https";
 import { performance } from "node:perf_hooks";
 import { createGunzip } from "node:zlib";

@@ -1,7 +1,7 @@
 // Speaks HTTP to the Remote-Write receiver and nothing else: one POST per call, the protocol's headers, credentials
 // from files (re-read when they change), TLS settings, a per-request timeout, and the proxy from the environment.
 // What to make of the answer is retry.ts' business.
-import http from "node:http";
+import http from "../node-http.ts";
 import https from "node:https";
 import tls from "node:tls";
 import { RESERVED_HEADERS, bearerAuthorization, unsendableHeaderValue } from "../config.ts";

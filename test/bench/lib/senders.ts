@@ -1,7 +1,7 @@
 // The three senders compared: our pusher, vmagent and Prometheus in agent mode, configured alike (same target, same
 // receiver, same interval). Each is a separate process whose pid the benchmark measures.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, statSync, writeFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, startProcess, tempDir, type Proc } from "./procs.ts";
 
@@ -14,8 +14,13 @@ export interface SenderSpec {
   kind: SenderKind;
   /** Label for the table; ours may run in several variants (node flags). */
   name: string;
-  /** Extra node flags for ours (heap limits). */
+  /** Extra node flags for ours (heap limits), after the shipped ones. */
   nodeFlags?: readonly string[];
+  /**
+   * Ours only: run on Node's own defaults, without the image's node flags and NODE_OPTIONS (to show what they buy).
+   * By default ours runs as the image and the webhook start it (`shippedPusherNode`).
+   */
+  nodeDefaults?: boolean;
   /** Ours only: write a V8 CPU profile here (node --cpu-prof); the run then ends with SIGTERM so it is written. */
   cpuProfileDir?: string;
 }
@@ -77,6 +82,22 @@ function newestMtime(dir: string): number {
       newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
   }
   return newest;
+}
+
+/**
+ * How the image starts the pusher: the node flags of Dockerfile.pusher's ENTRYPOINT and its ENV NODE_OPTIONS (which
+ * the webhook renders too; operator/src/inject/sidecar.test.ts checks that they agree). Read from the Dockerfile so
+ * the benchmark measures what users get, not a copy.
+ */
+export function shippedPusherNode(): { flags: string[]; nodeOptions: string | undefined } {
+  const dockerfile = readFileSync(join(REPO, "Dockerfile.pusher"), "utf8");
+  const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
+  if (!entrypoint) throw new Error("Dockerfile.pusher has no ENTRYPOINT in exec form");
+  const argv = JSON.parse(entrypoint[1]!) as string[];
+  if (argv[0] !== "node" || argv.at(-1) !== "pusher/dist/main.js")
+    throw new Error(`unexpected ENTRYPOINT ${entrypoint[1]}: want ["node", flags..., "pusher/dist/main.js"]`);
+  const env = /^ENV NODE_OPTIONS=(?:"([^"]*)"|(\S+))$/m.exec(dockerfile);
+  return { flags: argv.slice(1, -1), nodeOptions: env ? (env[1] ?? env[2]) : undefined };
 }
 
 export type Workspace = "pusher" | "operator";
@@ -151,10 +172,11 @@ export async function startSender(spec: SenderSpec, job: SendJob, prefer: "dist"
         env.SCRAPE_JOB = "builder";
       }
       const prof = spec.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${spec.cpuProfileDir}`] : [];
-      const proc = startProcess(spec.name, process.execPath, [...(spec.nodeFlags ?? []), ...prof, ...entry.args], {
-        env,
-        cwd: REPO,
-      });
+      const shipped = spec.nodeDefaults ? { flags: [], nodeOptions: undefined } : shippedPusherNode();
+      // An unset NODE_OPTIONS must not inherit the benchmark's own.
+      env.NODE_OPTIONS = shipped.nodeOptions ?? "";
+      const argv = [...shipped.flags, ...(spec.nodeFlags ?? []), ...prof, ...entry.args];
+      const proc = startProcess(spec.name, process.execPath, argv, { env, cwd: REPO });
       // Without a target, what ours sends is its own series; their job label is the pusher's choice, so count by
       // the sender label alone.
       return { spec, proc, job: job.target ? "builder" : "" };
