@@ -85,6 +85,16 @@ const cases: Case[] = [
   { name: "unknown sidecarMode", spec: (s) => (s.sidecarMode = "Sometimes"), field: "spec.sidecarMode" },
   { name: "unknown rolloutStrategy", spec: (s) => (s.rolloutStrategy = "Always"), field: "spec.rolloutStrategy" },
   {
+    name: "negative scrape.sampleLimit",
+    spec: (s) => (s.scrape = { targets: [{ port: 8080 }], sampleLimit: -1 }),
+    field: "spec.scrape.sampleLimit",
+  },
+  {
+    name: "scrape.labelLimit above the pusher's maximum",
+    spec: (s) => (s.scrape = { targets: [{ port: 8080 }], labelLimit: 10_001 }),
+    field: "spec.scrape.labelLimit",
+  },
+  {
     name: "scrape port 0",
     spec: (s) => (s.scrape = { targets: [{ port: 0 }] }),
     field: /spec\.scrape\.targets(\[0\])?\.port/,

@@ -13,6 +13,7 @@ import {
   PATTERNS,
   RESERVED_HEADERS,
   RESERVED_LABEL_PREFIX,
+  SCRAPE_LIMITS,
   formatBytes,
   formatDuration,
 } from "@metrics-pusher/pusher/config";
@@ -428,6 +429,14 @@ export function specSchema(): Schema {
             "SCRAPE_TIMEOUT",
             "Timeout of one scrape, at most pushInterval. Default: the smaller of 10s and pushInterval.",
             "5s",
+          ),
+          sampleLimit: integer(
+            "SCRAPE_SAMPLE_LIMIT",
+            `Most samples accepted from one scrape of a target (Prometheus' sample_limit); a target exposing more gets up 0 for that scrape, stopped as soon as the parse passes the limit. It bounds the sidecar's memory: the default (${SCRAPE_LIMITS.sampleLimit.default}) fits the default memory limit; raise spec.resources with it. 0 removes the limit, and with it the memory bound.`,
+          ),
+          labelLimit: integer(
+            "SCRAPE_LABEL_LIMIT",
+            `Most labels of one scraped series, its name and the target's labels included (Prometheus' label_limit); more fails that scrape (up 0). Default: ${SCRAPE_LIMITS.labelLimit.default}. 0 removes the limit.`,
           ),
         },
       },

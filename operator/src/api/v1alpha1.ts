@@ -71,6 +71,10 @@ export interface ScrapeSpec {
   /** The job label of scraped series; the pusher's default when unset. */
   job?: string;
   timeout?: string;
+  /** Most samples of one scrape (the pusher's SCRAPE_SAMPLE_LIMIT); the pusher's default when unset, 0 = none. */
+  sampleLimit?: number;
+  /** Most labels of one scraped series (SCRAPE_LABEL_LIMIT); the pusher's default when unset, 0 = none. */
+  labelLimit?: number;
 }
 
 export interface DiskBufferSpec {

@@ -64,6 +64,22 @@ describe("renderSidecar", () => {
     assert.equal(cfg.staleMarkersOnShutdown, true);
   });
 
+  it("renders scrape.sampleLimit and labelLimit only when set, and the pusher parses them", () => {
+    const spec = { scrape: { targets: [{ port: 8080 }] } };
+    const unset = envOf(renderSidecar(pusher("mp", spec), defaults).container);
+    assert.equal(unset.SCRAPE_SAMPLE_LIMIT, undefined, "the pusher's measured default applies");
+    assert.equal(unset.SCRAPE_LABEL_LIMIT, undefined);
+    const env = envOf(
+      renderSidecar(pusher("mp", { scrape: { ...spec.scrape, sampleLimit: 12000, labelLimit: 0 } }), defaults)
+        .container,
+    );
+    assert.equal(env.SCRAPE_SAMPLE_LIMIT, "12000");
+    assert.equal(env.SCRAPE_LABEL_LIMIT, "0");
+    const cfg = parse({ ...env, NAMESPACE: "builds", POD_NAME: "p", NODE_NAME: "n" });
+    assert.equal(cfg.scrapeSampleLimit, 12000);
+    assert.equal(cfg.scrapeLabelLimit, 0);
+  });
+
   it("renders the image's NODE_OPTIONS, which Node accepts in NODE_OPTIONS", () => {
     const env = envOf(renderSidecar(pusher("mp", {}), defaults).container);
     // The same value as Dockerfile.pusher's ENV, so a user's own pusher image runs with the settings the image has.
