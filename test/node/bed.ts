@@ -58,6 +58,7 @@ export interface NodeBed {
   images: string[];
   runDir: string;
   stateDir: string;
+  containerdSocket: string;
   pids: Readonly<Record<string, number>>;
   /** Seconds from start to a Ready node with DNS, after the builds. */
   startupSeconds: number;
@@ -656,6 +657,7 @@ export async function startNodeBed(options: NodeBedOptions = {}): Promise<NodeBe
       images,
       runDir: dirs.run,
       stateDir: dirs.state,
+      containerdSocket: dirs.containerdSocket,
       pids,
       startupSeconds,
       ctr,
