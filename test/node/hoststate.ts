@@ -38,9 +38,9 @@ export const HARD_CODED_PATHS = [
   "/usr/libexec/kubernetes",
 ] as const;
 
-/** Host paths containerd and runc hard-code (the shims' sockets in /run/containerd/s) which a Docker running beside
+/** Host paths containerd hard-codes (the shims' sockets in /run/containerd/s) which a Docker running beside
  * us shares: only empty directories are removed there, never an entry another daemon may still use. */
-export const SHARED_PATHS = ["/run/containerd", "/run/runc", "/opt/containerd"] as const;
+export const SHARED_PATHS = ["/run/containerd", "/opt/containerd"] as const;
 
 /** Sysctls the bed sets (forwarding, bridged traffic through iptables) or kubelet sets (its kernel defaults). */
 export const SYSCTLS = [
