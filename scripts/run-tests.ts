@@ -10,8 +10,15 @@ const unit = ["pusher/src/**/*.test.ts", "operator/src/**/*.test.ts"];
 const real = ["test/**/*.test.ts"];
 const mode = process.argv[2] ?? "all";
 // `reliability` runs only test/reliability/ (with SOAK=1 from `npm run soak`: the long modes of those suites).
+// `node` runs only test/node/ (the real node bed).
 const patterns =
-  mode === "unit" ? unit : mode === "reliability" ? ["test/reliability/**/*.test.ts"] : [...unit, ...real];
+  mode === "unit"
+    ? unit
+    : mode === "reliability"
+      ? ["test/reliability/**/*.test.ts"]
+      : mode === "node"
+        ? ["test/node/**/*.test.ts"]
+        : [...unit, ...real];
 const files = patterns.flatMap((p) => globSync(p, { exclude: (f) => f.includes("node_modules") })).sort();
 if (files.length === 0) {
   console.error(`no test files match ${patterns.join(" ")}`);
