@@ -63,17 +63,24 @@ before(async () => {
 
 after(async () => {
   if (bed !== undefined) {
+    // The MetricsPushers first, while the operator runs to remove its finalizers: deleted after it, they (and the
+    // CRD with them) would stay stuck, and the next file on the shared bed would find them.
+    const say = (err: Error): void => void process.stderr.write(`${err.message}\n`);
+    await bed.kubectlRun(["delete", "metricspushers", "--all", "-A", "--timeout=120s"]).catch(say);
+    for (const ns of created) await bed.kubectlRun(["delete", "namespace", ns, "--timeout=120s"]).catch(say);
     await bed
       .kubectlRun(["delete", "-k", join(ROOT, "config/default"), "--timeout=120s", "--ignore-not-found"])
-      .catch((err: Error) => process.stderr.write(`${err.message}\n`));
+      .catch(say);
     await bed.release();
   }
   await prometheus?.stop();
 });
 
 /** A namespace with a Service `receiver` whose endpoint is `port` on the bridge, and a MetricsPusher `spec`. */
+const created: string[] = [];
 async function namespaceWithPusher(name: string, port: number, spec: Record<string, unknown>): Promise<string> {
   await core.createNamespace({ body: { metadata: { name } } });
+  created.push(name);
   await core.createNamespacedService({
     namespace: name,
     body: { metadata: { name: "receiver" }, spec: { ports: [{ name: "http", port: 80, targetPort: port }] } },
@@ -125,7 +132,7 @@ function appContainer(metric: string, seconds: number, extra: Partial<V1Containe
 
 function pusherStatus(pod: V1Pod): V1ContainerStatus | undefined {
   const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
-  const name = containers.find((c) => c.image === PUSHER_IMAGE)?.name;
+  const name = containers.find((c) => c.image?.startsWith(`${PUSHER_IMAGE}`) === true)?.name;
   return [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])].find(
     (s) => s.name === name,
   );
@@ -256,3 +263,126 @@ test("a rotated bearer-token Secret reaches the running pusher without a restart
     server.close();
   }
 });
+
+/** A Deployment of the app in `ns`, labelled for the MetricsPusher. */
+async function appDeployment(ns: string, name: string): Promise<void> {
+  const apps = bed.kubeConfig.makeApiClient(AppsV1Api);
+  await apps.createNamespacedDeployment({
+    namespace: ns,
+    body: {
+      metadata: { name },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: name } },
+        template: {
+          metadata: { labels: { app: name, "e2e.metricspusher.dev/push": "yes" } },
+          spec: {
+            containers: [appContainer(`e2e_${name.replace(/-/g, "_")}_total`, 0)],
+            terminationGracePeriodSeconds: 5,
+          },
+        },
+      },
+    },
+  });
+}
+
+const readyPod =
+  (ns: string, selector: string, want: (p: V1Pod) => boolean) => async (): Promise<V1Pod | undefined> => {
+    const pods = await core.listNamespacedPod({ namespace: ns, labelSelector: selector });
+    return pods.items.find(
+      (p) =>
+        p.metadata?.deletionTimestamp === undefined &&
+        p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true &&
+        want(p),
+    );
+  };
+
+async function scaleOperator(replicas: number): Promise<void> {
+  await bed.kubectlRun(["scale", "-n", SYSTEM_NS, "deployment/metrics-pusher-operator", `--replicas=${replicas}`]);
+  const apps = bed.kubeConfig.makeApiClient(AppsV1Api);
+  await eventually(`the operator at ${replicas} ready replicas`, 240_000, async () => {
+    const d = await apps.readNamespacedDeployment({ namespace: SYSTEM_NS, name: "metrics-pusher-operator" });
+    const pods = await core.listNamespacedPod({
+      namespace: SYSTEM_NS,
+      labelSelector: "app.kubernetes.io/name=metrics-pusher-operator",
+    });
+    return (d.status?.readyReplicas ?? 0) === replicas && pods.items.length === replicas ? true : undefined;
+  });
+}
+
+test(
+  "with the operator scaled to 0 new pods come up without the sidecar; back, drift repair rolls them",
+  { timeout: 600_000 },
+  async () => {
+    const ns = await namespaceWithPusher(`drift-${suffix}`, prometheus.port, {});
+    await scaleOperator(0);
+    try {
+      await appDeployment(ns, "late");
+      const bare = await eventually(
+        "a pod of late Ready without the sidecar",
+        180_000,
+        readyPod(ns, "app=late", () => true),
+      );
+      assert.equal(pusherStatus(bare), undefined, "no pusher while the operator is away (failurePolicy Ignore)");
+    } finally {
+      await scaleOperator(2);
+    }
+    const rolled = await eventually(
+      "late rolled onto a pod with the sidecar",
+      300_000,
+      readyPod(ns, "app=late", (p) => pusherStatus(p)?.ready === true),
+    ).catch(async (err: Error) => {
+      // What the operator saw, for whoever reads the failure.
+      const logs = await bed
+        .kubectlRun([
+          "logs",
+          "-n",
+          SYSTEM_NS,
+          "-l",
+          "app.kubernetes.io/name=metrics-pusher-operator",
+          "--tail=30",
+          "--prefix",
+        ])
+        .catch((e: Error) => e.message);
+      const events = await bed.kubectlRun(["get", "events", "-n", ns]).catch((e: Error) => e.message);
+      const mp = await bed.kubectlRun(["get", "metricspushers", "-n", ns, "-o", "yaml"]).catch((e: Error) => e.message);
+      throw new Error(
+        `${err.message}\n--- operator logs ---\n${logs}\n--- events ---\n${events}\n--- MetricsPusher ---\n${mp}`,
+      );
+    });
+    assert.ok(rolled.metadata?.name);
+  },
+);
+
+test(
+  "an operator upgrade to a new pusher image rolls the matching workloads onto it",
+  { timeout: 600_000 },
+  async () => {
+    const ns = await namespaceWithPusher(`upgrade-${suffix}`, prometheus.port, {});
+    await appDeployment(ns, "app");
+    await eventually(
+      "app Ready with the current pusher",
+      180_000,
+      readyPod(ns, "app=app", (p) => pusherStatus(p)?.ready === true),
+    );
+    // The built image under the next version's tag, as a release would bring it.
+    const next = `${PUSHER_IMAGE}-next`;
+    await bed.ctr(["images", "tag", PUSHER_IMAGE, next]);
+    await bed.kubectlRun(["set", "env", "-n", SYSTEM_NS, "deployment/metrics-pusher-operator", `PUSHER_IMAGE=${next}`]);
+    try {
+      const upgraded = await eventually(
+        "app rolled onto the new pusher image",
+        360_000,
+        readyPod(ns, "app=app", (p) => {
+          const containers = [...(p.spec?.initContainers ?? []), ...(p.spec?.containers ?? [])];
+          return containers.some((c) => c.image === next) && pusherStatus(p)?.ready === true;
+        }),
+      );
+      const events = await core.listNamespacedEvent({ namespace: ns });
+      assert.ok(!events.items.some((e) => e.reason === "Pulling"), "the new tag was imported, not pulled");
+      assert.ok(upgraded.metadata?.name);
+    } finally {
+      await bed.kubectlRun(["set", "env", "-n", SYSTEM_NS, "deployment/metrics-pusher-operator", "PUSHER_IMAGE-"]);
+    }
+  },
+);
