@@ -1,3 +1,4 @@
+// Runs first of the node files (its name sorts first), so the run's shared bed starts once after it.
 // Starting and stopping the node bed leaves the host as it found it: a snapshot of what the bed touches (iptables,
 // links, routes, mounts, kubepods cgroups, sysctls, the directories under /run and /var it uses) taken before, then
 // the bed started with a running pod and stopped, twice, and the snapshot compared after each stop.
