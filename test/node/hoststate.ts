@@ -330,6 +330,8 @@ export function cleanupHost(record: HostRecord, log: (line: string) => void = ()
     }
     rmSync(record.runDir, { recursive: true, force: true });
     rmSync(record.stateDir, { recursive: true, force: true });
+    // The roots are ours by name; empty, they go too (another bed's record would keep them).
+    for (const root of [NODE.stateRoot, NODE.runRoot]) tryRun("rmdir", [root]);
   });
 
   // 6. Sysctls back to what they were.
