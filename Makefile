@@ -9,7 +9,7 @@ export METRICS_PUSHER_CACHE := $(CACHE_ROOT)
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE := $(CURDIR)/node_modules/.bin/node
 
-.PHONY: all deps npm peers controlplane images build crds lint test test-unit demo cluster bench soak clean
+.PHONY: all deps npm peers controlplane node images build crds lint test test-unit test-node demo cluster bench soak clean
 
 all: build
 
@@ -25,7 +25,11 @@ peers:
 controlplane:
 	@test/controlplane/build.sh >/dev/null
 
-deps: npm peers controlplane
+# The node bed's parts besides the Kubernetes binaries: Debian packages (as root), CoreDNS, pause, test images.
+node: npm
+	@test/node/build.sh >/dev/null
+
+deps: npm peers controlplane node
 
 # The operator and pusher images, and the sample builder's stand-in, as `docker save` archives under
 # $(CACHE_ROOT)/images; prints the two image references. Needs root (it runs its own dockerd and mmdebstrap).
@@ -50,10 +54,13 @@ test: deps build lint
 test-unit: npm build
 	$(NODE) scripts/run-tests.ts unit
 
+test-node: npm controlplane node build
+	$(NODE) scripts/run-tests.ts node
+
 demo: deps build
 	$(NODE) --conditions=source test/demo/demo.ts
 
-cluster: npm controlplane
+cluster: npm controlplane node
 	$(NODE) --conditions=source test/controlplane/cluster.ts
 
 bench: deps build

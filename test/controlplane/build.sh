@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager and kubectl (static, version-stamped) into the cache directory
+# Builds etcd, kube-apiserver, kube-controller-manager, kubectl and the node's kubelet, kube-scheduler and kube-proxy
+# (static, version-stamped, one module and one set of flags) into the cache directory
 # outside the clone. A no-op when the stamp of the inputs (go.mod, go.sum, versions, flags, Go version) matches.
 # Prints the binary directory on its last line of stdout; progress goes to stderr.
 set -euo pipefail
@@ -14,7 +15,8 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 minor=${KUBERNETES_VERSION#1.}; minor=${minor%%.*}
-pkgs=(go.etcd.io/etcd/server/v3 k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
+pkgs=(go.etcd.io/etcd/server/v3 k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy)
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v${KUBERNETES_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor} -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=v${KUBERNETES_VERSION} -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=${minor}"
 flags=(-trimpath -ldflags "$ldflags")
 
@@ -37,7 +39,7 @@ if [ -f "$bin/.stamp" ] && [ "$(cat "$bin/.stamp")" = "$stamp" ]; then
 fi
 
 start=$(date +%s)
-echo "control plane: building etcd v${ETCD_VERSION}, kube-apiserver, kube-controller-manager and kubectl v${KUBERNETES_VERSION}" >&2
+echo "control plane: building etcd v${ETCD_VERSION}, kube-apiserver, kube-controller-manager, kubectl, kubelet, kube-scheduler and kube-proxy v${KUBERNETES_VERSION}" >&2
 echo "control plane: a cold build took 5 minutes on a 2-core machine (more on a slower one); later runs reuse $GOCACHE" >&2
 go mod download >&2
 total=$(go list -deps "${pkgs[@]}" | wc -l)
@@ -64,7 +66,7 @@ fi
 for name in server v3; do
   if [ -x "$bin.tmp/$name" ]; then mv "$bin.tmp/$name" "$bin.tmp/etcd"; fi
 done
-for b in etcd kube-apiserver kube-controller-manager kubectl; do
+for b in etcd kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy; do
   [ -x "$bin.tmp/$b" ] || { echo "control plane: $b was not built" >&2; exit 1; }
 done
 echo "$stamp" > "$bin.tmp/.stamp"

@@ -52,9 +52,42 @@ const READY_TIMEOUT_MS = 90_000;
 const STOP_GRACE_MS = 10_000;
 const LOG_TAIL_LINES = 40;
 
+/** What a control plane for a real node (test/node/) needs on top of the loopback one. */
+export interface NodeNetworkOptions {
+  /** An address of the node's bridge, already assigned: the apiserver binds and advertises it, so that pods reach it
+   * through the `kubernetes` Service; the kubeconfig points at it too. */
+  address: string;
+  /** The Service range; its first address (the `kubernetes` Service) goes into the serving certificate. */
+  serviceCidr: string;
+  kubernetesServiceIp: string;
+  /** The pods' range: only for NO_PROXY (nothing the apiserver sends to a pod may go through a proxy). */
+  podCidr: string;
+}
+
+/** Controllers added for a node: tokens and the root CA in every namespace, Services' endpoints, Jobs, node taints. */
+export const NODE_CONTROLLERS = [
+  "serviceaccount-token",
+  "root-ca-cert-publisher",
+  "endpoint",
+  "endpointslice",
+  "endpointslicemirroring",
+  "job",
+  "ttl-after-finished",
+  "nodelifecycle",
+  "podgc",
+  "daemonset",
+  "statefulset",
+  "replicationcontroller",
+  "disruption",
+  "clusterrole-aggregation",
+] as const;
+
 export interface StartOptions {
   /** Also start kube-controller-manager (Deployments get ReplicaSets and Pods). */
   controllers?: boolean;
+  /** Serve a real node: see NodeNetworkOptions. Turns on ServiceAccount admission, the endpoint reconciler, the
+   * controllers in NODE_CONTROLLERS and client credentials for the kubelet (logs, exec). */
+  node?: NodeNetworkOptions;
   /** Receives every output line of the processes, prefixed with the process name. */
   log?: (line: string) => void;
   /** Start-to-ready limit, default 90 s (a busy 2-core machine needs most of it). */
@@ -77,6 +110,8 @@ export interface ControlPlane {
   pids: Readonly<Record<string, number>>;
   /** Seconds from start (after the build check) until the API answered. */
   startupSeconds: number;
+  /** With `node`: a serving certificate for the kubelet (its address), signed by the CA the apiserver checks it with. */
+  kubeletServing?: KeyPairPem;
   /** A KubeConfig authenticating as a ServiceAccount with a token from the TokenRequest API. */
   clientForServiceAccount(namespace: string, name: string, expirationSeconds?: number): Promise<KubeConfig>;
   stop(): Promise<void>;
@@ -117,7 +152,7 @@ export function ensureBinaries(log?: (line: string) => void): Promise<string> {
 // ---------------------------------------------------------------------------------------------------------------
 // Processes, and cleanup that also runs when the test process exits, is interrupted or crashes
 
-interface Managed {
+export interface Managed {
   name: string;
   child: ChildProcess;
   pid: number;
@@ -131,6 +166,19 @@ const liveProcesses = new Set<Managed>();
 const liveDirs = new Set<string>();
 const liveWatchdogs = new Set<ChildProcess>();
 const liveStops = new Set<() => Promise<void>>();
+const exitHooks = new Set<() => void>();
+
+/** Registers an async stop for SIGINT/SIGTERM (as every control plane's), and a synchronous last resort for 'exit'
+ * that runs after the managed processes are killed (test/node/ restores host state there). Returns the unregister. */
+export function registerCleanup(stop: () => Promise<void>, onExitSync: () => void): () => void {
+  installHandlers();
+  liveStops.add(stop);
+  exitHooks.add(onExitSync);
+  return () => {
+    liveStops.delete(stop);
+    exitHooks.delete(onExitSync);
+  };
+}
 let handlersInstalled = false;
 
 // A SIGKILLed test process runs no handler. This shell outlives it: it learns each pid through a pipe from us, and
@@ -140,12 +188,12 @@ const WATCHDOG_SCRIPT =
   'pids=""; while read -r pid; do pids="$pids $pid"; done; [ -z "$pids" ] && exit 0; ' +
   'kill -TERM $pids 2>/dev/null; sleep 10; kill -KILL $pids 2>/dev/null; rm -rf "$1"';
 
-interface Watchdog {
+export interface Watchdog {
   watch(pid: number): void;
   disarm(): void;
 }
 
-function startWatchdog(dir: string): Watchdog {
+export function startWatchdog(dir: string): Watchdog {
   const shell = spawn("sh", ["-c", WATCHDOG_SCRIPT, "metrics-pusher-watchdog", dir], {
     detached: true,
     stdio: ["pipe", "ignore", "ignore"],
@@ -163,7 +211,7 @@ function startWatchdog(dir: string): Watchdog {
   };
 }
 
-function forEachLine(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+export function forEachLine(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
   let buffered = "";
   stream.setEncoding("utf8");
   stream.on("data", (chunk: string) => {
@@ -177,7 +225,7 @@ function forEachLine(stream: NodeJS.ReadableStream, onLine: (line: string) => vo
   });
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {
@@ -203,11 +251,19 @@ function killEverythingSync(): void {
   while (pids.some(isAlive) && Date.now() < deadline) Atomics.wait(sleeper, 0, 0, 50);
   for (const pid of pids) if (isAlive(pid)) signalPid(pid, "SIGKILL");
   liveProcesses.clear();
+  for (const hook of exitHooks) {
+    try {
+      hook();
+    } catch {
+      // the next hook still runs
+    }
+  }
+  exitHooks.clear();
   for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
   liveDirs.clear();
 }
 
-function signalPid(pid: number, signal: NodeJS.Signals): void {
+export function signalPid(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(pid, signal);
   } catch {
@@ -215,7 +271,7 @@ function signalPid(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-function installHandlers(): void {
+export function installHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
   // Also emitted when an uncaught exception ends the process. Not 'uncaughtException(Monitor)': node:test reports
@@ -236,16 +292,20 @@ function installHandlers(): void {
   }
 }
 
-function startProcess(
+export function startProcess(
   name: string,
   command: string,
   args: string[],
   dir: string,
   log: ((line: string) => void) | undefined,
+  extraNoProxy: readonly string[] = [],
 ): Managed {
   const env = { ...process.env };
-  // The apiserver calls webhooks through HTTPS_PROXY when one is set; loopback must never go there.
-  const noProxy = [env.NO_PROXY ?? env.no_proxy, "127.0.0.1", "localhost", "::1"].filter(Boolean).join(",");
+  // The apiserver calls webhooks through HTTPS_PROXY when one is set; loopback must never go there (nor a node's
+  // addresses: extraNoProxy).
+  const noProxy = [env.NO_PROXY ?? env.no_proxy, "127.0.0.1", "localhost", "::1", ...extraNoProxy]
+    .filter(Boolean)
+    .join(",");
   env.NO_PROXY = noProxy;
   env.no_proxy = noProxy;
   // detached: a Ctrl-C in a terminal goes to the foreground process group; our processes are stopped by us, in order.
@@ -288,7 +348,7 @@ function startProcess(
   return managed;
 }
 
-async function stopProcess(m: Managed, graceMs = STOP_GRACE_MS): Promise<void> {
+export async function stopProcess(m: Managed, graceMs = STOP_GRACE_MS): Promise<void> {
   m.expectedExit = true;
   if (m.exitInfo !== undefined) return;
   signalPid(m.pid, "SIGTERM");
@@ -362,7 +422,8 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
   const processes: Managed[] = [];
   const watchdog = startWatchdog(dir);
   const launch = (name: string, binary: string, args: string[]): Managed => {
-    const m = startProcess(name, join(binDir, binary), args, dir, log);
+    const noProxy = options.node ? [options.node.address, options.node.serviceCidr, options.node.podCidr, ".svc"] : [];
+    const m = startProcess(name, join(binDir, binary), args, dir, log, noProxy);
     processes.push(m);
     watchdog.watch(m.pid);
     return m;
@@ -386,12 +447,19 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
     const pki = join(dir, "pki");
     await mkdir(pki);
     const ca = await createCA({ commonName: "metrics-pusher test control plane CA" });
-    const [serving, admin, saKeys] = await Promise.all([
+    const node = options.node;
+    const [serving, admin, saKeys, kubeletClient, kubeletServing] = await Promise.all([
       issueCert({
         ca,
         commonName: "kube-apiserver",
-        ips: ["127.0.0.1"],
-        dns: ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
+        ips: node ? ["127.0.0.1", node.address, node.kubernetesServiceIp] : ["127.0.0.1"],
+        dns: [
+          "localhost",
+          "kubernetes",
+          "kubernetes.default",
+          "kubernetes.default.svc",
+          "kubernetes.default.svc.cluster.local",
+        ],
         usages: [CertUsage.server],
       }),
       issueCert({
@@ -401,6 +469,15 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
         usages: [CertUsage.client],
       }),
       createServiceAccountKeyPair(),
+      node
+        ? issueCert({
+            ca,
+            commonName: "kube-apiserver-kubelet-client",
+            organizations: ["system:masters"],
+            usages: [CertUsage.client],
+          })
+        : undefined,
+      node ? issueCert({ ca, commonName: "kubelet", ips: [node.address], usages: [CertUsage.server] }) : undefined,
     ]);
     const files = {
       caCert: join(pki, "ca.crt"),
@@ -408,6 +485,8 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
       servingKey: join(pki, "apiserver.key"),
       saPublic: join(pki, "sa.pub"),
       saPrivate: join(pki, "sa.key"),
+      kubeletClientCert: join(pki, "kubelet-client.crt"),
+      kubeletClientKey: join(pki, "kubelet-client.key"),
     };
     await Promise.all([
       writeFile(files.caCert, ca.certPem),
@@ -415,12 +494,15 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
       writeFile(files.servingKey, serving.keyPem, { mode: 0o600 }),
       writeFile(files.saPublic, saKeys.publicKeyPem),
       writeFile(files.saPrivate, saKeys.privateKeyPem, { mode: 0o600 }),
+      kubeletClient ? writeFile(files.kubeletClientCert, kubeletClient.certPem) : undefined,
+      kubeletClient ? writeFile(files.kubeletClientKey, kubeletClient.keyPem, { mode: 0o600 }) : undefined,
     ]);
 
     const [etcdClientPort, etcdPeerPort, apiPort] = await distinctFreePorts(3);
     const etcdUrl = `http://127.0.0.1:${etcdClientPort}`;
     const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;
-    const serverUrl = `https://127.0.0.1:${apiPort}`;
+    const apiAddress = node?.address ?? "127.0.0.1";
+    const serverUrl = `https://${apiAddress}:${apiPort}`;
 
     const etcd = launch("etcd", "etcd", [
       "--name=default",
@@ -442,14 +524,29 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
     const deadline = Date.now() + (options.readyTimeoutMs ?? READY_TIMEOUT_MS);
     await waitFor("etcd", [etcd], deadline, async () => (await get(`${etcdUrl}/health`)).status === 200);
 
+    // A host without a default route cannot pick an address by itself; a loopback one needs the endpoint
+    // reconciler off, or it writes an invalid `kubernetes` Endpoints object. A node's bridge address is a valid
+    // endpoint: the reconciler stays on and the `kubernetes` Service leads pods to the apiserver.
+    const addressArgs = node
+      ? [`--bind-address=${node.address}`, `--advertise-address=${node.address}`]
+      : ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"];
+    const nodeArgs = node
+      ? [
+          `--kubelet-client-certificate=${files.kubeletClientCert}`,
+          `--kubelet-client-key=${files.kubeletClientKey}`,
+          `--kubelet-certificate-authority=${files.caCert}`,
+          "--kubelet-preferred-address-types=InternalIP",
+          "--enable-admission-plugins=PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ServiceAccount",
+        ]
+      : [
+          "--enable-admission-plugins=PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+          // Without it a Pod needs its namespace's `default` ServiceAccount to exist, which needs the controller.
+          "--disable-admission-plugins=ServiceAccount",
+        ];
     const apiserver = launch("kube-apiserver", "kube-apiserver", [
       `--etcd-servers=${etcdUrl}`,
-      "--bind-address=127.0.0.1",
       `--secure-port=${apiPort}`,
-      // A host without a default route cannot pick an address by itself; a loopback one needs the endpoint
-      // reconciler off, or it writes an invalid `kubernetes` Endpoints object.
-      "--advertise-address=127.0.0.1",
-      "--endpoint-reconciler-type=none",
+      ...addressArgs,
       `--cert-dir=${join(dir, "apiserver")}`,
       `--tls-cert-file=${files.servingCert}`,
       `--tls-private-key-file=${files.servingKey}`,
@@ -458,12 +555,10 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
       `--service-account-issuer=${serverUrl}`,
       `--service-account-key-file=${files.saPublic}`,
       `--service-account-signing-key-file=${files.saPrivate}`,
-      "--service-cluster-ip-range=10.0.0.0/24",
+      `--service-cluster-ip-range=${node?.serviceCidr ?? "10.0.0.0/24"}`,
       "--allow-privileged=true",
-      // Named although they are on by default: the tests depend on them.
-      "--enable-admission-plugins=PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
-      // Without it a Pod needs its namespace's `default` ServiceAccount to exist, which needs the controller.
-      "--disable-admission-plugins=ServiceAccount",
+      // The admission plugins are named although most are on by default: the tests depend on them.
+      ...nodeArgs,
       ...(options.apiserverFlags ?? []),
     ]);
 
@@ -473,12 +568,15 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
       return (await get(`${serverUrl}/api/v1/namespaces/default`, tls)).status === 200;
     });
 
-    if (options.controllers === true) {
+    if (options.controllers === true || node) {
+      const controllers = node ? [...CONTROLLERS, ...NODE_CONTROLLERS] : CONTROLLERS;
       launch("kube-controller-manager", "kube-controller-manager", [
         `--kubeconfig=${kubeconfigPath}`,
-        `--controllers=${CONTROLLERS.join(",")}`,
+        `--controllers=${controllers.join(",")}`,
         "--leader-elect=false",
         "--secure-port=0",
+        // The token controller signs legacy token Secrets; both put the CA into them and into kube-root-ca.crt.
+        ...(node ? [`--service-account-private-key-file=${files.saPrivate}`, `--root-ca-file=${files.caCert}`] : []),
       ]);
       // It has no health endpoint without a serving port; the `default` ServiceAccount it creates shows it works.
       await waitFor("kube-controller-manager", processes, deadline, async () => {
@@ -503,6 +601,7 @@ async function startOnce(binDir: string, options: StartOptions): Promise<Control
       dir,
       pids,
       startupSeconds,
+      ...(kubeletServing ? { kubeletServing } : {}),
       clientForServiceAccount: (namespace, name, expirationSeconds = 3600) =>
         serviceAccountKubeConfig(kubeConfig, serverUrl, ca.certPem, namespace, name, expirationSeconds),
       stop,
@@ -520,7 +619,7 @@ async function distinctFreePorts(n: number): Promise<number[]> {
 }
 
 /** Polls `ready` until it is true; fails early, with the log tails, when one of `watched` exits. */
-async function waitFor(
+export async function waitFor(
   what: string,
   watched: Managed[],
   deadline: number,

@@ -52,3 +52,23 @@ function describe(v: unknown): string {
     return String(v);
   }
 }
+
+/**
+ * waitFor for checks that answer `undefined` until the thing is there, and then the thing itself, which may be
+ * falsy (0, "", false): the node bed's tests read values from the kubelet's status that way.
+ */
+export async function eventually<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | undefined>,
+  intervalMs = 1000,
+): Promise<T> {
+  const box = await waitFor(
+    async () => {
+      const value = await check();
+      return value === undefined ? undefined : { value };
+    },
+    { timeoutMs, intervalMs, message: what },
+  );
+  return box.value;
+}

@@ -43,13 +43,15 @@ export interface PeerSpec {
     Readonly<Record<string, string>> | ((ctx: { port: number; dir: string }) => Readonly<Record<string, string>>);
   /** Working directory; default: the temporary directory. */
   readonly cwd?: string;
+  /** The address it listens on and is read at; default 127.0.0.1 (the node bed's pods need its bridge address). */
+  readonly host?: string;
 }
 
 export interface Peer {
   readonly name: string;
   readonly pid: number;
   readonly port: number;
-  /** http://127.0.0.1:<port> */
+  /** http://<host>:<port>, host 127.0.0.1 unless the spec says otherwise */
   readonly url: string;
   readonly dir: string;
   /** The last lines the process wrote (stdout and stderr). */
@@ -112,7 +114,7 @@ async function spawnOnce(spec: PeerSpec): Promise<Peer> {
   installHooks();
   const port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), `metrics-pusher-${spec.name}-`));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${spec.host ?? "127.0.0.1"}:${port}`;
   const lines: string[] = [];
   let partial = "";
   const onData = (chunk: Buffer): void => {
@@ -280,12 +282,16 @@ function receiver(
   };
 }
 
-export async function startPrometheus(opts: { extraArgs?: string[]; config?: string } = {}): Promise<Receiver> {
+export async function startPrometheus(
+  opts: { extraArgs?: string[]; config?: string; host?: string } = {},
+): Promise<Receiver> {
   const bin = path.join(await peersBinDir(), "prometheus");
+  const host = opts.host ?? "127.0.0.1";
   const peer = await spawnPeer({
     name: "prometheus",
     command: bin,
     readyPath: "/-/ready",
+    host,
     args: ({ port, dir }) => {
       const config = path.join(dir, "prometheus.yml");
       // No scrape jobs: everything arrives by Remote-Write.
@@ -293,7 +299,7 @@ export async function startPrometheus(opts: { extraArgs?: string[]; config?: str
       return [
         `--config.file=${config}`,
         `--storage.tsdb.path=${path.join(dir, "data")}`,
-        `--web.listen-address=127.0.0.1:${port}`,
+        `--web.listen-address=${host}:${port}`,
         "--web.enable-remote-write-receiver",
         "--log.level=info",
         ...(opts.extraArgs ?? []),

@@ -1,0 +1,243 @@
+// End-to-end on the real node, with the operator installed as the README says (kubectl apply -k config/default).
+// Every outcome is read from the kubelet's own status, from logs, or from the receivers; waits poll with a deadline.
+// No test pod uses hostNetwork.
+import { after, before, it } from "node:test";
+import assert from "node:assert/strict";
+import { createServer, type Server } from "node:http";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type V1Container,
+  type V1ContainerStatus,
+  type V1Pod,
+} from "@kubernetes/client-node";
+import { startPrometheus, type Receiver } from "../peers/receivers.ts";
+import { eventually } from "../lib/wait.ts";
+import { acquireNodeBed, type SharedNodeBed } from "./shared.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+const PUSHER_IMAGE = `ghcr.io/metrics-pusher/pusher:${VERSION}`;
+const SYSTEM_NS = "metrics-pusher-system";
+const suffix = Date.now().toString(36);
+
+let bed: SharedNodeBed;
+let prometheus: Receiver;
+let core: CoreV1Api;
+
+before(async () => {
+  bed = await acquireNodeBed((line) => {
+    if (/^\[(node|build|cleanup)\]/.test(line)) process.stderr.write(line + "\n");
+  });
+  core = bed.kubeConfig.makeApiClient(CoreV1Api);
+  prometheus = await startPrometheus({ host: bed.bridgeIp });
+  await bed.kubectlRun(["apply", "-k", join(ROOT, "config/default")]);
+  const apps = bed.kubeConfig.makeApiClient(AppsV1Api);
+  await eventually("the operator with 2 ready replicas", 240_000, async () => {
+    const d = await apps.readNamespacedDeployment({ namespace: SYSTEM_NS, name: "metrics-pusher-operator" });
+    return d.status?.readyReplicas === 2 ? true : undefined;
+  });
+});
+
+after(async () => {
+  if (bed !== undefined) {
+    // The MetricsPushers first, while the operator runs to remove its finalizers: deleted after it, they (and the
+    // CRD with them) would stay stuck, and the next file on the shared bed would find them.
+    const say = (err: Error): void => void process.stderr.write(`${err.message}\n`);
+    await bed.kubectlRun(["delete", "metricspushers", "--all", "-A", "--timeout=120s"]).catch(say);
+    for (const ns of created) await bed.kubectlRun(["delete", "namespace", ns, "--timeout=120s"]).catch(say);
+    await bed
+      .kubectlRun(["delete", "-k", join(ROOT, "config/default"), "--timeout=120s", "--ignore-not-found"])
+      .catch(say);
+    await bed.release();
+  }
+  await prometheus?.stop();
+});
+
+/** A namespace with a Service `receiver` whose endpoint is `port` on the bridge, and a MetricsPusher `spec`. */
+const created: string[] = [];
+async function namespaceWithPusher(name: string, port: number, spec: Record<string, unknown>): Promise<string> {
+  await core.createNamespace({ body: { metadata: { name } } });
+  created.push(name);
+  await core.createNamespacedService({
+    namespace: name,
+    body: { metadata: { name: "receiver" }, spec: { ports: [{ name: "http", port: 80, targetPort: port }] } },
+  });
+  await core.createNamespacedEndpoints({
+    namespace: name,
+    body: {
+      metadata: { name: "receiver" },
+      subsets: [{ addresses: [{ ip: bed.bridgeIp }], ports: [{ name: "http", port }] }],
+    },
+  });
+  const custom = bed.kubeConfig.makeApiClient(CustomObjectsApi);
+  await custom.createNamespacedCustomObject({
+    group: "metricspusher.dev",
+    version: "v1alpha1",
+    namespace: name,
+    plural: "metricspushers",
+    body: {
+      apiVersion: "metricspusher.dev/v1alpha1",
+      kind: "MetricsPusher",
+      metadata: { name: "push" },
+      spec: {
+        selector: { matchLabels: { "e2e.metricspusher.dev/push": "yes" } },
+        pushInterval: "5s",
+        scrape: { targets: [{ port: 8080, path: "/metrics" }] },
+        ...spec,
+        remoteWrite: { url: `http://receiver.${name}.svc/api/v1/write`, ...((spec.remoteWrite as object) ?? {}) },
+      },
+    },
+  });
+  return name;
+}
+
+/** An app for the test image: serves `metric` on :8080 and exits after `seconds` (0: never). */
+function appContainer(metric: string, seconds: number, extra: Partial<V1Container> = {}): V1Container {
+  const js =
+    `require("http").createServer((q, s) => { s.setHeader("content-type", "text/plain; version=0.0.4"); ` +
+    `s.end("${metric} 42\\n"); }).listen(8080);` +
+    (seconds > 0 ? ` setTimeout(() => process.exit(0), ${seconds * 1000});` : "");
+  return {
+    name: "app",
+    image: bed.testImage,
+    imagePullPolicy: "Never",
+    command: ["node", "-e", js],
+    ports: [{ name: "metrics", containerPort: 8080 }],
+    ...extra,
+  };
+}
+
+function pusherStatus(pod: V1Pod): V1ContainerStatus | undefined {
+  const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+  const name = containers.find((c) => c.image?.startsWith(`${PUSHER_IMAGE}`) === true)?.name;
+  return [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])].find(
+    (s) => s.name === name,
+  );
+}
+
+it("a Job's pod completes with a native sidecar, and its samples arrive", { timeout: 300_000 }, async () => {
+  const ns = await namespaceWithPusher(`job-${suffix}`, prometheus.port, {});
+  const batch = bed.kubeConfig.makeApiClient(BatchV1Api);
+  await batch.createNamespacedJob({
+    namespace: ns,
+    body: {
+      metadata: { name: "work" },
+      spec: {
+        backoffLimit: 0,
+        template: {
+          metadata: { labels: { "e2e.metricspusher.dev/push": "yes", job: "work" } },
+          spec: { restartPolicy: "Never", containers: [appContainer("e2e_job_items_total", 20)] },
+        },
+      },
+    },
+  });
+  const job = await eventually("the Job complete", 240_000, async () => {
+    const j = await batch.readNamespacedJob({ namespace: ns, name: "work" });
+    if ((j.status?.failed ?? 0) > 0) throw new Error(`the Job failed: ${JSON.stringify(j.status)}`);
+    return j.status?.succeeded === 1 ? j : undefined;
+  });
+  assert.ok(job.status?.conditions?.some((c) => c.type === "Complete" && c.status === "True"));
+  const pod = (await core.listNamespacedPod({ namespace: ns, labelSelector: "job=work" })).items[0]!;
+  assert.equal(pod.status?.phase, "Succeeded");
+  const sidecar = (pod.spec?.initContainers ?? []).find((c) => c.image === PUSHER_IMAGE);
+  assert.ok(sidecar, "the pusher is an init container");
+  assert.equal(sidecar.restartPolicy, "Always", "a native sidecar");
+  // The kubelet stopped the sidecar after the app exited; it exited cleanly (its last flush done).
+  const status = pusherStatus(pod);
+  assert.equal(status?.state?.terminated?.exitCode, 0, `pusher state: ${JSON.stringify(status?.state)}`);
+  const series = await eventually("the Job's samples in Prometheus", 60_000, async () => {
+    const s = await prometheus.series(`e2e_job_items_total{namespace="${ns}"}`);
+    return s.length > 0 ? s : undefined;
+  });
+  assert.equal(series[0]?.pod, pod.metadata?.name);
+});
+
+it(
+  "a pod whose memory limit is below what its app needs shows the OOM as the kubelet reports it",
+  { timeout: 240_000 },
+  async () => {
+    const ns = await namespaceWithPusher(`oom-${suffix}`, prometheus.port, {});
+    // The app grows until the cgroup's limit stops it.
+    const hog =
+      'const a = []; setInterval(() => a.push(Buffer.alloc(8 << 20, 1)), 20); require("http").createServer((q, s) => s.end("x 1\\n")).listen(8080);';
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: { name: "hog", labels: { "e2e.metricspusher.dev/push": "yes" } },
+        spec: {
+          restartPolicy: "Never",
+          containers: [
+            {
+              name: "app",
+              image: bed.testImage,
+              imagePullPolicy: "Never",
+              command: ["node", "-e", hog],
+              resources: { limits: { memory: "64Mi" }, requests: { memory: "64Mi" } },
+            },
+          ],
+        },
+      },
+    });
+    const terminated = await eventually("the app OOMKilled", 180_000, async () => {
+      const pod = await core.readNamespacedPod({ namespace: ns, name: "hog" });
+      const app = pod.status?.containerStatuses?.find((c) => c.name === "app");
+      return app?.state?.terminated ?? app?.lastState?.terminated ?? undefined;
+    });
+    assert.equal(terminated.reason, "OOMKilled");
+    assert.equal(terminated.exitCode, 137);
+    const pod = await core.readNamespacedPod({ namespace: ns, name: "hog" });
+    assert.ok(pusherStatus(pod), "the pod was injected (the pusher beside the app)");
+  },
+);
+
+it("a rotated bearer-token Secret reaches the running pusher without a restart", { timeout: 300_000 }, async () => {
+  // A receiver of our own on the bridge that records the Authorization header of every write.
+  const seen: string[] = [];
+  const server: Server = createServer((req, res) => {
+    seen.push(req.headers.authorization ?? "");
+    req.resume();
+    req.on("end", () => res.writeHead(204).end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, bed.bridgeIp, resolve));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const ns = `token-${suffix}`;
+    await namespaceWithPusher(ns, port, { remoteWrite: { bearerTokenSecret: { name: "auth", key: "token" } } });
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: { metadata: { name: "auth" }, stringData: { token: "first" } },
+    });
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: { name: "app", labels: { "e2e.metricspusher.dev/push": "yes" } },
+        spec: { containers: [appContainer("e2e_token_total", 0)] },
+      },
+    });
+    await eventually("a write with the first token", 180_000, async () =>
+      seen.includes("Bearer first") ? true : undefined,
+    );
+    const before = pusherStatus(await core.readNamespacedPod({ namespace: ns, name: "app" }));
+    assert.ok(before?.containerID, "the pusher runs");
+
+    await core.replaceNamespacedSecret({
+      namespace: ns,
+      name: "auth",
+      body: { metadata: { name: "auth" }, stringData: { token: "second" } },
+    });
+    await eventually("a write with the rotated token", 180_000, async () =>
+      seen.at(-1) === "Bearer second" ? true : undefined,
+    );
+    const afterRotation = pusherStatus(await core.readNamespacedPod({ namespace: ns, name: "app" }));
+    assert.equal(afterRotation?.containerID, before.containerID, "the same pusher container");
+    assert.equal(afterRotation?.restartCount, 0, "not restarted");
+  } finally {
+    server.close();
+  }
+});
