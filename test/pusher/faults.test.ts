@@ -50,6 +50,9 @@ class Receiver {
 
   async start(): Promise<void> {
     const server = http.createServer((req, res) => {
+      // When the request arrived, not when its body was read and decoded: the pusher's timers run from its start,
+      // and a slow first decode (a cold JIT) made the gaps between attempts look shorter than they were.
+      const arrived = Date.now();
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
@@ -61,7 +64,7 @@ class Receiver {
           res.writeHead(400).end(`undecodable: ${(e as Error).message}`);
           throw e;
         }
-        this.requests.push({ at: Date.now(), answer, series, headers: req.headers });
+        this.requests.push({ at: arrived, answer, series, headers: req.headers });
         if (answer.kind === "hang") return; // never answers
         if (answer.kind === "reset") {
           req.socket.resetAndDestroy();
