@@ -16,22 +16,21 @@ const SUPERVISOR = fileURLToPath(new URL("supervisor.ts", import.meta.url));
 export const SHARED_BED_ENV = "METRICS_PUSHER_NODE_BED";
 const START_TIMEOUT_MS = 15 * 60_000; // a cold build of everything included
 
-/** What a test needs of a bed, whichever process runs it. */
-export interface NodeBedInfo {
-  kubeconfigPath: string;
-  kubectl: string;
-  nodeName: string;
-  bridgeIp: string;
-  testImage: string;
-  pauseImage: string;
-  images: string[];
-  runDir: string;
-  stateDir: string;
-  containerdSocket: string;
-  caCertPem: string;
-  pids: Record<string, number>;
-  startupSeconds: number;
-}
+/** What a test needs of a bed, whichever process runs it: NodeBed's plain fields, which cross processes as JSON. */
+export type NodeBedInfo = Pick<
+  NodeBed,
+  | "kubeconfigPath"
+  | "kubectl"
+  | "nodeName"
+  | "bridgeIp"
+  | "testImage"
+  | "pauseImage"
+  | "images"
+  | "runDir"
+  | "stateDir"
+  | "containerdSocket"
+  | "startupSeconds"
+> & { caCertPem: string; pids: Record<string, number> };
 
 export interface SharedNodeBed extends NodeBedInfo {
   kubeConfig: KubeConfig;
