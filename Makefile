@@ -68,6 +68,7 @@ bench: deps build
 
 soak: deps build
 	SOAK=1 $(NODE) scripts/run-tests.ts reliability
+	$(NODE) --conditions=source test/bench/run.ts --only churn --runs 1
 
 clean:
 	rm -rf node_modules pusher/dist operator/dist

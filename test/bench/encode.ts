@@ -31,6 +31,8 @@ const peer = require("prometheus-remote-write") as PeerModule;
 
 export const PEER_NAME = "prometheus-remote-write";
 export const ENCODE_GOAL = 5;
+/** Issue 17: fresh label sets every push (the first push after a start, or new series), at least 4× the peer. */
+export const ENCODE_COLD_GOAL = 4;
 
 export interface EncodeOptions {
   series: number;
@@ -167,7 +169,7 @@ export async function benchEncode(opts: EncodeOptions): Promise<EncodeResult> {
       better: Better.higher,
       ours: c,
       peer: { name: PEER_NAME, value: p },
-      goal: { text: `≥ ${ENCODE_GOAL}× peer`, met: c >= ENCODE_GOAL * p },
+      goal: { text: `≥ ${ENCODE_COLD_GOAL}× peer`, met: c >= ENCODE_COLD_GOAL * p },
       runs: result.oursCold.rates,
     },
     {

@@ -16,6 +16,12 @@ export interface ForwardOptions {
   drainS?: number;
   senders?: SenderSpec[];
   prefer?: "dist" | "source";
+  /**
+   * Also measure each sender idle (its own metrics only, same interval) in every run, for bytes per series:
+   * (peak RSS forwarding − idle peak RSS) ÷ series. The name of the rows' benchmark ("forward" by default).
+   */
+  idleBaseline?: { windowS: number };
+  bench?: string;
 }
 
 /** A small young generation: fewer short-lived scrape objects promoted, less heap committed. */
@@ -31,7 +37,19 @@ export const FORWARD_SENDERS: SenderSpec[] = [
 export interface ForwardResult {
   rows: Row[];
   runs: SenderRun[];
+  /** Idle runs of each sender, when idleBaseline was asked for. */
+  idle: SenderRun[];
 }
+
+/**
+ * The sample limit a user scraping `series` would set: the series with room to grow (a tenth). The pusher's default of
+ * 4,000 would refuse the benchmark's 10,000-series target (up 0, nothing forwarded).
+ */
+export const forwardSampleLimit = (series: number): number => Math.ceil(series * 1.1);
+
+/** BUFFER_MAX_SAMPLES when the default (100,000) is below three scrapes of the target; undefined = the default. */
+export const forwardBufferSamples = (series: number): number | undefined =>
+  3 * forwardSampleLimit(series) > 100_000 ? 3 * forwardSampleLimit(series) : undefined;
 
 export const cpuPerMillion = (r: SenderRun): number =>
   r.samples > 0 ? r.cpuS / (r.samples / 1e6) : Number.POSITIVE_INFINITY;
@@ -41,12 +59,31 @@ export async function benchForward(opts: ForwardOptions): Promise<ForwardResult>
   const intervalS = opts.intervalS ?? 1;
   const target = await startTarget(opts.series);
   const runs: SenderRun[] = [];
+  const idle: SenderRun[] = [];
   try {
     for (let run = 0; run < opts.runs; run++) {
       for (const spec of senders) {
+        if (opts.idleBaseline) {
+          const r = await measureSender(spec, {
+            receiver: opts.receiver,
+            job: { intervalS, senderLabel: `fwd-idle-${spec.name}-${run}-${Date.now()}` },
+            warmupS: Math.min(opts.warmupS, 5),
+            windowS: opts.idleBaseline.windowS,
+            drainS: 0,
+            prefer: opts.prefer,
+          });
+          idle.push(r);
+          log(`forward idle baseline ${spec.name}: peak RSS ${(r.peakRss / MiB).toFixed(1)} MiB`);
+        }
         const r = await measureSender(spec, {
           receiver: opts.receiver,
-          job: { intervalS, target: target.address, senderLabel: `fwd-${spec.name}-${run}-${Date.now()}` },
+          job: {
+            intervalS,
+            target: target.address,
+            senderLabel: `fwd-${spec.name}-${run}-${Date.now()}`,
+            sampleLimit: forwardSampleLimit(opts.series),
+            bufferSamples: forwardBufferSamples(opts.series),
+          },
           warmupS: opts.warmupS,
           windowS: opts.windowS,
           drainS: opts.drainS ?? 3 * intervalS,
@@ -65,17 +102,50 @@ export async function benchForward(opts: ForwardOptions): Promise<ForwardResult>
   } finally {
     await target.close();
   }
-  return { rows: forwardRows(runs, senders), runs };
+  return {
+    rows: forwardRows(runs, senders, { idle, series: opts.series, intervalS, bench: opts.bench }),
+    runs,
+    idle,
+  };
 }
 
-export function forwardRows(runs: readonly SenderRun[], senders: readonly SenderSpec[]): Row[] {
+/** Goals of issue 17 (the default senders' rows only; a sender with heap flags is shown beside them). */
+const CPU_GOAL = { vmagent: 1.2, agent: 0.9 } as const;
+const RSS_GOAL_AGENT = 0.8;
+
+export function forwardRows(
+  runs: readonly SenderRun[],
+  senders: readonly SenderSpec[],
+  extra: { idle?: readonly SenderRun[]; series?: number; intervalS?: number; bench?: string } = {},
+): Row[] {
   const of = (name: string): SenderRun[] => runs.filter((r) => r.name === name);
   const med = (name: string, f: (r: SenderRun) => number): number => median(of(name).map(f));
   const ours = senders.filter((s) => s.kind === SenderKind.ours);
   const peers = senders.filter((s) => s.kind !== SenderKind.ours);
   const rows: Row[] = [];
-  const bench = "forward";
+  const bench = extra.bench ?? "forward";
+  const idle = extra.idle ?? [];
+  const series = extra.series ?? 0;
+  // Every scrape whose timestamp falls in the window: at least ⌊window ÷ interval⌋ of them, each with every series.
+  const delivered = (r: SenderRun): number => series * Math.floor(r.windowS / (extra.intervalS ?? 1));
+  // (peak RSS forwarding − idle peak RSS) ÷ series, per run, for every sender alike.
+  const bytesPerSeries = (name: string): number[] => {
+    const idleRuns = idle.filter((r) => r.name === name);
+    return of(name).map((r, i) => (r.peakRss - (idleRuns[i] ?? idleRuns[0]!).peakRss) / series);
+  };
   for (const o of ours) {
+    // The CPU and RSS goals are those at 10,000 series; at 100,000 the goal is bytes per series (idle baselines).
+    const asShipped = o.nodeFlags === undefined && idle.length === 0;
+    rows.push({
+      bench,
+      metric: `every sample delivered (${o.name})`,
+      unit: "",
+      better: Better.higher,
+      ours: med(o.name, (r) => r.samples),
+      peer: { name: "series × scrapes in window", value: med(o.name, delivered) },
+      goal: { text: "≥ every series of every scrape", met: of(o.name).every((r) => r.samples >= delivered(r)) },
+      runs: of(o.name).map((r) => r.samples),
+    });
     for (const peer of peers) {
       const cpuOurs = med(o.name, cpuPerMillion);
       const cpuPeer = med(peer.name, cpuPerMillion);
@@ -87,9 +157,13 @@ export function forwardRows(runs: readonly SenderRun[], senders: readonly Sender
         better: Better.lower,
         ours: cpuOurs,
         peer: { name: peer.name, value: cpuPeer },
-        goal: isVm
-          ? { text: "≤ 1.5× vmagent", met: cpuOurs <= 1.5 * cpuPeer }
-          : { text: "below Prometheus agent", met: cpuOurs < cpuPeer },
+        ...(asShipped
+          ? {
+              goal: isVm
+                ? { text: `≤ ${CPU_GOAL.vmagent}× vmagent`, met: cpuOurs <= CPU_GOAL.vmagent * cpuPeer }
+                : { text: `≤ ${CPU_GOAL.agent}× Prometheus agent`, met: cpuOurs <= CPU_GOAL.agent * cpuPeer },
+            }
+          : {}),
         runs: of(o.name).map(cpuPerMillion),
       });
       const rssOurs = med(o.name, (r) => r.peakRss) / MiB;
@@ -101,9 +175,25 @@ export function forwardRows(runs: readonly SenderRun[], senders: readonly Sender
         better: Better.lower,
         ours: rssOurs,
         peer: { name: peer.name, value: rssPeer },
-        ...(isVm ? {} : { goal: { text: "below Prometheus agent", met: rssOurs < rssPeer } }),
+        ...(isVm || !asShipped
+          ? {}
+          : { goal: { text: `≤ ${RSS_GOAL_AGENT}× Prometheus agent`, met: rssOurs <= RSS_GOAL_AGENT * rssPeer } }),
         runs: of(o.name).map((r) => r.peakRss / MiB),
       });
+      if (idle.length > 0 && series > 0) {
+        const bOurs = median(bytesPerSeries(o.name));
+        const bPeer = median(bytesPerSeries(peer.name));
+        rows.push({
+          bench,
+          metric: `bytes per series, (peak − idle peak) ÷ ${series} (${o.name})`,
+          unit: "B",
+          better: Better.lower,
+          ours: bOurs,
+          peer: { name: peer.name, value: bPeer },
+          ...(isVm || o.nodeFlags !== undefined ? {} : { goal: { text: "≤ Prometheus agent", met: bOurs <= bPeer } }),
+          runs: bytesPerSeries(o.name),
+        });
+      }
       rows.push({
         bench,
         metric: `samples delivered in window (${o.name})`,

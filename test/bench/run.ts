@@ -1,8 +1,9 @@
 // `npm run bench`: the five benchmarks side by side with their peers, in one run on this machine. Each prints its
 // figures and ratios as it finishes, then a final table; --json writes every figure and run for docs/benchmarks.md.
 //
-//   node --conditions=source test/bench/run.ts [--only encode,forward,idle,webhook,scale] [--quick] [--profile]
-//        [--runs N] [--forward-series N] [--forward-window S] [--idle-window S] [--webhook-duration S]
+//   node --conditions=source test/bench/run.ts [--only encode,forward,forward-large,idle,webhook,scale,churn]
+//        [--quick] [--profile] [--runs N] [--forward-series N] [--forward-interval S] [--forward-window S]
+//        [--forward-large-series N] [--forward-large-interval S] [--churn-minutes N] [--idle-window S] [--webhook-duration S]
 //        [--webhook-connections N] [--scale-deployments N] [--operator-flags="NODE FLAGS"]
 //        [--operator-node-options="…"] [--heap-snapshot] [--json PATH]
 //
@@ -15,7 +16,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startPrometheus } from "../peers/receivers.ts";
 import { benchEncode } from "./encode.ts";
-import { benchForward } from "./forward.ts";
+import { benchChurn } from "./churn.ts";
+import { benchForward, FORWARD_SENDERS, forwardBufferSamples, forwardSampleLimit } from "./forward.ts";
 import { benchIdle } from "./idle.ts";
 import { formatHotSpots, hotSpots } from "./lib/profile.ts";
 import { formatRow, log, table, type Row } from "./lib/report.ts";
@@ -23,7 +25,9 @@ import { build, entry, peerVersions, pusherEntry, REPO, SenderKind } from "./lib
 import { benchScale } from "./scale.ts";
 import { benchWebhook } from "./webhook.ts";
 
-const BENCHES = ["encode", "forward", "idle", "webhook", "scale"] as const;
+const BENCHES = ["encode", "forward", "forward-large", "idle", "webhook", "scale", "churn"] as const;
+/** Run by default; churn (10 minutes) only when asked for, and in make soak. */
+const DEFAULT_BENCHES = BENCHES.filter((b) => b !== "churn");
 type Bench = (typeof BENCHES)[number];
 
 const { values: args } = parseArgs({
@@ -33,6 +37,10 @@ const { values: args } = parseArgs({
     profile: { type: "boolean", default: false },
     runs: { type: "string" },
     "forward-series": { type: "string" },
+    "forward-interval": { type: "string" },
+    "forward-large-series": { type: "string" },
+    "forward-large-interval": { type: "string" },
+    "churn-minutes": { type: "string" },
     "forward-window": { type: "string" },
     "idle-window": { type: "string" },
     "webhook-duration": { type: "string" },
@@ -49,8 +57,10 @@ const { values: args } = parseArgs({
 
 const num = (v: string | undefined, full: number, quick: number): number =>
   v !== undefined ? Number(v) : args.quick ? quick : full;
+/** "10s" or "10" → 10. */
+const seconds = (v: string | undefined, dflt: number): number => (v === undefined ? dflt : Number(v.replace(/s$/, "")));
 const only = new Set<Bench>(
-  (args.only ?? BENCHES.join(","))
+  (args.only ?? DEFAULT_BENCHES.join(","))
     .split(",")
     .map((s) => s.trim())
     .filter((s): s is Bench => {
@@ -65,9 +75,19 @@ const settings = {
   encode: { series: 2000, rounds: num(undefined, 7, 3), roundMs: num(undefined, 2000, 500) },
   forward: {
     series: num(args["forward-series"], 10_000, 2000),
+    intervalS: seconds(args["forward-interval"], 1),
     warmupS: num(undefined, 5, 3),
     windowS: num(args["forward-window"], 30, 10),
   },
+  // 100,000 series every 10 s, and each sender idle at the same interval for bytes per series.
+  forwardLarge: {
+    series: num(args["forward-large-series"], 100_000, 20_000),
+    intervalS: seconds(args["forward-large-interval"], 10),
+    warmupS: num(undefined, 10, 10),
+    windowS: num(undefined, 60, 30),
+    idleWindowS: num(undefined, 20, 10),
+  },
+  churn: { series: num(args["forward-series"], 10_000, 2000), minutes: num(args["churn-minutes"], 10, 10) },
   idle: { warmupS: num(undefined, 5, 2), windowS: num(args["idle-window"], 60, 10) },
   webhook: {
     pushers: 100,
@@ -137,7 +157,7 @@ async function main(): Promise<void> {
     results[bench] = r;
   };
 
-  if (only.has("forward") || only.has("idle")) {
+  if (only.has("forward") || only.has("forward-large") || only.has("idle") || only.has("churn")) {
     // The sidecar image runs the compiled dist/main.js; measure that, not Node's type stripping.
     const b = build("pusher");
     if (!b.ok)
@@ -159,12 +179,13 @@ async function main(): Promise<void> {
     }
   }
 
-  if (only.has("forward") || only.has("idle")) {
+  if (only.has("forward") || only.has("forward-large") || only.has("idle") || only.has("churn")) {
     const receiver = await startPrometheus();
     try {
       if (only.has("forward")) {
         log(
-          `2/5 forward: ${settings.forward.series} series every 1 s, ${runs} runs × (ours, vmagent, prometheus-agent)`,
+          `2/5 forward: ${settings.forward.series} series every ${settings.forward.intervalS} s, ${runs} runs × ` +
+            `(ours, vmagent, prometheus-agent), SCRAPE_SAMPLE_LIMIT / sample_limit ${forwardSampleLimit(settings.forward.series)}`,
         );
         done("forward", await benchForward({ receiver, runs, ...settings.forward }));
         if (args.profile) {
@@ -180,6 +201,35 @@ async function main(): Promise<void> {
           results.forwardProfile = spots;
           process.stdout.write(`forward profile (self time of ours, share of busy time):\n${spots}\n`);
         }
+      }
+      if (only.has("forward-large")) {
+        const fl = settings.forwardLarge;
+        log(
+          `2b/5 forward-large: ${fl.series} series every ${fl.intervalS} s, ${runs} runs × (ours, vmagent, ` +
+            `prometheus-agent), each also idle for bytes per series; ours with SCRAPE_SAMPLE_LIMIT=${forwardSampleLimit(fl.series)} ` +
+            `BUFFER_MAX_SAMPLES=${forwardBufferSamples(fl.series) ?? "default"}`,
+        );
+        done(
+          "forward-large",
+          await benchForward({
+            receiver,
+            runs,
+            series: fl.series,
+            intervalS: fl.intervalS,
+            warmupS: fl.warmupS,
+            windowS: fl.windowS,
+            drainS: 2 * fl.intervalS,
+            senders: FORWARD_SENDERS.filter((s) => s.nodeFlags === undefined),
+            idleBaseline: { windowS: fl.idleWindowS },
+            bench: "forward-large",
+          }),
+        );
+      }
+      if (only.has("churn")) {
+        log(
+          `churn: ${settings.churn.series} series every 1 s for ${settings.churn.minutes} minutes, a tenth replaced every minute`,
+        );
+        done("churn", await benchChurn({ receiver, ...settings.churn }));
       }
       if (only.has("idle")) {
         log(`3/5 idle: own metrics every 1 s, ${settings.idle.windowS} s window, ${runs} runs`);

@@ -38,6 +38,7 @@ describe("forward and idle benchmarks (smoke)", () => {
       drainS: 2,
       prefer: "source",
       senders: FORWARD_SENDERS.filter((sp) => sp.nodeFlags === undefined),
+      idleBaseline: { windowS: 1 },
     });
     assert.deepEqual(
       r.runs.map((x) => x.name),
@@ -56,6 +57,20 @@ describe("forward and idle benchmarks (smoke)", () => {
     const metrics = r.rows.map((row) => `${row.metric} vs ${row.peer?.name}`);
     assert.ok(metrics.includes("CPU per million samples (ours) vs vmagent"));
     assert.ok(metrics.includes("peak RSS (ours) vs prometheus-agent"));
+    // Bytes per series needs each sender idle as well, in the same run.
+    assert.deepEqual(
+      r.idle.map((x) => x.name),
+      ["ours", "vmagent", "prometheus-agent"],
+    );
+    for (const run of r.idle) assert.ok(run.peakRss > 0, JSON.stringify(run));
+    const bytes = r.rows.find(
+      (row) => row.metric.startsWith("bytes per series") && row.peer?.name === "prometheus-agent",
+    );
+    assert.ok(bytes?.goal !== undefined && Number.isFinite(bytes.ours), JSON.stringify(bytes));
+    assert.ok(
+      r.rows.some((row) => row.metric === "every sample delivered (ours)" && row.goal !== undefined),
+      "the delivery row is there",
+    );
   });
 
   it("measures each idle sender pushing only its own metrics", async () => {

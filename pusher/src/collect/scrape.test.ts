@@ -384,6 +384,43 @@ describe("Scraper", () => {
     );
   });
 
+  it("keeps its series table right across scrapes: gone, back, alias texts, a failed scrape in between", async () => {
+    let body = 'a{x="1"} 1\na{x="2"} 2\n';
+    const p = target((_req, res) => res.end(body));
+    const { s } = scraper([p], { sampleLimit: 3 });
+    const view = (out: Sample[]): string[] =>
+      data(out).map((x) => `${x.labels.find((l) => l.name === "x")!.value} ${x.stale ? "STALE" : x.value}`);
+    assert.equal(value(await s.scrape(1000), "scrape_series_added"), 2);
+    body = 'a{x="1"} 3\n';
+    const gone = await s.scrape(2000);
+    assert.deepEqual(view(gone), ["1 3", "2 STALE"]);
+    assert.equal(value(gone, "scrape_series_added"), 0);
+    // Back, under another text that makes the same series, and repeated: added once, the first sample kept.
+    body = 'a{x="1"} 4\na{y="",x="2"} 5\na{x="2"} 6\n';
+    const back = await s.scrape(3000);
+    assert.deepEqual(
+      data(back).map((x) => x.value),
+      [4, 5],
+    );
+    assert.equal(value(back, "scrape_series_added"), 1);
+    // Over the sample limit: the scrape fails, every live series gets its marker once.
+    body = 'a{x="1"} 7\na{x="3"} 8\na{x="4"} 9\na{x="5"} 10\n';
+    const failed = await s.scrape(4000);
+    assert.equal(value(failed, "up"), 0);
+    assert.deepEqual(view(failed), ["1 STALE", "2 STALE"]);
+    // After a failure every series counts as added again, and nothing of before gets a second marker.
+    body = 'a{x="3"} 11\n';
+    const after = await s.scrape(5000);
+    assert.equal(value(after, "up"), 1);
+    assert.equal(value(after, "scrape_series_added"), 1);
+    assert.deepEqual(
+      data(after).map((x) => x.value),
+      [11],
+    );
+    body = "";
+    assert.deepEqual(view(await s.scrape(6000)), ["3 STALE"]);
+  });
+
   it("keeps the first of a series repeated in one scrape", async () => {
     const p = target('a{x="1"} 1\na{x="1",y=""} 2\na{x="1"} 3 5\n');
     const { s } = scraper([p]);

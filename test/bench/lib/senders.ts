@@ -32,6 +32,17 @@ export interface SendJob {
   target?: string;
   /** Value of the `sender` label on everything it sends: tells runs apart in the receiver. */
   senderLabel: string;
+  /**
+   * Samples one scrape may hold: SCRAPE_SAMPLE_LIMIT for ours, whose default (4,000) refuses a larger target, so a
+   * user scraping 10,000 series sets it, and so does the benchmark. vmagent and Prometheus have no limit by default
+   * and run as users get them.
+   */
+  sampleLimit?: number;
+  /**
+   * BUFFER_MAX_SAMPLES for ours, when its default (100,000) cannot hold one scrape: at 100,000 series every push would
+   * drop the oldest samples (buffer_full), as it would for a user who did not raise it.
+   */
+  bufferSamples?: number;
 }
 
 export interface Sender {
@@ -170,6 +181,8 @@ export async function startSender(spec: SenderSpec, job: SendJob, prefer: "dist"
       if (job.target) {
         env.SCRAPE_TARGETS = `http://${job.target}/metrics`;
         env.SCRAPE_JOB = "builder";
+        if (job.sampleLimit !== undefined) env.SCRAPE_SAMPLE_LIMIT = String(job.sampleLimit);
+        if (job.bufferSamples !== undefined) env.BUFFER_MAX_SAMPLES = String(job.bufferSamples);
       }
       const prof = spec.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${spec.cpuProfileDir}`] : [];
       const shipped = spec.nodeDefaults ? { flags: [], nodeOptions: undefined } : shippedPusherNode();
