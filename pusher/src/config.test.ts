@@ -103,6 +103,7 @@ describe("parse", () => {
     assert.equal(c.scrapeLabelLimit, 20);
     assert.equal(c.scrapeSampleLimit, SCRAPE_LIMITS.sampleLimit.default);
     assert.equal(c.scrapeLabelLimit, SCRAPE_LIMITS.labelLimit.default);
+    assert.equal(c.scrapeLabelValueLengthLimit, 2048);
     assert.equal(c.scrapeMaxBytes, 16 * 1024 * 1024);
     assert.equal(c.scrapeDrop, undefined);
   });
@@ -650,6 +651,7 @@ describe("bounds come from the ENV table (the CRD is generated from the same fie
         "MAX_SAMPLES_PER_SEND",
         "PUSH_INTERVAL",
         "SCRAPE_LABEL_LIMIT",
+        "SCRAPE_LABEL_VALUE_LENGTH_LIMIT",
         "SCRAPE_MAX_BYTES",
         "SCRAPE_SAMPLE_LIMIT",
         "SCRAPE_TIMEOUT",

@@ -37,6 +37,8 @@ export type EnvSpec = {
 export const SCRAPE_LIMITS = {
   sampleLimit: { env: "SCRAPE_SAMPLE_LIMIT", default: 4_000, min: 0, max: 100_000_000 },
   labelLimit: { env: "SCRAPE_LABEL_LIMIT", default: 20, min: 0, max: 10_000 },
+  // Mimir's and Cortex's default max_label_value_length: a longer value is refused there at ingestion anyway.
+  labelValueLengthLimit: { env: "SCRAPE_LABEL_VALUE_LENGTH_LIMIT", default: 2_048, min: 0, max: 16 * 1024 ** 2 },
 } as const;
 
 /**
@@ -217,6 +219,15 @@ export const ENV = {
     min: SCRAPE_LIMITS.labelLimit.min,
     max: SCRAPE_LIMITS.labelLimit.max,
   },
+  SCRAPE_LABEL_VALUE_LENGTH_LIMIT: {
+    default: String(SCRAPE_LIMITS.labelValueLengthLimit.default),
+    required: false,
+    description:
+      "Longest label value of a scraped series, in characters (Prometheus' label_value_length_limit); a longer one fails that scrape (up 0) as soon as it is read, and so does a line longer than SCRAPE_LABEL_LIMIT such values can fill. Bounds the scrape's memory per series. 0 = no limit.",
+    kind: "integer",
+    min: SCRAPE_LIMITS.labelValueLengthLimit.min,
+    max: SCRAPE_LIMITS.labelValueLengthLimit.max,
+  },
   SCRAPE_MAX_BYTES: {
     default: "16MiB",
     required: false,
@@ -290,6 +301,7 @@ export interface Config {
   readonly scrapeSampleLimit: number;
   /** 0 = no limit. */
   readonly scrapeLabelLimit: number;
+  readonly scrapeLabelValueLengthLimit: number;
   readonly scrapeMaxBytes: number;
   /** Anchored regular expression of metric names to drop from scrapes. */
   readonly scrapeDrop: RegExp | undefined;
@@ -845,6 +857,10 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
   }
   const scrapeSampleLimit = integer("SCRAPE_SAMPLE_LIMIT", SCRAPE_LIMITS.sampleLimit.default);
   const scrapeLabelLimit = integer("SCRAPE_LABEL_LIMIT", SCRAPE_LIMITS.labelLimit.default);
+  const scrapeLabelValueLengthLimit = integer(
+    "SCRAPE_LABEL_VALUE_LENGTH_LIMIT",
+    SCRAPE_LIMITS.labelValueLengthLimit.default,
+  );
   const scrapeMaxBytes = bytes("SCRAPE_MAX_BYTES", 16 * 1024 ** 2, "16MiB");
   let scrapeDrop: RegExp | undefined;
   const dropText = raw("SCRAPE_DROP");
@@ -887,6 +903,7 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
     scrapeTimeoutMs,
     scrapeSampleLimit,
     scrapeLabelLimit,
+    scrapeLabelValueLengthLimit,
     scrapeMaxBytes,
     scrapeDrop,
   });

@@ -156,6 +156,7 @@ async function main(): Promise<void> {
       timeoutMs: config.scrapeTimeoutMs,
       sampleLimit: config.scrapeSampleLimit,
       labelLimit: config.scrapeLabelLimit,
+      labelValueLengthLimit: config.scrapeLabelValueLengthLimit,
       maxBytes: config.scrapeMaxBytes,
       ...(config.scrapeDrop ? { drop: config.scrapeDrop } : {}),
       extraLabels,

@@ -5,7 +5,8 @@
 //   npm run build
 //   node --conditions=source test/pusher/scrape-rss.ts <shape> <series> [cycles] [VAR=value ...]
 // Shapes: tiny (`s{l="000001"} 1`, ~17 bytes a series: the red-team case), typical (a histogram bucket with five
-// labels, ~130 bytes), wide:<labels> (one metric with that many labels a series).
+// labels, ~130 bytes), wide:<labels> (one metric with that many labels a series),
+// long:<chars> (one label value of that many characters a series).
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import http from "node:http";
@@ -40,6 +41,10 @@ function exposition(kind: string, n: number): string {
       for (let k = 1; k < labels; k++) l += `,label_${k}="value_${k}"`;
       parts.push(`wide{${l}} 1\n`);
     }
+  } else if (kind.startsWith("long:")) {
+    // N series, each with one label value of that many characters (one 16 MiB value: long:16777216 with N = 1).
+    const chars = Number(kind.slice(5));
+    for (let i = 0; i < n; i++) parts.push(`long{id="${i}",v="${"x".repeat(chars)}"} 1\n`);
   } else throw new Error(`unknown shape ${kind}`);
   return parts.join("");
 }

@@ -438,6 +438,10 @@ export function specSchema(): Schema {
             "SCRAPE_LABEL_LIMIT",
             `Most labels of one scraped series, its name and the target's labels included (Prometheus' label_limit); more fails that scrape (up 0). Default: ${SCRAPE_LIMITS.labelLimit.default}. 0 removes the limit.`,
           ),
+          labelValueLengthLimit: integer(
+            "SCRAPE_LABEL_VALUE_LENGTH_LIMIT",
+            `Longest label value of a scraped series, in characters (Prometheus' label_value_length_limit); a longer one fails that scrape (up 0) as soon as it is read. With labelLimit it bounds the sidecar's memory per series. Default: ${SCRAPE_LIMITS.labelValueLengthLimit.default}, the value length that Mimir and Cortex refuse beyond by default. 0 removes the limit.`,
+          ),
         },
       },
       buffer: {

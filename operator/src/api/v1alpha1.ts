@@ -75,6 +75,8 @@ export interface ScrapeSpec {
   sampleLimit?: number;
   /** Most labels of one scraped series (SCRAPE_LABEL_LIMIT); the pusher's default when unset, 0 = none. */
   labelLimit?: number;
+  /** Longest label value (SCRAPE_LABEL_VALUE_LENGTH_LIMIT); the pusher's default when unset, 0 = none. */
+  labelValueLengthLimit?: number;
 }
 
 export interface DiskBufferSpec {

@@ -69,15 +69,16 @@ describe("renderSidecar", () => {
     const unset = envOf(renderSidecar(pusher("mp", spec), defaults).container);
     assert.equal(unset.SCRAPE_SAMPLE_LIMIT, undefined, "the pusher's measured default applies");
     assert.equal(unset.SCRAPE_LABEL_LIMIT, undefined);
-    const env = envOf(
-      renderSidecar(pusher("mp", { scrape: { ...spec.scrape, sampleLimit: 12000, labelLimit: 0 } }), defaults)
-        .container,
-    );
+    assert.equal(unset.SCRAPE_LABEL_VALUE_LENGTH_LIMIT, undefined);
+    const scrape = { ...spec.scrape, sampleLimit: 12000, labelLimit: 0, labelValueLengthLimit: 512 };
+    const env = envOf(renderSidecar(pusher("mp", { scrape }), defaults).container);
     assert.equal(env.SCRAPE_SAMPLE_LIMIT, "12000");
     assert.equal(env.SCRAPE_LABEL_LIMIT, "0");
     const cfg = parse({ ...env, NAMESPACE: "builds", POD_NAME: "p", NODE_NAME: "n" });
     assert.equal(cfg.scrapeSampleLimit, 12000);
     assert.equal(cfg.scrapeLabelLimit, 0);
+    assert.equal(env.SCRAPE_LABEL_VALUE_LENGTH_LIMIT, "512");
+    assert.equal(cfg.scrapeLabelValueLengthLimit, 512);
   });
 
   it("renders the image's NODE_OPTIONS, which Node accepts in NODE_OPTIONS", () => {

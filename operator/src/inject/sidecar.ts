@@ -96,6 +96,9 @@ export function renderSidecar(pusher: MetricsPusher, defaults: SidecarDefaults):
     // Only when set, so that the pusher's measured defaults apply otherwise.
     if (spec.scrape?.sampleLimit !== undefined) set("SCRAPE_SAMPLE_LIMIT", String(spec.scrape.sampleLimit));
     if (spec.scrape?.labelLimit !== undefined) set("SCRAPE_LABEL_LIMIT", String(spec.scrape.labelLimit));
+    if (spec.scrape?.labelValueLengthLimit !== undefined) {
+      set("SCRAPE_LABEL_VALUE_LENGTH_LIMIT", String(spec.scrape.labelValueLengthLimit));
+    }
   }
   if (spec.buffer?.maxSamples !== undefined) set("BUFFER_MAX_SAMPLES", String(spec.buffer.maxSamples));
   // The pod is going away with the sidecar: its series end here (a standalone pusher's default is no markers).

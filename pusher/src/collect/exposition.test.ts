@@ -4,6 +4,8 @@ import {
   ExpositionError,
   ExpositionReader,
   LabelLimitError,
+  LabelValueLengthError,
+  maxLineLength,
   parseExposition,
   parseExpositionAsync,
   parseValue,
@@ -285,9 +287,48 @@ describe("parse time and the label limit", () => {
     assert.throws(() => parseExposition(hostile, { labelLimit: 20 }), LabelLimitError);
     assert.ok(performance.now() - t0 < 50, "the limit did not stop the parse early");
   });
+
+  it("refuses a label value past the label value length limit, counted after unescaping", () => {
+    const at = (v: string) => `a 1\nm{l="${v}"} 1\n`;
+    assert.equal(parseExposition(at("x".repeat(16)), { labelValueLengthLimit: 16 }).samples.length, 2);
+    // Escaped characters count once: 16 characters written as 32.
+    assert.equal(parseExposition(at("\\\\".repeat(16)), { labelValueLengthLimit: 16 }).samples.length, 2);
+    for (const v of ["x".repeat(17), "\\n".repeat(17), `${"x".repeat(10)}\\"${"y".repeat(6)}`]) {
+      assert.throws(
+        () => parseExposition(at(v), { labelValueLengthLimit: 16 }),
+        (e: unknown) => e instanceof LabelValueLengthError && e.line === 2 && /limit of 16/.test(e.message),
+        v,
+      );
+    }
+    assert.equal(parseExposition(at("x".repeat(100_000))).samples.length, 2, "0 = no limit");
+  });
 });
 
 describe("parseExpositionAsync and ExpositionReader", () => {
+  it("fails a line that cannot hold only allowed labels once its carry passes the bound, before it ends", async () => {
+    const options = { labelLimit: 2, labelValueLengthLimit: 8 };
+    const bound = maxLineLength(2, 8);
+    const r = new ExpositionReader({ sample: () => {} }, options);
+    await r.write('ok{l="12345678"} 1\nm{l="');
+    const piece = "x".repeat(1024);
+    let written = 0;
+    await assert.rejects(async () => {
+      for (;;) {
+        await r.write(piece);
+        written += piece.length;
+        assert.ok(written <= bound + piece.length, "the carry grew past the bound");
+      }
+    }, LabelValueLengthError);
+    // A line too long for its labels' count names that limit instead.
+    const many = new ExpositionReader({ sample: () => {} }, options);
+    await many.write("m{");
+    await assert.rejects(async () => {
+      for (let k = 0; ; k++) await many.write(Array.from({ length: 64 }, (_, j) => `l${k}_${j}="v",`).join(""));
+    }, LabelLimitError);
+    assert.equal(maxLineLength(0, 8), Infinity);
+    assert.equal(maxLineLength(2, 0), Infinity);
+  });
+
   it("yields to the event loop while parsing a large body: a timer set before the parse fires during it", async () => {
     const lines = 200_000;
     const text = Array.from({ length: lines }, (_, i) => `s{l="${i}"} ${i}\n`).join("");

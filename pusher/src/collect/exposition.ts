@@ -72,6 +72,11 @@ export interface ExpositionHandler {
 export interface ParseOptions {
   /** Most labels inside one sample's braces; one more fails the parse with LabelLimitError. 0 = no limit. */
   readonly labelLimit?: number;
+  /**
+   * Longest label value, in characters after unescaping (Prometheus' label_value_length_limit); a longer one fails the
+   * parse with LabelValueLengthError as soon as it is read. 0 = no limit.
+   */
+  readonly labelValueLengthLimit?: number;
 }
 
 /** A sample's label set is longer than the label limit: raised as soon as the label past the limit starts. */
@@ -80,6 +85,24 @@ export class LabelLimitError extends ExpositionError {
     super(line, message);
     this.name = "LabelLimitError";
   }
+}
+
+/** A label value is longer than the label value length limit, or a line is too long to hold only allowed values. */
+export class LabelValueLengthError extends ExpositionError {
+  constructor(line: number, message: string) {
+    super(line, message);
+    this.name = "LabelValueLengthError";
+  }
+}
+
+/**
+ * The longest line that can hold only allowed labels: each value escaped (two characters a character), a name of up to
+ * 1 KiB each, and room for the metric name, value and timestamp. A line still incomplete past it fails at once, so a
+ * huge value costs no more than this much carried text, whatever SCRAPE_MAX_BYTES allows.
+ */
+export function maxLineLength(labelLimit: number, labelValueLengthLimit: number): number {
+  if (labelLimit <= 0 || labelValueLengthLimit <= 0) return Infinity;
+  return labelLimit * (2 * labelValueLengthLimit + 1024 + 4) + 4096;
 }
 
 /**
@@ -127,7 +150,15 @@ export function parseExposition(text: string, options: ParseOptions = {}): Expos
     type: (name, t) => void types.set(name, t),
     help: (name, doc) => void help.set(name, doc),
   };
-  const steps = parseSteps(text, handler, Infinity, Infinity, options.labelLimit ?? 0, newState());
+  const steps = parseSteps(
+    text,
+    handler,
+    Infinity,
+    Infinity,
+    options.labelLimit ?? 0,
+    options.labelValueLengthLimit ?? 0,
+    newState(),
+  );
   while (!steps.next().done);
   return { samples, types, help };
 }
@@ -171,10 +202,42 @@ export class ExpositionReader {
    * the carry has doubled, so that one huge line costs linear time, not a re-parse per piece.
    */
   #retryAt = 0;
+  /** See maxLineLength: the most text an incomplete line may carry. */
+  readonly #maxLine: number;
 
   constructor(handler: ExpositionHandler, options: AsyncParseOptions = {}) {
     this.#handler = handler;
     this.#options = options;
+    this.#maxLine = maxLineLength(options.labelLimit ?? 0, options.labelValueLengthLimit ?? 0);
+  }
+
+  #checkCarry(): void {
+    if (this.#carryLength <= this.#maxLine) return;
+    // Which limit the line breaks, for the reason counted: its head is read again (bounded by the limit plus a piece,
+    // and never handed to the handler), so 80,000 labels fail as label_limit and a huge value as its own limit.
+    const text = this.#carry.join("");
+    this.#carry = [text];
+    const state = newState();
+    state.line = this.#line;
+    const steps = parseSteps(
+      text,
+      { sample: () => {} },
+      Infinity,
+      Infinity,
+      this.#options.labelLimit ?? 0,
+      this.#options.labelValueLengthLimit ?? 0,
+      state,
+    );
+    try {
+      while (!steps.next().done);
+    } catch (e) {
+      if (e instanceof LabelLimitError || e instanceof LabelValueLengthError) throw e;
+    }
+    throw new LabelValueLengthError(
+      this.#line,
+      `a line longer than ${this.#maxLine} characters, more than ${this.#options.labelLimit} labels of ` +
+        `${this.#options.labelValueLengthLimit} characters (the label and label value length limits) can hold`,
+    );
   }
 
   /** The next piece of the text; resolves once its complete lines are parsed (throws as the parse does). */
@@ -185,6 +248,7 @@ export class ExpositionReader {
     if (cut < 0 || this.#carryLength + text.length < this.#retryAt) {
       this.#carry.push(text);
       this.#carryLength += text.length;
+      this.#checkCarry();
       return;
     }
     const head = this.#carry.length === 0 ? "" : this.#carry.join("");
@@ -193,6 +257,7 @@ export class ExpositionReader {
     this.#carry = rest.length > 0 ? [rest] : [];
     this.#carryLength = rest.length;
     this.#retryAt = left.length > 0 ? rest.length * 2 : 0;
+    this.#checkCarry();
   }
 
   /** The text is complete: parses what is left (a last line without a final line feed). */
@@ -213,13 +278,21 @@ export class ExpositionReader {
       this.#options.yieldEveryLines ?? YIELD_EVERY_LINES,
       this.#options.yieldEveryChars ?? YIELD_EVERY_CHARS,
       this.#options.labelLimit ?? 0,
+      this.#options.labelValueLengthLimit ?? 0,
       state,
     );
     try {
       while (!steps.next().done) await yieldToEventLoop();
     } catch (e) {
       // A syntax error found at the very end of a piece may only mean that the line goes on in the next one.
-      if (final || !(e instanceof ExpositionError) || e instanceof LabelLimitError || !state.atEnd) throw e;
+      if (
+        final ||
+        !(e instanceof ExpositionError) ||
+        e instanceof LabelLimitError ||
+        e instanceof LabelValueLengthError ||
+        !state.atEnd
+      )
+        throw e;
       this.#line = state.lineStartLine;
       return text.slice(state.lineStart);
     }
@@ -252,6 +325,7 @@ function* parseSteps(
   yieldEveryLines: number,
   yieldEveryChars: number,
   labelLimit: number,
+  labelValueLengthLimit: number,
   state: ParseState,
 ): Generator<void, void, void> {
   const n = text.length;
@@ -306,17 +380,28 @@ function* parseSteps(
    * Reads a quoted label value; i is at the opening quote. The closing quote and backslashes are found with
    * indexOf (native, and each search bounded by the value): a value of megabytes costs milliseconds.
    */
+  const tooLong = (length: number): never => {
+    throw new LabelValueLengthError(
+      line,
+      `a label value of ${length} or more characters, over the label value length limit of ${labelValueLengthLimit}`,
+    );
+  };
   const labelValue = (): string => {
     i++;
     const start = i;
     let q = text.indexOf('"', i);
-    if (q < 0) return unterminated();
+    if (q < 0) {
+      // A value still open at the end of the text already this long is over the limit, whatever follows.
+      if (labelValueLengthLimit > 0 && n - i > 2 * labelValueLengthLimit) tooLong(n - i);
+      return unterminated();
+    }
     let seg = text.slice(i, q);
     let b = seg.indexOf("\\");
     if (b < 0) {
       // Fast path: no escapes, the common case.
       countLines(seg);
       i = q + 1;
+      if (labelValueLengthLimit > 0 && seg.length > labelValueLengthLimit) tooLong(seg.length);
       return seg;
     }
     let out = seg.slice(0, b);
@@ -341,11 +426,15 @@ function* parseSteps(
       if (b < 0) {
         countLines(seg);
         i = q + 1;
+        if (labelValueLengthLimit > 0 && out.length + seg.length > labelValueLengthLimit) {
+          tooLong(out.length + seg.length);
+        }
         return out + seg;
       }
       const part = seg.slice(0, b);
       countLines(part);
       out += part;
+      if (labelValueLengthLimit > 0 && out.length > labelValueLengthLimit) tooLong(out.length);
       i += b;
     }
   };

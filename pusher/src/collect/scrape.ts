@@ -16,7 +16,7 @@ import { Counter, type Registry } from "prom-client";
 import { DEFAULT_METRIC_PREFIX } from "../config.ts";
 import { redactUrl } from "../redact.ts";
 import { seriesKey, type Label, type Labels, type Sample } from "../series.ts";
-import { ExpositionError, ExpositionReader, LabelLimitError } from "./exposition.ts";
+import { ExpositionError, ExpositionReader, LabelLimitError, LabelValueLengthError } from "./exposition.ts";
 
 export interface ScraperOptions {
   /** http(s) URLs of exposition endpoints. */
@@ -35,6 +35,11 @@ export interface ScraperOptions {
    * more fails the scrape, and a label set longer than this in the exposition is refused while it is read. 0 = none.
    */
   readonly labelLimit?: number;
+  /**
+   * Longest label value in characters (Prometheus' label_value_length_limit); a longer one fails the scrape as soon as
+   * it is read, and so does a line longer than labelLimit such values can fill. 0 = none.
+   */
+  readonly labelValueLengthLimit?: number;
   /** Largest (decompressed) body accepted; counted while reading, the scrape is cut off beyond it. */
   readonly maxBytes: number;
   /** Metric names to drop; matched against the whole name. */
@@ -57,6 +62,7 @@ export const ScrapeFailure = {
   Parse: "parse_error",
   SampleLimit: "sample_limit",
   LabelLimit: "label_limit",
+  LabelValueLengthLimit: "label_value_length_limit",
 } as const;
 export type ScrapeFailure = (typeof ScrapeFailure)[keyof typeof ScrapeFailure];
 
@@ -304,7 +310,7 @@ export class Scraper {
             }
           },
         },
-        { labelLimit },
+        { labelLimit, labelValueLengthLimit: this.#opts.labelValueLengthLimit ?? 0 },
       );
       await fetchExposition(t.url, {
         timeoutMs: this.#opts.timeoutMs,
@@ -454,6 +460,7 @@ function sortLabels(labels: Label[]): Labels {
 function asScrapeError(e: unknown): ScrapeError {
   if (e instanceof ScrapeError) return e;
   if (e instanceof LabelLimitError) return new ScrapeError(ScrapeFailure.LabelLimit, e.message);
+  if (e instanceof LabelValueLengthError) return new ScrapeError(ScrapeFailure.LabelValueLengthLimit, e.message);
   if (e instanceof ExpositionError) return new ScrapeError(ScrapeFailure.Parse, e.message);
   return new ScrapeError(ScrapeFailure.Network, e instanceof Error ? e.message : String(e));
 }
