@@ -29,7 +29,8 @@ controlplane:
 node: npm
 	@test/node/build.sh >/dev/null
 
-deps: npm peers controlplane node
+# The images too: the node tests run the operator and the pusher from them, and a cold machine has none yet.
+deps: npm peers controlplane node images
 
 # The operator and pusher images, and the sample builder's stand-in, as `docker save` archives under
 # $(CACHE_ROOT)/images; prints the two image references. Needs root (it runs its own dockerd and mmdebstrap).
