@@ -4,6 +4,7 @@
 // is given back. Bench and `make soak` only (10 minutes), never `make test`.
 import { createServer, type Server } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
+import { listenLoopback } from "../lib/net.ts";
 import { waitFor } from "../lib/wait.ts";
 import { forwardSampleLimit } from "./forward.ts";
 import type { Receiver } from "./lib/measure.ts";
@@ -51,19 +52,10 @@ async function startChurnTarget(series: number): Promise<{ address: string; clos
     res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-length": body.length });
     res.end(body);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const a = server.address();
-  const port = typeof a === "object" && a ? a.port : 0;
+  const { port, close } = await listenLoopback(server);
   return {
     address: `127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close,
   };
 }
 

@@ -1,5 +1,6 @@
 // A local scrape target exposing a fixed number of series whose values change every second.
 import { createServer, type Server } from "node:http";
+import { listenLoopback } from "../../lib/net.ts";
 import { exposition, metricSeries } from "./workload.ts";
 
 export interface Target {
@@ -33,21 +34,12 @@ export async function startTarget(series: number): Promise<Target> {
     res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-length": cached.length });
     res.end(cached);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
+  const { port, close } = await listenLoopback(server);
   return {
     url: `http://127.0.0.1:${port}/metrics`,
     address: `127.0.0.1:${port}`,
     series,
     scrapes: () => scrapes,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close,
   };
 }
