@@ -6,6 +6,7 @@ import { globSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import type { Failure } from "./file-durations.ts";
 
 const unit = ["pusher/src/**/*.test.ts", "operator/src/**/*.test.ts"];
 const real = ["test/**/*.test.ts"];
@@ -65,11 +66,20 @@ lines.on("line", (line) => {
 });
 const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
 try {
-  const durations = JSON.parse(readFileSync(durationsFile, "utf8")) as Array<{ file: string; ms: number }>;
-  const width = Math.max(...durations.map((d) => d.file.length));
+  const report = JSON.parse(readFileSync(durationsFile, "utf8")) as {
+    files: Array<{ file: string; ms: number }>;
+    failures: Failure[];
+  };
+  const width = Math.max(...report.files.map((d) => d.file.length));
   console.log("\nduration per test file (wall time, one file at a time):");
-  for (const d of durations) console.log(`  ${d.file.padEnd(width)}  ${(d.ms / 1000).toFixed(1).padStart(7)} s`);
+  for (const d of report.files) console.log(`  ${d.file.padEnd(width)}  ${(d.ms / 1000).toFixed(1).padStart(7)} s`);
   console.log();
+  // Again, shortly, where the last lines of a log show them: each failed test, its file and its error.
+  if (report.failures.length > 0) console.log(`${report.failures.length} failed:`);
+  for (const f of report.failures) {
+    console.log(`  ✖ ${f.name} (${f.file})`);
+    for (const line of f.error.split("\n")) console.log(`      ${line}`);
+  }
 } catch (err) {
   console.log(`(no file durations: ${(err as Error).message})`);
 }
