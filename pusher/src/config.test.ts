@@ -104,7 +104,7 @@ describe("parse", () => {
     assert.equal(c.scrapeSampleLimit, SCRAPE_LIMITS.sampleLimit.default);
     assert.equal(c.scrapeLabelLimit, SCRAPE_LIMITS.labelLimit.default);
     assert.equal(c.scrapeLabelValueLengthLimit, 2048);
-    assert.equal(c.scrapeMaxBytes, 16 * 1024 * 1024);
+    assert.equal(c.scrapeMaxBytes, 4 * 1024 * 1024);
     assert.equal(c.scrapeDrop, undefined);
   });
 

@@ -42,6 +42,14 @@ export const SCRAPE_LIMITS = {
 } as const;
 
 /**
+ * SCRAPE_MAX_BYTES' default (spec.scrape.bodySizeLimit). Within the sample and label limits, a body of long label
+ * values is what costs most per scrape: at 16 MiB (the default until issue 12), 4,000 series of two 2,048-character
+ * values peaked at 277 MiB; at 4 MiB the worst such body peaks at about 140 MiB (docs/pusher.md#resource-use). 4 MiB
+ * at the default sample limit is 1 KiB a sample, eight times a typical histogram bucket line.
+ */
+export const SCRAPE_MAX_BYTES_DEFAULT = 4 * 1024 ** 2;
+
+/**
  * The largest duration any variable accepts: Node's timers hold a signed 32-bit count of milliseconds, and a longer
  * delay fires after 1 ms instead (setInterval then runs flat out) or throws (AbortSignal.timeout). It is the `max` of
  * every duration in ENV, from which the operator's CRD derives its rules: what the apiserver admits the pusher accepts.
@@ -229,10 +237,10 @@ export const ENV = {
     max: SCRAPE_LIMITS.labelValueLengthLimit.max,
   },
   SCRAPE_MAX_BYTES: {
-    default: "16MiB",
+    default: formatBytes(SCRAPE_MAX_BYTES_DEFAULT),
     required: false,
     description:
-      "Largest exposition body read from a target (bytes; Ki/Mi/Gi or KiB/MiB/GiB suffixes allowed); a larger one fails the scrape.",
+      "Largest exposition body read from a target, after gzip (Prometheus' body_size_limit; bytes, Ki/Mi/Gi or KiB/MiB/GiB suffixes allowed); a larger one fails the scrape (up 0) as soon as the reading passes it. With the sample and label limits it bounds the scrape's memory.",
     kind: "bytes",
     min: 1,
     max: Number.MAX_SAFE_INTEGER,
@@ -861,7 +869,7 @@ export function parse(env: Readonly<Record<string, string | undefined>>): Config
     "SCRAPE_LABEL_VALUE_LENGTH_LIMIT",
     SCRAPE_LIMITS.labelValueLengthLimit.default,
   );
-  const scrapeMaxBytes = bytes("SCRAPE_MAX_BYTES", 16 * 1024 ** 2, "16MiB");
+  const scrapeMaxBytes = bytes("SCRAPE_MAX_BYTES", SCRAPE_MAX_BYTES_DEFAULT, formatBytes(SCRAPE_MAX_BYTES_DEFAULT));
   let scrapeDrop: RegExp | undefined;
   const dropText = raw("SCRAPE_DROP");
   if (dropText !== undefined) {

@@ -6,7 +6,9 @@
 //   node --conditions=source test/pusher/scrape-rss.ts <shape> <series> [cycles] [VAR=value ...]
 // Shapes: tiny (`s{l="000001"} 1`, ~17 bytes a series: the red-team case), typical (a histogram bucket with five
 // labels, ~130 bytes), wide:<labels> (one metric with that many labels a series),
-// long:<chars> (one label value of that many characters a series).
+// long:<chars>[x<values>] (that many label values of that many characters a series).
+// The pusher runs as the image runs it: `node --no-maglev`, NODE_OPTIONS=PUSHER_NODE_OPTIONS (NODE_OPTIONS=... on the
+// command line replaces it).
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import http from "node:http";
@@ -15,6 +17,7 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { samplesOf } from "../lib/exposition.ts";
+import { PUSHER_NODE_OPTIONS } from "../../pusher/src/config.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const [shape = "typical", seriesArg = "10000", cyclesArg = "4", ...rest] = process.argv.slice(2);
@@ -42,9 +45,12 @@ function exposition(kind: string, n: number): string {
       parts.push(`wide{${l}} 1\n`);
     }
   } else if (kind.startsWith("long:")) {
-    // N series, each with one label value of that many characters (one 16 MiB value: long:16777216 with N = 1).
-    const chars = Number(kind.slice(5));
-    for (let i = 0; i < n; i++) parts.push(`long{id="${i}",v="${"x".repeat(chars)}"} 1\n`);
+    // N series, each with `values` label values (default 1) of that many characters (one 16 MiB value:
+    // long:16777216 with N = 1; the default limits' worst case: long:2048x2 with N = 4000).
+    const [chars = 0, values = 1] = kind.slice(5).split("x").map(Number);
+    let labels = "";
+    for (let v = 0; v < values; v++) labels += `,v${v}="${"x".repeat(chars)}"`;
+    for (let i = 0; i < n; i++) parts.push(`long{id="${i}"${labels}} 1\n`);
   } else throw new Error(`unknown shape ${kind}`);
   return parts.join("");
 }
@@ -74,9 +80,10 @@ const httpPort = await new Promise<number>((resolve) => {
 
 const intervalMs = Number(extraEnv.INTERVAL_MS ?? 3000);
 delete extraEnv.INTERVAL_MS;
-const child = spawn(process.execPath, [join(ROOT, "pusher/dist/main.js")], {
+const child = spawn(process.execPath, ["--no-maglev", join(ROOT, "pusher/dist/main.js")], {
   env: {
     PATH: process.env.PATH ?? "",
+    NODE_OPTIONS: PUSHER_NODE_OPTIONS,
     PROMETHEUS_REMOTE_WRITE_URL: `http://127.0.0.1:${port(receiver)}/api/v1/write`,
     PUSH_INTERVAL: `${intervalMs}ms`,
     SCRAPE_TIMEOUT: `${intervalMs}ms`,
@@ -98,6 +105,11 @@ try {
   await sleep(intervalMs * cycles + 1000);
   const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
   const own = samplesOf(text);
+  if (process.env.SMAPS) console.error(readFileSync(`/proc/${pid}/smaps`, "utf8"));
+  if (process.env.DUMP)
+    for (const s of own)
+      if (/heap|external|array_?buffer|resident/.test(s.name))
+        console.error(s.name, JSON.stringify(s.labels), (s.value / 2 ** 20).toFixed(1));
   const failures = own
     .filter((s) => s.name.endsWith("_scrape_failures_total") && s.value > 0)
     .map((s) => `${s.labels.reason}=${s.value}`);

@@ -164,6 +164,17 @@ const cases: Case[] = [
     field: "spec.scrape.timeout",
   },
   {
+    name: "scrape.bodySizeLimit 0",
+    spec: (s) => (s.scrape = { targets: [{ port: 8080 }], bodySizeLimit: 0 }),
+    field: "spec.scrape.bodySizeLimit",
+  },
+  {
+    // 2^53 bytes: one past the largest byte count the pusher's SCRAPE_MAX_BYTES takes exactly.
+    name: "scrape.bodySizeLimit 8Pi",
+    spec: (s) => (s.scrape = { targets: [{ port: 8080 }], bodySizeLimit: "8Pi" }),
+    field: "spec.scrape.bodySizeLimit",
+  },
+  {
     name: "buffer.disk.sizeLimit 64Ki",
     spec: (s) => (s.buffer = { disk: { sizeLimit: "64Ki" } }),
     field: "spec.buffer.disk.sizeLimit",
@@ -314,6 +325,10 @@ const arbSpec = fc.record(
       { maxKeys: 3 },
     ),
     maxSamples: mostly([2000, 100000, 10000000], [1, 1999, 10000001]),
+    bodySizeLimit: mostly<string | number>(
+      ["4Mi", 1, "1", "1.5", "0.5Ki", "7Pi", 65536],
+      ["0", 0, "500m", "8Pi", "-1Mi"],
+    ),
     sizeLimit: mostly<string | number>(
       ["72818", 72818, "256Mi", 268435456, "1e9", "0.5Gi", "1Gi"],
       ["64Ki", 72817, "500m", "1E", "-1Gi"],
@@ -341,7 +356,13 @@ function specOf(g: Generated): Record<string, unknown> {
     ...(g.pushInterval !== undefined ? { pushInterval: g.pushInterval } : {}),
     ...(g.labels !== undefined ? { externalLabels: g.labels } : {}),
     ...(g.targets !== undefined
-      ? { scrape: { targets: g.targets, ...(g.scrapeTimeout !== undefined ? { timeout: g.scrapeTimeout } : {}) } }
+      ? {
+          scrape: {
+            targets: g.targets,
+            ...(g.scrapeTimeout !== undefined ? { timeout: g.scrapeTimeout } : {}),
+            ...(g.bodySizeLimit !== undefined ? { bodySizeLimit: g.bodySizeLimit } : {}),
+          },
+        }
       : {}),
     ...(g.maxSamples !== undefined || g.sizeLimit !== undefined
       ? {

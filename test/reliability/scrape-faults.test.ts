@@ -19,6 +19,7 @@ import {
   type Target,
 } from "./lib/targets.ts";
 import { waitFor } from "../lib/wait.ts";
+import { PUSHER_NODE_OPTIONS, SCRAPE_LIMITS, SCRAPE_MAX_BYTES_DEFAULT } from "../../pusher/src/config.ts";
 
 const INTERVAL_MS = 2000;
 const SCRAPE_TIMEOUT_MS = 1000;
@@ -258,5 +259,64 @@ describe("hostile expositions: the worst input for each scrape limit", () => {
     t.diagnostic(`SIGTERM to exit: ${ms} ms`);
     assert.ok(ms < 4000, `SIGTERM took ${ms} ms to exit (it took 9.8 s with the quadratic parse)`);
     pusher = undefined;
+  });
+});
+
+describe("the largest exposition the default limits accept", () => {
+  let proxy: FaultProxy;
+  let target: Target;
+  let pusher: PusherProcess | undefined;
+  const { sampleLimit, labelLimit, labelValueLengthLimit } = SCRAPE_LIMITS;
+
+  before(async () => {
+    proxy = await startFaultProxy();
+    // 4,000 series of label values of up to 2,048 characters, as many bytes as SCRAPE_MAX_BYTES lets through (two
+    // 2,048-character values a series filled the 16 MiB of the default before issue 12, and peaked at 277 MiB).
+    const body = hostileBodies.longValues(
+      SCRAPE_MAX_BYTES_DEFAULT,
+      sampleLimit.default,
+      labelLimit.default,
+      labelValueLengthLimit.default,
+    );
+    assert.ok(body.length <= SCRAPE_MAX_BYTES_DEFAULT && body.length > 0.99 * SCRAPE_MAX_BYTES_DEFAULT);
+    target = await bodyTarget(body);
+  });
+  after(async () => {
+    await pusher?.stop();
+    await proxy?.close();
+    await target?.close();
+  });
+
+  it("is forwarded whole, with a peak RSS within the sidecar's default memory limit of 192 MiB", async (t) => {
+    pusher = await startPusher({
+      // As the image runs it (Dockerfile.pusher's ENTRYPOINT and ENV).
+      nodeArgs: ["--no-maglev"],
+      env: {
+        NODE_OPTIONS: PUSHER_NODE_OPTIONS,
+        PROMETHEUS_REMOTE_WRITE_URL: proxy.remoteWriteUrl,
+        PUSH_INTERVAL: "2s",
+        SCRAPE_TIMEOUT: "2s",
+        LOG_LEVEL: "warn",
+        SCRAPE_TARGETS: target.url,
+      },
+    });
+    const up = (): number[] =>
+      proxy
+        .delivered()
+        .filter((s) => s.labels.includes(`__name__="up"`) && s.labels.includes(`instance="${target.instance}"`))
+        .map((s) => s.value);
+    await waitFor(() => up().length >= 4, { timeoutMs: 30_000, message: "four scrapes of the target delivered" });
+    const peak = pusher.peakRssBytes();
+    const series = new Set(
+      proxy
+        .delivered()
+        .filter((s) => s.labels.includes(`__name__="long_values"`))
+        .map((s) => /id="(\d+)"/.exec(s.labels)?.[1]),
+    );
+    const mib = (b: number): string => (b / 1024 ** 2).toFixed(1);
+    t.diagnostic(`peak RSS ${mib(peak)} MiB; up ${up().join(" ")}; ${series.size} series delivered`);
+    assert.deepEqual([...new Set(up())], [1], "every scrape of the target is up");
+    assert.equal(series.size, sampleLimit.default, "every series of the body delivered");
+    assert.ok(peak < 192 * 1024 ** 2, `peak RSS ${mib(peak)} MiB, over the default limit of 192 MiB`);
   });
 });

@@ -14,6 +14,7 @@ import {
   RESERVED_HEADERS,
   RESERVED_LABEL_PREFIX,
   SCRAPE_LIMITS,
+  SCRAPE_MAX_BYTES_DEFAULT,
   formatBytes,
   formatDuration,
 } from "@metrics-pusher/pusher/config";
@@ -160,6 +161,28 @@ function diskSizeLimit(): Schema {
       {
         rule: `!isQuantity(string(self)) || ${QTY}.compareTo(quantity('${hi}')) <= 0`,
         message: `must be at most ${hi} bytes`,
+        reason: "FieldValueInvalid",
+      },
+    ],
+  };
+}
+
+/** A quantity of bytes the pusher gets as the variable `name`, rounded up to whole bytes: ENV's bounds on the variable
+ * become CEL bounds on the quantity. */
+function bytesQuantity(name: EnvName, description: string): Schema {
+  const { min = 0, max = Number.MAX_SAFE_INTEGER } = spec(name);
+  return {
+    ...quantity,
+    description: `${description} Between ${min} and ${max} bytes.`,
+    "x-kubernetes-validations": [
+      {
+        rule: `!isQuantity(string(self)) || ${QTY}.compareTo(quantity('${min}')) >= 0`,
+        message: `must be at least ${formatBytes(min)}`,
+        reason: "FieldValueInvalid",
+      },
+      {
+        rule: `!isQuantity(string(self)) || ${QTY}.compareTo(quantity('${max}')) <= 0`,
+        message: `must be at most ${max} bytes`,
         reason: "FieldValueInvalid",
       },
     ],
@@ -437,6 +460,10 @@ export function specSchema(): Schema {
           labelLimit: integer(
             "SCRAPE_LABEL_LIMIT",
             `Most labels of one scraped series, its name and the target's labels included (Prometheus' label_limit); more fails that scrape (up 0). Default: ${SCRAPE_LIMITS.labelLimit.default}. 0 removes the limit.`,
+          ),
+          bodySizeLimit: bytesQuantity(
+            "SCRAPE_MAX_BYTES",
+            `Largest exposition body read from a target, after gzip (Prometheus' body_size_limit), e.g. 4Mi or 4194304 (bytes); a larger one fails that scrape (up 0) as soon as the reading passes it. With the sample and label limits it bounds the sidecar's memory: the default (${formatBytes(SCRAPE_MAX_BYTES_DEFAULT)}) fits the default memory limit at the default limits; raise spec.resources with it.`,
           ),
           labelValueLengthLimit: integer(
             "SCRAPE_LABEL_VALUE_LENGTH_LIMIT",

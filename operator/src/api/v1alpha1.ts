@@ -77,6 +77,8 @@ export interface ScrapeSpec {
   labelLimit?: number;
   /** Longest label value (SCRAPE_LABEL_VALUE_LENGTH_LIMIT); the pusher's default when unset, 0 = none. */
   labelValueLengthLimit?: number;
+  /** Largest exposition body, a quantity ("4Mi" or bytes): the pusher's SCRAPE_MAX_BYTES; its default when unset. */
+  bodySizeLimit?: Quantity;
 }
 
 export interface DiskBufferSpec {

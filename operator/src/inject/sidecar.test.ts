@@ -81,6 +81,24 @@ describe("renderSidecar", () => {
     assert.equal(cfg.scrapeLabelValueLengthLimit, 512);
   });
 
+  it("renders scrape.bodySizeLimit as whole bytes, rounded up, only when set", () => {
+    const spec = { scrape: { targets: [{ port: 8080 }] } };
+    assert.equal(envOf(renderSidecar(pusher("mp", spec), defaults).container).SCRAPE_MAX_BYTES, undefined);
+    for (const [q, bytes] of [
+      ["8Mi", 8 * 1024 ** 2],
+      [65536, 65536],
+      ["1.5", 2],
+      ["1e3", 1000],
+      ["2k", 2000],
+    ] as const) {
+      const env = envOf(
+        renderSidecar(pusher("mp", { scrape: { ...spec.scrape, bodySizeLimit: q } }), defaults).container,
+      );
+      assert.equal(env.SCRAPE_MAX_BYTES, String(bytes), `bodySizeLimit ${q}`);
+      assert.equal(parse({ ...env, NAMESPACE: "builds", POD_NAME: "p", NODE_NAME: "n" }).scrapeMaxBytes, bytes);
+    }
+  });
+
   it("renders the image's NODE_OPTIONS, which Node accepts in NODE_OPTIONS", () => {
     const env = envOf(renderSidecar(pusher("mp", {}), defaults).container);
     // The same value as Dockerfile.pusher's ENV, so a user's own pusher image runs with the settings the image has.

@@ -99,6 +99,15 @@ export function renderSidecar(pusher: MetricsPusher, defaults: SidecarDefaults):
     if (spec.scrape?.labelValueLengthLimit !== undefined) {
       set("SCRAPE_LABEL_VALUE_LENGTH_LIMIT", String(spec.scrape.labelValueLengthLimit));
     }
+    if (spec.scrape?.bodySizeLimit !== undefined) {
+      const bytes = parseQuantity(spec.scrape.bodySizeLimit);
+      // Whole bytes, rounded up as Kubernetes rounds a quantity's value; an unreadable one is passed on for the
+      // pusher's parse to refuse (checkSidecar reports it), as with the disk buffer's size limit below.
+      set(
+        "SCRAPE_MAX_BYTES",
+        bytes === undefined ? formatQuantity(spec.scrape.bodySizeLimit) : String(Math.ceil(bytes)),
+      );
+    }
   }
   if (spec.buffer?.maxSamples !== undefined) set("BUFFER_MAX_SAMPLES", String(spec.buffer.maxSamples));
   // The pod is going away with the sidecar: its series end here (a standalone pusher's default is no markers).

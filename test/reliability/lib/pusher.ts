@@ -39,6 +39,8 @@ export interface PusherProcess {
   metrics(): Promise<ExpoSample[]>;
   /** VmRSS of the process in bytes. */
   rssBytes(): number;
+  /** VmHWM of the process in bytes: the peak RSS since it started. */
+  peakRssBytes(): number;
   signal(sig: NodeJS.Signals): void;
   /** SIGKILL (if still running) and wait for the exit. */
   stop(): Promise<void>;
@@ -82,6 +84,11 @@ export async function startPusher(options: StartPusherOptions): Promise<PusherPr
   if (child.pid === undefined) throw new Error("the pusher did not start (no pid)");
   const pid = child.pid;
 
+  const statusBytes = (key: string): number => {
+    const m = new RegExp(`${key}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    if (!m) throw new Error(`no ${key} for pid ${pid}`);
+    return Number(m[1]) * 1024;
+  };
   const tail = (n = 30): string => [...logs.slice(-n).map((l) => JSON.stringify(l)), ...rawOutput.slice(-n)].join("\n");
 
   const metricsText = async (): Promise<string> => {
@@ -105,11 +112,8 @@ export async function startPusher(options: StartPusherOptions): Promise<PusherPr
     async metric(name, labels = {}) {
       return sumOf(await metrics(), name, labels);
     },
-    rssBytes() {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-      if (!m) throw new Error(`no VmRSS for pid ${pid}`);
-      return Number(m[1]) * 1024;
-    },
+    rssBytes: () => statusBytes("VmRSS"),
+    peakRssBytes: () => statusBytes("VmHWM"),
     signal(sig) {
       if (exitInfo === undefined) process.kill(pid, sig);
     },

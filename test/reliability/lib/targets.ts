@@ -116,6 +116,25 @@ export const hostileBodies = {
     }
     return Buffer.from(parts.join(""));
   },
+  /**
+   * The largest body the limits accept, at its costliest: `series` series (the sample limit) whose label values,
+   * each at most `valueLength` characters and at most `labels` labels a series, fill the body to `maxBytes`.
+   */
+  longValues: (maxBytes: number, series: number, labels: number, valueLength: number): Buffer => {
+    const parts: string[] = [];
+    const perLine = Math.floor(maxBytes / series);
+    for (let i = 0; i < series; i++) {
+      let line = `long_values{id="${String(i).padStart(6, "0")}"`;
+      // name, id and the values: `labels` in all; each value as long as the line's room and the limit allow.
+      for (let v = 0; v < labels - 2; v++) {
+        const room = perLine - line.length - `,v${v}=""} 1\n`.length;
+        if (room <= 0) break;
+        line += `,v${v}="${"x".repeat(Math.min(room, valueLength))}"`;
+      }
+      parts.push(`${line}} 1\n`);
+    }
+    return Buffer.from(parts.join(""));
+  },
   /** One label value of almost 16 MiB. */
   hugeValue: (bytes = 16 * 1024 * 1024 - 64): Buffer => Buffer.from(`hostile_value{v="${"x".repeat(bytes - 40)}"} 1\n`),
 };
