@@ -113,6 +113,31 @@ function appContainer(metric: string, seconds: number, extra: Partial<V1Containe
   };
 }
 
+/**
+ * What a failed assertion about the pusher should show: its status as the kubelet reports it, the pod's Events and
+ * the last lines of the pusher's log (of the container before a restart too), so that a failure in CI says why.
+ */
+async function pusherReport(ns: string, pod: V1Pod): Promise<string> {
+  const name = pod.metadata?.name ?? "";
+  const status = pusherStatus(pod);
+  const container = status?.name ?? "";
+  const safe = (p: Promise<string>): Promise<string> => p.catch((err: Error) => `(${err.message.trim()})`);
+  const logs = await safe(bed.kubectlRun(["logs", "-n", ns, name, "-c", container, "--tail=20"]));
+  const previous =
+    (status?.restartCount ?? 0) > 0
+      ? await safe(bed.kubectlRun(["logs", "-n", ns, name, "-c", container, "--previous", "--tail=20"]))
+      : "";
+  const events = await safe(
+    bed.kubectlRun(["get", "events", "-n", ns, "--field-selector", `involvedObject.name=${name}`, "-o", "wide"]),
+  );
+  return [
+    `pusher status: ${JSON.stringify(status)}`,
+    `events:\n${events}`,
+    `pusher log:\n${logs}`,
+    ...(previous ? [`previous pusher log:\n${previous}`] : []),
+  ].join("\n");
+}
+
 function pusherStatus(pod: V1Pod): V1ContainerStatus | undefined {
   const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
   const name = containers.find((c) => c.image?.startsWith(`${PUSHER_IMAGE}`) === true)?.name;
@@ -121,7 +146,7 @@ function pusherStatus(pod: V1Pod): V1ContainerStatus | undefined {
   );
 }
 
-it("a Job's pod completes with a native sidecar, and its samples arrive", { timeout: 300_000 }, async () => {
+it("a Job's pod completes with a native sidecar, and its samples arrive", { timeout: 300_000 }, async (t) => {
   const ns = await namespaceWithPusher(`job-${suffix}`, prometheus.port, {});
   const batch = bed.kubeConfig.makeApiClient(BatchV1Api);
   await batch.createNamespacedJob({
@@ -150,12 +175,20 @@ it("a Job's pod completes with a native sidecar, and its samples arrive", { time
   assert.equal(sidecar.restartPolicy, "Always", "a native sidecar");
   // The kubelet stopped the sidecar after the app exited; it exited cleanly (its last flush done).
   const status = pusherStatus(pod);
-  assert.equal(status?.state?.terminated?.exitCode, 0, `pusher state: ${JSON.stringify(status?.state)}`);
+  // The pod's timeline, seconds from its creation: when each container started and ended.
+  const created = Date.parse(String(pod.metadata?.creationTimestamp));
+  const at = (d: unknown): string => (d ? ((Date.parse(String(d)) - created) / 1000).toFixed(1) : "-");
+  t.diagnostic(
+    [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]
+      .map((c) => `${c.name} ${at(c.state?.terminated?.startedAt)}–${at(c.state?.terminated?.finishedAt)} s`)
+      .join(", "),
+  );
+  if (status?.state?.terminated?.exitCode !== 0 || status.restartCount !== 0) assert.fail(await pusherReport(ns, pod));
   const series = await eventually("the Job's samples in Prometheus", 60_000, async () => {
     const s = await prometheus.series(`e2e_job_items_total{namespace="${ns}"}`);
     return s.length > 0 ? s : undefined;
   });
-  assert.equal(series[0]?.pod, pod.metadata?.name);
+  assert.equal(series[0]?.pod, pod.metadata?.name, `series: ${JSON.stringify(series)}`);
 });
 
 it(
@@ -223,8 +256,9 @@ it("a rotated bearer-token Secret reaches the running pusher without a restart",
     await eventually("a write with the first token", 180_000, async () =>
       seen.includes("Bearer first") ? true : undefined,
     );
-    const before = pusherStatus(await core.readNamespacedPod({ namespace: ns, name: "app" }));
-    assert.ok(before?.containerID, "the pusher runs");
+    const podBefore = await core.readNamespacedPod({ namespace: ns, name: "app" });
+    const before = pusherStatus(podBefore);
+    if (!before?.containerID || before.restartCount !== 0) assert.fail(await pusherReport(ns, podBefore));
 
     await core.replaceNamespacedSecret({
       namespace: ns,
@@ -234,9 +268,12 @@ it("a rotated bearer-token Secret reaches the running pusher without a restart",
     await eventually("a write with the rotated token", 180_000, async () =>
       seen.at(-1) === "Bearer second" ? true : undefined,
     );
-    const afterRotation = pusherStatus(await core.readNamespacedPod({ namespace: ns, name: "app" }));
-    assert.equal(afterRotation?.containerID, before.containerID, "the same pusher container");
-    assert.equal(afterRotation?.restartCount, 0, "not restarted");
+    const podAfter = await core.readNamespacedPod({ namespace: ns, name: "app" });
+    const afterRotation = pusherStatus(podAfter);
+    // The same container, not restarted.
+    if (afterRotation?.containerID !== before.containerID || afterRotation.restartCount !== 0) {
+      assert.fail(await pusherReport(ns, podAfter));
+    }
   } finally {
     server.close();
   }
