@@ -294,6 +294,9 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
       ["delete", "metricspushers", "team-a", GROUP],
       ["create", "configmaps", "team-a"],
       ["impersonate", "users", ""],
+      // Its webhook Service's EndpointSlices, in its own namespace only.
+      ["list", "endpointslices", "team-a", "discovery.k8s.io"],
+      ["watch", "endpointslices", "", "discovery.k8s.io"],
     ];
     const leaks: string[] = [];
     for (const [verb, resource, ns, group = "", sub] of denied) {
@@ -313,6 +316,8 @@ describe("the operator on the real control plane, as its ServiceAccount", () => 
       ["create", "events", "team-a", "", undefined, undefined],
       ["get", "secrets", saNamespace, "", undefined, CERT_SECRET],
       ["patch", "mutatingwebhookconfigurations", "", "admissionregistration.k8s.io", undefined, WEBHOOK_CONFIG],
+      ["list", "endpointslices", saNamespace, "discovery.k8s.io", undefined, undefined],
+      ["watch", "endpointslices", saNamespace, "discovery.k8s.io", undefined, undefined],
     ];
     for (const [verb, resource, ns, group, sub, name] of needed) {
       assert.ok(

@@ -18,6 +18,7 @@ export const ConditionReason = {
   AllUpdated: "AllUpdated",
   RollingOut: "RollingOut",
   RolloutRateLimited: "RolloutRateLimited",
+  WaitingForWebhook: "WaitingForWebhook",
   OwnedByAnotherController: "OwnedByAnotherController",
   RolloutDisabled: "RolloutDisabled",
   Deleting: "Deleting",

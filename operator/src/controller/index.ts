@@ -25,6 +25,7 @@ import type { SidecarDefaults } from "../inject/sidecar.ts";
 import { NamespaceCaches } from "./caches.ts";
 import { TokenBucket } from "./ratelimit.ts";
 import { Reconciler } from "./reconcile.ts";
+import { OPEN_GATE, watchWebhookEndpoints } from "./webhook-endpoints.ts";
 import { WorkQueue, type WorkQueueObserver } from "./queue.ts";
 import type { Workload, WorkloadKind } from "./workloads.ts";
 
@@ -116,11 +117,27 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
       log,
       onInformerError: (informer) => deps.metrics.informerRestarts.inc({ informer }),
     });
+    // In the cluster, rolls wait for the webhook's Service (webhook-endpoints.ts); `queue` is assigned just below.
+    const requeueAll = (): void => {
+      for (const p of pushers.list()) if (watched(p.metadata.namespace)) queue.addAfter(keyOf(p), CHANGE_DELAY_MS);
+    };
+    const webhook =
+      config.webhookUrl === undefined
+        ? watchWebhookEndpoints({
+            kc: deps.kc,
+            log,
+            namespace: config.podNamespace,
+            service: config.webhookServiceName,
+            onChange: requeueAll,
+            onInformerError: (informer) => deps.metrics.informerRestarts.inc({ informer }),
+          })
+        : OPEN_GATE;
     const reconciler = new Reconciler({
       ...deps,
       log,
       cacheFor: (ns) => caches.ensure(ns),
       bucket,
+      webhook,
       signal: abort.signal,
     });
     const queue = new WorkQueue({
@@ -183,6 +200,7 @@ function leaderWork(deps: ControllerDeps, log: Logger) {
           new Promise((r) => setTimeout(r, 5000).unref()),
         ]);
         await caches.stop();
+        await webhook.stop();
         log.info("Controller stopped");
       },
     };

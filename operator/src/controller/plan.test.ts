@@ -146,6 +146,18 @@ describe("planPusher", () => {
       want: { state: WorkloadState.Updated, actions: [{ type: "repair" }] },
     },
     {
+      name: "current stamp but a pod of the current template got another config (an older operator admitted it): repaired",
+      w: workload({ annotations: { [Annotations.configHash]: HASH } }),
+      pods: [injectedFromTemplate(HASH, OLD)],
+      want: { state: WorkloadState.Updated, actions: [{ type: "repair" }] },
+    },
+    {
+      name: "current stamp, a pod of the current template with another MetricsPusher's sidecar: not this one's to repair",
+      w: workload({ annotations: { [Annotations.configHash]: HASH } }),
+      pods: [pod({ [Annotations.injected]: `other@${OLD}`, [Annotations.configHash]: HASH })],
+      want: { state: WorkloadState.Updated, actions: [] },
+    },
+    {
       name: "drift repaired 5 minutes ago: not again (bounded)",
       w: workload({
         annotations: {
@@ -455,6 +467,19 @@ describe("computeStatus", () => {
       pods: [injected(OLD)],
       outcome: (p) => ({ applied: [], rateLimited: p.actions, failed: [] }),
       want: ["True", ConditionReason.Valid, "False", ConditionReason.RolloutRateLimited],
+      counts: [1, 0],
+    },
+    {
+      name: "stamp held back until the webhook's Service has settled endpoints",
+      w: workload(),
+      pods: [injected(OLD)],
+      outcome: (p) => ({
+        applied: [],
+        rateLimited: [],
+        failed: [],
+        waitingForWebhook: { actions: p.actions, why: "no ready endpoint yet" },
+      }),
+      want: ["True", ConditionReason.Valid, "False", ConditionReason.WaitingForWebhook],
       counts: [1, 0],
     },
     {

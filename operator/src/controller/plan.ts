@@ -203,10 +203,13 @@ export function planPusher(input: PlanInput): Plan {
     if (stamp === hash) {
       matched.push({ workload: w, state: WorkloadState.Updated });
       // Pods made from the current template carry the stamp (template annotations are copied to pods); one of them
-      // without the sidecar was admitted while the webhook was unavailable (it fails open).
-      const bare = pods.filter(
-        (p) => p.metadata?.annotations?.[Annotations.configHash] === hash && !podInjection(p) && !podOptedOut(p),
-      );
+      // without the sidecar was admitted while the webhook was unavailable (it fails open), and one with this
+      // MetricsPusher's sidecar of another config by a replica of another operator version (during an upgrade).
+      const bare = pods.filter((p) => {
+        if (p.metadata?.annotations?.[Annotations.configHash] !== hash || podOptedOut(p)) return false;
+        const inj = podInjection(p);
+        return inj === undefined || (inj.name === name && inj.hash !== hash);
+      });
       if (bare.length > 0 && input.driftRepair) {
         const last = Date.parse(templateAnnotation(w, Annotations.driftRepairedAt) ?? "");
         if (Number.isNaN(last) || input.now - last >= input.driftRepairBackoffMs) {
@@ -214,7 +217,7 @@ export function planPusher(input: PlanInput): Plan {
             type: "repair",
             workload: w,
             at: new Date(input.now).toISOString(),
-            message: `${bare.length} pod(s) of ${workloadRef(w)} run without the metrics-pusher sidecar (admitted while the webhook was unavailable); restarting ${workloadRef(w)} once so MetricsPusher ${name} is injected`,
+            message: `${bare.length} pod(s) of ${workloadRef(w)} run without the metrics-pusher sidecar or with another config than ${hash} (admitted while the webhook was unavailable, or by another operator version); restarting ${workloadRef(w)} once so MetricsPusher ${name} is injected`,
           });
         }
       }
@@ -323,6 +326,8 @@ export interface Outcome {
   readonly rateLimited: readonly Action[];
   /** Actions the API refused, with the error. */
   readonly failed: readonly { readonly action: Action; readonly error: string }[];
+  /** Rolls held back until the webhook's Service has settled endpoints (webhook-endpoints.ts), and why. */
+  readonly waitingForWebhook?: { readonly actions: readonly Action[]; readonly why: string };
 }
 
 export interface NotReady {
@@ -441,6 +446,14 @@ export function computeStatus(input: StatusInput): MetricsPusherStatus {
       status: "False",
       reason: ConditionReason.RollingOut,
       message: `${updated.length} of ${plan.matched.length} matching workloads updated; retrying: ${outcome.failed.map((f) => `${workloadRef(f.action.workload)}: ${f.error}`).join("; ")}.`,
+    };
+  } else if ((outcome.waitingForWebhook?.actions.length ?? 0) > 0) {
+    const waiting = outcome.waitingForWebhook!;
+    upToDate = {
+      type: ConditionType.UpToDate,
+      status: "False",
+      reason: ConditionReason.WaitingForWebhook,
+      message: `${updated.length} of ${plan.matched.length} matching workloads updated; ${waiting.actions.map((a) => workloadRef(a.workload)).join(", ")} roll once the webhook's Service has settled endpoints (${waiting.why}), so that their new pods get the sidecar.`,
     };
   } else if (limited.length > 0 || pending.length > 0) {
     upToDate = {

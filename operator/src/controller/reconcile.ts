@@ -35,6 +35,7 @@ import type { OperatorMetrics } from "../metrics.ts";
 import type { NamespaceCache } from "./caches.ts";
 import {
   type Action,
+  type Outcome,
   computeStatus,
   type Decision,
   decideFor,
@@ -47,6 +48,7 @@ import {
   statusChanged,
 } from "./plan.ts";
 import type { TokenBucket } from "./ratelimit.ts";
+import type { WebhookGate } from "./webhook-endpoints.ts";
 import { type Workload, workloadRef, WorkloadKind } from "./workloads.ts";
 
 /** A workload restarted for drift is not restarted for drift again within this time. */
@@ -67,6 +69,8 @@ export interface ReconcilerDeps {
   settings: MutateSettings;
   cacheFor: (namespace: string) => NamespaceCache;
   bucket: TokenBucket;
+  /** Rolls that need the webhook wait for it (webhook-endpoints.ts); none when absent. */
+  webhook?: WebhookGate;
   /** Aborted when the controller stops (leadership lost, shutdown): ends waits for caches. */
   signal?: AbortSignal;
   now?: () => number;
@@ -137,11 +141,28 @@ export class Reconciler {
       driftRepair: this.#d.config.driftRepair,
       driftRepairBackoffMs: DRIFT_REPAIR_BACKOFF_MS,
     });
+    // Rolls that expect the webhook to inject wait until its Service's endpoints have settled; removals do not.
+    const webhookWaitMs = this.#d.webhook?.waitMs(now) ?? 0;
+    const needsWebhook = (a: Action): boolean => a.type === "stamp" || a.type === "repair";
+    const held = webhookWaitMs > 0 ? plan.actions.filter(needsWebhook) : [];
+    const toApply = held.length > 0 ? plan.actions.filter((a) => !needsWebhook(a)) : plan.actions;
     // A MetricsPusher the webhook refuses to inject (image, invalid spec): rolling workloads would only restart them.
-    const outcome = notReady
-      ? { applied: [], rateLimited: [], failed: [] }
-      : await this.#apply(plan.actions, pusher, log);
-    const requeue = outcome.rateLimited.length > 0 ? { requeueAfterMs: this.#requeueMs() } : {};
+    const applied = notReady ? { applied: [], rateLimited: [], failed: [] } : await this.#apply(toApply, pusher, log);
+    const why = this.#d.webhook?.describe(now) ?? "";
+    const outcome: Outcome =
+      !notReady && held.length > 0 ? { ...applied, waitingForWebhook: { actions: held, why } } : applied;
+    if (outcome.waitingForWebhook) {
+      log.info(
+        { workloads: held.map((a) => workloadRef(a.workload)), webhook: why },
+        "Waiting for the webhook before rolling",
+      );
+    }
+    // Until the endpoints change (Infinity) the gate's own change listener requeues; the 5 s is a safety net.
+    const retryMs = [
+      ...(outcome.rateLimited.length > 0 ? [this.#requeueMs()] : []),
+      ...(outcome.waitingForWebhook ? [Math.max(200, Math.min(webhookWaitMs, 5_000))] : []),
+    ];
+    const requeue = retryMs.length > 0 ? { requeueAfterMs: Math.min(...retryMs) } : {};
 
     const status = computeStatus({
       pusher,
