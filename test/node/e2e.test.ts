@@ -18,6 +18,7 @@ import {
 } from "@kubernetes/client-node";
 import { startPrometheus, type Receiver } from "../peers/receivers.ts";
 import { eventually } from "../lib/wait.ts";
+import { respond, startFaultProxy } from "../reliability/lib/faultproxy.ts";
 import { acquireNodeBed, type SharedNodeBed } from "./shared.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -94,7 +95,28 @@ async function namespaceWithPusher(name: string, port: number, spec: Record<stri
       },
     },
   });
+  // The webhook fails open: a pod admitted before its Service routes to it (kube-proxy's rules follow the operator's
+  // readiness by a moment) or before its informer has this MetricsPusher runs bare, and a Job's pod is not rolled
+  // again. A server-side dry run goes through the same admission, so wait until one comes back injected.
+  await eventually(`the webhook to inject in ${name}`, 60_000, async () => {
+    const probe = await core.createNamespacedPod({
+      namespace: name,
+      dryRun: "All",
+      body: {
+        metadata: { name: "probe", labels: { "e2e.metricspusher.dev/push": "yes" } },
+        spec: { containers: [appContainer("e2e_probe_total", 0)] },
+      },
+    });
+    return pusherContainer(probe) !== undefined ? true : undefined;
+  });
   return name;
+}
+
+/** The pusher's container in a pod's spec (a native sidecar is an init container), or undefined. */
+function pusherContainer(pod: V1Pod): V1Container | undefined {
+  return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find(
+    (c) => c.image?.startsWith(PUSHER_IMAGE) === true,
+  );
 }
 
 /** An app for the test image: serves `metric` on :8080 and exits after `seconds` (0: never). */
@@ -139,8 +161,7 @@ async function pusherReport(ns: string, pod: V1Pod): Promise<string> {
 }
 
 function pusherStatus(pod: V1Pod): V1ContainerStatus | undefined {
-  const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
-  const name = containers.find((c) => c.image?.startsWith(`${PUSHER_IMAGE}`) === true)?.name;
+  const name = pusherContainer(pod)?.name;
   return [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])].find(
     (s) => s.name === name,
   );
@@ -176,8 +197,9 @@ it("a Job's pod completes with a native sidecar, and its samples arrive", { time
   // The kubelet stopped the sidecar after the app exited; it exited cleanly (its last flush done).
   const status = pusherStatus(pod);
   // The pod's timeline, seconds from its creation: when each container started and ended.
-  const created = Date.parse(String(pod.metadata?.creationTimestamp));
-  const at = (d: unknown): string => (d ? ((Date.parse(String(d)) - created) / 1000).toFixed(1) : "-");
+  const ms = (d: Date | string | undefined): number => (d === undefined ? Number.NaN : new Date(d).getTime());
+  const created = ms(pod.metadata?.creationTimestamp);
+  const at = (d: Date | string | undefined): string => (d ? ((ms(d) - created) / 1000).toFixed(1) : "-");
   t.diagnostic(
     [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]
       .map((c) => `${c.name} ${at(c.state?.terminated?.startedAt)}–${at(c.state?.terminated?.finishedAt)} s`)
@@ -256,7 +278,11 @@ it("a rotated bearer-token Secret reaches the running pusher without a restart",
     await eventually("a write with the first token", 180_000, async () =>
       seen.includes("Bearer first") ? true : undefined,
     );
-    const podBefore = await core.readNamespacedPod({ namespace: ns, name: "app" });
+    // The kubelet's status lags behind the container: the first write can come before it says the pusher runs.
+    const podBefore = await eventually("the pusher's status running", 60_000, async () => {
+      const p = await core.readNamespacedPod({ namespace: ns, name: "app" });
+      return pusherStatus(p)?.state?.running !== undefined ? p : undefined;
+    });
     const before = pusherStatus(podBefore);
     if (!before?.containerID || before.restartCount !== 0) assert.fail(await pusherReport(ns, podBefore));
 
@@ -278,3 +304,190 @@ it("a rotated bearer-token Secret reaches the running pusher without a restart",
     server.close();
   }
 });
+
+it(
+  "with buffer.disk, samples buffered during an outage survive a SIGKILL of the pusher through containerd",
+  { timeout: 420_000 },
+  async (t) => {
+    // A receiver of our own on the bridge: 204 and the decoded samples kept, or 503 during the outage.
+    const receiver = await startFaultProxy({ host: bed.bridgeIp });
+    try {
+      const ns = await namespaceWithPusher(`disk-${suffix}`, receiver.port, {
+        buffer: { disk: { sizeLimit: "64Mi" } },
+      });
+      await core.createNamespacedPod({
+        namespace: ns,
+        body: {
+          metadata: { name: "app", labels: { "e2e.metricspusher.dev/push": "yes" } },
+          spec: { containers: [appContainer("e2e_disk_total", 0)] },
+        },
+      });
+      const samples = () => receiver.delivered().filter((d) => d.labels.includes(`__name__="e2e_disk_total"`));
+      await eventually("the app's samples delivered", 180_000, async () => (samples().length > 0 ? true : undefined));
+
+      receiver.setDefault(respond(503));
+      const outageFrom = Date.now();
+      const deliveredBefore = samples().length;
+      // Several cycles (pushInterval 5s) refused: what they took is in the pusher's memory and on its emptyDir.
+      await eventually("three refused writes", 60_000, async () =>
+        receiver.requests.filter((r) => r.atMs >= outageFrom && r.status === 503).length >= 3 ? true : undefined,
+      );
+      const pod = await eventually("the pusher's status running", 60_000, async () => {
+        const p = await core.readNamespacedPod({ namespace: ns, name: "app" });
+        return pusherStatus(p)?.state?.running !== undefined ? p : undefined;
+      });
+      const running = pusherStatus(pod);
+      if (!running?.containerID || running.restartCount !== 0) assert.fail(await pusherReport(ns, pod));
+      const killedAt = Date.now();
+      // From the host, as the OOM killer or a node problem would: no SIGTERM, no last flush.
+      await bed.ctr(["tasks", "kill", "--signal", "SIGKILL", running.containerID.replace(/^containerd:\/\//, "")]);
+      const restarted = await eventually("the kubelet to restart the pusher", 120_000, async () => {
+        const p = await core.readNamespacedPod({ namespace: ns, name: "app" });
+        const s = pusherStatus(p);
+        return s?.restartCount === 1 && s.state?.running !== undefined ? p : undefined;
+      });
+      const last = pusherStatus(restarted)?.lastState?.terminated;
+      assert.equal(last?.exitCode, 137, `the pusher's last state: ${JSON.stringify(last)}`);
+
+      receiver.setDefault(respond(204));
+      // Taken during the outage, before the kill, never delivered then: they can only come from the disk buffer.
+      const buffered = () => samples().filter((d) => d.timestampMs > outageFrom + 1000 && d.timestampMs < killedAt);
+      const recovered = await eventually(
+        "samples taken before the kill delivered after the restart",
+        120_000,
+        async () => (buffered().length > 0 ? buffered() : undefined),
+      );
+      t.diagnostic(
+        `${deliveredBefore} samples before the outage; ${recovered.length} taken in the ${Math.round((killedAt - outageFrom) / 1000)} s of outage before the kill delivered after the restart`,
+      );
+      const after = await core.readNamespacedPod({ namespace: ns, name: "app" });
+      if (pusherStatus(after)?.restartCount !== 1) assert.fail(await pusherReport(ns, after));
+    } finally {
+      await receiver.close();
+    }
+  },
+);
+
+/** A Deployment of the app in `ns`, labelled for the MetricsPusher. */
+async function appDeployment(ns: string, name: string): Promise<void> {
+  const apps = bed.kubeConfig.makeApiClient(AppsV1Api);
+  await apps.createNamespacedDeployment({
+    namespace: ns,
+    body: {
+      metadata: { name },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: name } },
+        template: {
+          metadata: { labels: { app: name, "e2e.metricspusher.dev/push": "yes" } },
+          spec: {
+            containers: [appContainer(`e2e_${name.replace(/-/g, "_")}_total`, 0)],
+            terminationGracePeriodSeconds: 5,
+          },
+        },
+      },
+    },
+  });
+}
+
+const readyPod =
+  (ns: string, selector: string, want: (p: V1Pod) => boolean) => async (): Promise<V1Pod | undefined> => {
+    const pods = await core.listNamespacedPod({ namespace: ns, labelSelector: selector });
+    return pods.items.find(
+      (p) =>
+        p.metadata?.deletionTimestamp === undefined &&
+        p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true &&
+        want(p),
+    );
+  };
+
+async function scaleOperator(replicas: number): Promise<void> {
+  await bed.kubectlRun(["scale", "-n", SYSTEM_NS, "deployment/metrics-pusher-operator", `--replicas=${replicas}`]);
+  const apps = bed.kubeConfig.makeApiClient(AppsV1Api);
+  await eventually(`the operator at ${replicas} ready replicas`, 240_000, async () => {
+    const d = await apps.readNamespacedDeployment({ namespace: SYSTEM_NS, name: "metrics-pusher-operator" });
+    const pods = await core.listNamespacedPod({
+      namespace: SYSTEM_NS,
+      labelSelector: "app.kubernetes.io/name=metrics-pusher-operator",
+    });
+    return (d.status?.readyReplicas ?? 0) === replicas && pods.items.length === replicas ? true : undefined;
+  });
+}
+
+it(
+  "with the operator scaled to 0 new pods come up without the sidecar; back, drift repair rolls them",
+  { timeout: 600_000 },
+  async () => {
+    const ns = await namespaceWithPusher(`drift-${suffix}`, prometheus.port, {});
+    await scaleOperator(0);
+    try {
+      await appDeployment(ns, "late");
+      const bare = await eventually(
+        "a pod of late Ready without the sidecar",
+        180_000,
+        readyPod(ns, "app=late", () => true),
+      );
+      assert.equal(pusherStatus(bare), undefined, "no pusher while the operator is away (failurePolicy Ignore)");
+    } finally {
+      await scaleOperator(2);
+    }
+    const rolled = await eventually(
+      "late rolled onto a pod with the sidecar",
+      300_000,
+      readyPod(ns, "app=late", (p) => pusherStatus(p)?.ready === true),
+    ).catch(async (err: Error) => {
+      throw new Error(`${err.message}\n${await operatorReport(ns)}`);
+    });
+    assert.ok(rolled.metadata?.name);
+  },
+);
+
+it("an operator upgrade to a new pusher image rolls the matching workloads onto it", { timeout: 600_000 }, async () => {
+  const ns = await namespaceWithPusher(`upgrade-${suffix}`, prometheus.port, {});
+  await appDeployment(ns, "app");
+  await eventually(
+    "app Ready with the current pusher",
+    180_000,
+    readyPod(ns, "app=app", (p) => pusherStatus(p)?.ready === true),
+  );
+  // The built image under the next version's tag, as a release would bring it.
+  const next = `${PUSHER_IMAGE}-next`;
+  await bed.ctr(["images", "tag", PUSHER_IMAGE, next]);
+  await bed.kubectlRun(["set", "env", "-n", SYSTEM_NS, "deployment/metrics-pusher-operator", `PUSHER_IMAGE=${next}`]);
+  try {
+    const upgraded = await eventually(
+      "app rolled onto the new pusher image",
+      360_000,
+      readyPod(ns, "app=app", (p) => {
+        const containers = [...(p.spec?.initContainers ?? []), ...(p.spec?.containers ?? [])];
+        return containers.some((c) => c.image === next) && pusherStatus(p)?.ready === true;
+      }),
+    ).catch(async (err: Error) => {
+      throw new Error(`${err.message}\n${await operatorReport(ns)}`);
+    });
+    const events = await core.listNamespacedEvent({ namespace: ns });
+    assert.ok(!events.items.some((e) => e.reason === "Pulling"), "the new tag was imported, not pulled");
+    assert.ok(upgraded.metadata?.name);
+  } finally {
+    await bed.kubectlRun(["set", "env", "-n", SYSTEM_NS, "deployment/metrics-pusher-operator", "PUSHER_IMAGE-"]);
+  }
+});
+
+/** What the operator saw, for whoever reads a failed wait: its logs, the namespace's Events, the MetricsPusher. */
+async function operatorReport(ns: string): Promise<string> {
+  const safe = (p: Promise<string>): Promise<string> => p.catch((e: Error) => e.message);
+  const logs = await safe(
+    bed.kubectlRun([
+      "logs",
+      "-n",
+      SYSTEM_NS,
+      "-l",
+      "app.kubernetes.io/name=metrics-pusher-operator",
+      "--tail=30",
+      "--prefix",
+    ]),
+  );
+  const events = await safe(bed.kubectlRun(["get", "events", "-n", ns]));
+  const mp = await safe(bed.kubectlRun(["get", "metricspushers", "-n", ns, "-o", "yaml"]));
+  return `--- operator logs ---\n${logs}\n--- events ---\n${events}\n--- MetricsPusher ---\n${mp}`;
+}

@@ -80,6 +80,8 @@ export interface FaultProxyOptions {
   upstream?: string;
   /** Serve HTTPS with this certificate (for TLS-error tests). */
   tls?: { certPem: string; keyPem: string };
+  /** The address to listen on (default 127.0.0.1; the node bed's tests give its bridge address, which pods reach). */
+  host?: string;
 }
 
 export function labelKey(labels: readonly { name: string; value: string }[]): string {
@@ -187,11 +189,11 @@ export async function startFaultProxy(options: FaultProxyOptions = {}): Promise<
   server.on("tlsClientError", () => {});
   server.on("clientError", (_e, s: Socket) => s.destroy());
 
-  const listen = (port: number): Promise<number> => listenLoopback(server, port);
+  const listen = (port: number): Promise<number> => listenLoopback(server, port, options.host);
   const port = await listen(0);
   let isUp = true;
   const scheme = options.tls ? "https" : "http";
-  const url = `${scheme}://127.0.0.1:${port}`;
+  const url = `${scheme}://${options.host ?? "127.0.0.1"}:${port}`;
 
   const closeAll = async (): Promise<void> => {
     for (const res of hanging) res.destroy();
