@@ -98,14 +98,16 @@ function stopAll(): Promise<void> {
 // ---------------------------------------------------------------------------------------------------------------
 // kubectl (the one built with the control plane), as a user types it
 
-let bed: NodeBed;
+let bed: NodeBed | undefined;
 
 function kubectl(args: string[], input?: string): Promise<string> {
+  const b = bed;
+  if (b === undefined) return Promise.reject(new DemoError("no node yet"));
   return new Promise((res, rej) => {
     const child = execFile(
-      bed.kubectl,
+      b.kubectl,
       args,
-      { cwd: ROOT, env: { ...process.env, KUBECONFIG: bed.kubeconfigPath }, maxBuffer: 16 << 20, timeout: 120_000 },
+      { cwd: ROOT, env: { ...process.env, KUBECONFIG: b.kubeconfigPath }, maxBuffer: 16 << 20, timeout: 120_000 },
       (err, stdout, stderr) =>
         err ? rej(new DemoError(`kubectl ${args.join(" ")}: ${stderr.trim() || err.message}`)) : res(stdout),
     );
@@ -294,7 +296,7 @@ async function main(): Promise<void> {
   say();
 
   // 1. The node, then Prometheus on its bridge.
-  bed = await step(
+  const nodeBed = await step(
     `Starting a node (Kubernetes v${versions().KUBERNETES_VERSION}: control plane, containerd, kubelet, kube-proxy, kube-scheduler, CoreDNS; built first if needed)`,
     () =>
       startNodeBed({
@@ -304,7 +306,7 @@ async function main(): Promise<void> {
       }),
     (b) => `node ${b.nodeName} Ready in ${b.startupSeconds}s, images imported: ${b.images.join(", ")}`,
   );
-  const nodeBed = bed;
+  bed = nodeBed;
   const bedPids = Object.entries(nodeBed.pids)
     .map(([name, pid]) => `${name} pid ${pid}`)
     .join(", ");
