@@ -4,6 +4,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, statSync, writeFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, startProcess, tempDir, type Proc } from "./procs.ts";
+import { SCRAPE_LIMITS, SCRAPE_MAX_BYTES_DEFAULT } from "../../../pusher/src/config.ts";
 
 export const REPO = new URL("../../../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -181,7 +182,13 @@ export async function startSender(spec: SenderSpec, job: SendJob, prefer: "dist"
       if (job.target) {
         env.SCRAPE_TARGETS = `http://${job.target}/metrics`;
         env.SCRAPE_JOB = "builder";
-        if (job.sampleLimit !== undefined) env.SCRAPE_SAMPLE_LIMIT = String(job.sampleLimit);
+        if (job.sampleLimit !== undefined) {
+          env.SCRAPE_SAMPLE_LIMIT = String(job.sampleLimit);
+          // A user who raises the sample limit raises the body size limit with it, at the defaults' ratio (1 KiB a
+          // sample); the 4 MiB default would refuse a 10,000-series target's body.
+          const perSample = SCRAPE_MAX_BYTES_DEFAULT / SCRAPE_LIMITS.sampleLimit.default;
+          env.SCRAPE_MAX_BYTES = String(Math.max(SCRAPE_MAX_BYTES_DEFAULT, Math.ceil(job.sampleLimit * perSample)));
+        }
         if (job.bufferSamples !== undefined) env.BUFFER_MAX_SAMPLES = String(job.bufferSamples);
       }
       const prof = spec.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${spec.cpuProfileDir}`] : [];
