@@ -162,6 +162,15 @@ async function pusherReport(ns: string, pod: V1Pod): Promise<string> {
   ].join("\n");
 }
 
+/** The pod once the kubelet reports its pusher running: its status lags behind the container (the first write can
+ * come before it). */
+function podWithPusherRunning(ns: string, name: string): Promise<V1Pod> {
+  return eventually("the pusher's status running", 60_000, async () => {
+    const p = await core.readNamespacedPod({ namespace: ns, name });
+    return pusherStatus(p)?.state?.running !== undefined ? p : undefined;
+  });
+}
+
 function pusherStatus(pod: V1Pod): V1ContainerStatus | undefined {
   const name = pusherContainer(pod)?.name;
   return [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])].find(
@@ -280,11 +289,7 @@ it("a rotated bearer-token Secret reaches the running pusher without a restart",
     await eventually("a write with the first token", 180_000, async () =>
       seen.includes("Bearer first") ? true : undefined,
     );
-    // The kubelet's status lags behind the container: the first write can come before it says the pusher runs.
-    const podBefore = await eventually("the pusher's status running", 60_000, async () => {
-      const p = await core.readNamespacedPod({ namespace: ns, name: "app" });
-      return pusherStatus(p)?.state?.running !== undefined ? p : undefined;
-    });
+    const podBefore = await podWithPusherRunning(ns, "app");
     const before = pusherStatus(podBefore);
     if (!before?.containerID || before.restartCount !== 0) assert.fail(await pusherReport(ns, podBefore));
 
@@ -337,10 +342,7 @@ it(
           ? true
           : undefined,
       );
-      const pod = await eventually("the pusher's status running", 60_000, async () => {
-        const p = await core.readNamespacedPod({ namespace: ns, name: "app" });
-        return pusherStatus(p)?.state?.running !== undefined ? p : undefined;
-      });
+      const pod = await podWithPusherRunning(ns, "app");
       const running = pusherStatus(pod);
       if (!running?.containerID || running.restartCount !== 0) assert.fail(await pusherReport(ns, pod));
       const killedAt = Date.now();

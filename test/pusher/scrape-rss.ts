@@ -105,11 +105,6 @@ try {
   await sleep(intervalMs * cycles + 1000);
   const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
   const own = samplesOf(text);
-  if (process.env.SMAPS) console.error(readFileSync(`/proc/${pid}/smaps`, "utf8"));
-  if (process.env.DUMP)
-    for (const s of own)
-      if (/heap|external|array_?buffer|resident/.test(s.name))
-        console.error(s.name, JSON.stringify(s.labels), (s.value / 2 ** 20).toFixed(1));
   const failures = own
     .filter((s) => s.name.endsWith("_scrape_failures_total") && s.value > 0)
     .map((s) => `${s.labels.reason}=${s.value}`);

@@ -149,13 +149,23 @@ function diskSizeLimit(): Schema {
   while (diskBufferBytes(lo) < min) lo++;
   let hi = Math.floor(max / DISK_BUFFER_FRACTION);
   while (diskBufferBytes(hi) > max) hi--;
+  return boundedQuantity(
+    `Size limit of the emptyDir, e.g. 256Mi or 268435456 (bytes); the pusher uses at most ${DISK_BUFFER_FRACTION * 100}% of it, so at least ${lo} bytes (that share is the pusher's least BUFFER_MAX_BYTES, ${formatBytes(min)}).`,
+    lo,
+    hi,
+    `must be at least ${lo} bytes: the pusher keeps ${DISK_BUFFER_FRACTION * 100}% of it as BUFFER_MAX_BYTES, at least ${formatBytes(min)}`,
+  );
+}
+
+/** A quantity between `lo` and `hi` (in its base unit), checked by CEL; `loMessage` says why the floor is there. */
+function boundedQuantity(description: string, lo: number, hi: number, loMessage: string): Schema {
   return {
     ...quantity,
-    description: `Size limit of the emptyDir, e.g. 256Mi or 268435456 (bytes); the pusher uses at most ${DISK_BUFFER_FRACTION * 100}% of it, so at least ${lo} bytes (that share is the pusher's least BUFFER_MAX_BYTES, ${formatBytes(min)}).`,
+    description,
     "x-kubernetes-validations": [
       {
         rule: `!isQuantity(string(self)) || ${QTY}.compareTo(quantity('${lo}')) >= 0`,
-        message: `must be at least ${lo} bytes: the pusher keeps ${DISK_BUFFER_FRACTION * 100}% of it as BUFFER_MAX_BYTES, at least ${formatBytes(min)}`,
+        message: loMessage,
         reason: "FieldValueInvalid",
       },
       {
@@ -171,22 +181,12 @@ function diskSizeLimit(): Schema {
  * become CEL bounds on the quantity. */
 function bytesQuantity(name: EnvName, description: string): Schema {
   const { min = 0, max = Number.MAX_SAFE_INTEGER } = spec(name);
-  return {
-    ...quantity,
-    description: `${description} Between ${min} and ${max} bytes.`,
-    "x-kubernetes-validations": [
-      {
-        rule: `!isQuantity(string(self)) || ${QTY}.compareTo(quantity('${min}')) >= 0`,
-        message: `must be at least ${formatBytes(min)}`,
-        reason: "FieldValueInvalid",
-      },
-      {
-        rule: `!isQuantity(string(self)) || ${QTY}.compareTo(quantity('${max}')) <= 0`,
-        message: `must be at most ${max} bytes`,
-        reason: "FieldValueInvalid",
-      },
-    ],
-  };
+  return boundedQuantity(
+    `${description} Between ${min} and ${max} bytes.`,
+    min,
+    max,
+    `must be at least ${formatBytes(min)}`,
+  );
 }
 
 function resourceList(description: string): Schema {

@@ -148,12 +148,11 @@ export class Reconciler {
     const toApply = held.length > 0 ? plan.actions.filter((a) => !needsWebhook(a)) : plan.actions;
     // A MetricsPusher the webhook refuses to inject (image, invalid spec): rolling workloads would only restart them.
     const applied = notReady ? { applied: [], rateLimited: [], failed: [] } : await this.#apply(toApply, pusher, log);
-    const why = this.#d.webhook?.describe(now) ?? "";
-    const outcome: Outcome =
-      !notReady && held.length > 0 ? { ...applied, waitingForWebhook: { actions: held, why } } : applied;
-    if (outcome.waitingForWebhook) {
+    const waiting = !notReady && held.length > 0 ? { actions: held, why: this.#d.webhook!.describe(now) } : undefined;
+    const outcome: Outcome = waiting ? { ...applied, waitingForWebhook: waiting } : applied;
+    if (waiting) {
       log.info(
-        { workloads: held.map((a) => workloadRef(a.workload)), webhook: why },
+        { workloads: held.map((a) => workloadRef(a.workload)), webhook: waiting.why },
         "Waiting for the webhook before rolling",
       );
     }

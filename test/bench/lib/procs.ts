@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { waitFor, WaitAborted } from "../../lib/wait.ts";
 import { freePort } from "../../lib/net.ts";
+export { memory, type Memory } from "../../lib/memory.ts";
 
 const live = new Map<number, ChildProcess>();
 const started: number[] = [];
@@ -154,28 +155,6 @@ export function cpuSeconds(pid: number): number {
   const utime = Number(fields[11]);
   const stime = Number(fields[12]);
   return (utime + stime) / ticksPerSecond();
-}
-
-export interface Memory {
-  /** Resident set size now, bytes. */
-  rss: number;
-  /** Peak resident set size (VmHWM), bytes. */
-  peakRss: number;
-  /**
-   * Anonymous resident memory (heap, stacks): what each further copy of the process costs. The rest of RSS is
-   * file-backed (the executable's pages), shared by every process running the same binary from the same file.
-   */
-  rssAnon: number;
-}
-
-export function memory(pid: number): Memory {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kib = (field: string): number => {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status);
-    if (!m) throw new Error(`/proc/${pid}/status has no ${field}`);
-    return Number(m[1]) * 1024;
-  };
-  return { rss: kib("VmRSS"), peakRss: kib("VmHWM"), rssAnon: kib("RssAnon") };
 }
 
 /** Resolves when an HTTP GET of `url` answers 2xx. */

@@ -12,7 +12,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { Server } from "node:net";
 import type { Socket } from "node:net";
 import { decodeWriteRequest, type DecodedSeries } from "../../../pusher/src/remote-write/prompb.ts";
-import { listenLoopback } from "./listen.ts";
+import { listen as listenOn } from "../../lib/net.ts";
 
 export type FaultAction =
   /** Pass the request to the upstream receiver and its answer back. */
@@ -189,7 +189,7 @@ export async function startFaultProxy(options: FaultProxyOptions = {}): Promise<
   server.on("tlsClientError", () => {});
   server.on("clientError", (_e, s: Socket) => s.destroy());
 
-  const listen = (port: number): Promise<number> => listenLoopback(server, port, options.host);
+  const listen = (port: number): Promise<number> => listenOn(server, port, options.host);
   const port = await listen(0);
   let isUp = true;
   const scheme = options.tls ? "https" : "http";

@@ -2,12 +2,12 @@
 // suites: its JSON log lines are kept, its /metrics is read over HTTP_PORT, its resident memory from /proc, and it is
 // killed by pid when the test ends or the test process exits.
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { waitFor } from "../../lib/wait.ts";
 import { collectOutput } from "./output.ts";
 import { freePort } from "../../lib/net.ts";
+import { memory } from "../../lib/memory.ts";
 import { killOnExit } from "../../lib/children.ts";
 import { samplesOf, sumOf, type ExpoSample } from "../../lib/exposition.ts";
 
@@ -84,11 +84,6 @@ export async function startPusher(options: StartPusherOptions): Promise<PusherPr
   if (child.pid === undefined) throw new Error("the pusher did not start (no pid)");
   const pid = child.pid;
 
-  const statusBytes = (key: string): number => {
-    const m = new RegExp(`${key}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    if (!m) throw new Error(`no ${key} for pid ${pid}`);
-    return Number(m[1]) * 1024;
-  };
   const tail = (n = 30): string => [...logs.slice(-n).map((l) => JSON.stringify(l)), ...rawOutput.slice(-n)].join("\n");
 
   const metricsText = async (): Promise<string> => {
@@ -112,8 +107,8 @@ export async function startPusher(options: StartPusherOptions): Promise<PusherPr
     async metric(name, labels = {}) {
       return sumOf(await metrics(), name, labels);
     },
-    rssBytes: () => statusBytes("VmRSS"),
-    peakRssBytes: () => statusBytes("VmHWM"),
+    rssBytes: () => memory(pid).rss,
+    peakRssBytes: () => memory(pid).peakRss,
     signal(sig) {
       if (exitInfo === undefined) process.kill(pid, sig);
     },

@@ -1,7 +1,7 @@
 // A TCP pass-through proxy whose listener can be closed and reopened on the same port: put in front of the
 // kube-apiserver (TLS passes through untouched), it makes the API unreachable for a while without stopping it.
 import { connect, createServer, type Socket } from "node:net";
-import { listenLoopback } from "./listen.ts";
+import { listen as listenOn } from "../../lib/net.ts";
 
 export interface TcpProxy {
   readonly port: number;
@@ -31,7 +31,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     client.pipe(upstream);
     upstream.pipe(client);
   });
-  const listen = (port: number): Promise<number> => listenLoopback(server, port);
+  const listen = (port: number): Promise<number> => listenOn(server, port);
   const port = await listen(0);
   let isUp = true;
   const cut = (): Promise<void> =>
