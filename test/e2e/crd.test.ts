@@ -263,5 +263,8 @@ describe("MetricsPusher CRD on a real apiserver", { timeout: 300_000 }, () => {
     // The constraints derived from the pusher's contract are explained too.
     assert.match(await kubectl("explain", "metricspusher.spec.buffer.maxSamples"), /Between 2000 and 10000000/);
     assert.match(await kubectl("explain", "metricspusher.spec.pushInterval"), /at least 1ms/);
+    const discovery = await kubectl("explain", "metricspusher.spec.scrape.discovery");
+    assert.match(discovery, /ENUM:[\s\S]*None[\s\S]*Annotations[\s\S]*Ports[\s\S]*Auto/);
+    assert.match(discovery, /prometheus\.io\/port/);
   });
 });

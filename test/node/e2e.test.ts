@@ -13,6 +13,8 @@ import {
   BatchV1Api,
   CoreV1Api,
   CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
   type V1Container,
   type V1ContainerStatus,
   type V1Pod,
@@ -485,6 +487,146 @@ async function scaleOperator(replicas: number): Promise<void> {
     return (d.status?.readyReplicas ?? 0) === replicas && pods.items.length === replicas ? true : undefined;
   });
 }
+
+/** An app of the test image answering `metric{path="<path>"} 42` on each of `paths` at `port`, 404 elsewhere. */
+function servingContainer(
+  metric: string,
+  port: number,
+  paths: string[],
+  extra: Partial<V1Container> = {},
+): V1Container {
+  const js =
+    `const paths = ${JSON.stringify(paths)}; require("http").createServer((q, s) => { ` +
+    `if (!paths.includes(q.url)) { s.statusCode = 404; return s.end(); } ` +
+    `s.setHeader("content-type", "text/plain; version=0.0.4"); ` +
+    `s.end("${metric}{path=\\"" + q.url + "\\"} 42\\n"); }).listen(${port});`;
+  return { name: "app", image: bed.testImage, imagePullPolicy: "Never", command: ["node", "-e", js], ...extra };
+}
+
+it(
+  "discovery Auto with no listed targets forwards every annotated or port-named builder of the namespace",
+  { timeout: 420_000 },
+  async () => {
+    const ns = await namespaceWithPusher(`discover-${suffix}`, prometheus.port, { scrape: { discovery: "Auto" } });
+    const apps = bed.kubeConfig.makeApiClient(AppsV1Api);
+    const deploy = (name: string, replicas: number, annotations: Record<string, string>, container: V1Container) =>
+      apps.createNamespacedDeployment({
+        namespace: ns,
+        body: {
+          metadata: { name },
+          spec: {
+            replicas,
+            selector: { matchLabels: { app: name } },
+            template: {
+              metadata: { labels: { app: name, "e2e.metricspusher.dev/push": "yes" }, annotations },
+              spec: { containers: [container], terminationGracePeriodSeconds: 5 },
+            },
+          },
+        },
+      });
+    // Annotated the Prometheus way, on a port it does not declare, with its own path; two replicas.
+    await deploy(
+      "annotated",
+      2,
+      { "prometheus.io/scrape": "true", "prometheus.io/port": "9100", "prometheus.io/path": "/stats" },
+      servingContainer("e2e_annotated_total", 9100, ["/stats", "/v2"]),
+    );
+    // A container port named metrics, no annotation.
+    await deploy(
+      "named",
+      1,
+      {},
+      servingContainer("e2e_named_total", 8080, ["/metrics"], { ports: [{ name: "metrics", containerPort: 8080 }] }),
+    );
+    // Declares a metrics port but asks not to be scraped: injected, with no scrape target.
+    await deploy(
+      "optout",
+      1,
+      { "prometheus.io/scrape": "false" },
+      servingContainer("e2e_optout_total", 8080, ["/metrics"], { ports: [{ name: "metrics", containerPort: 8080 }] }),
+    );
+
+    const series = async (metric: string): Promise<Record<string, string>[]> =>
+      eventually(`${metric} in Prometheus`, 240_000, async () => {
+        const s = await prometheus.series(`${metric}{namespace="${ns}"}`);
+        return s.length > 0 ? s : undefined;
+      }).catch(async (err: Error) => {
+        throw new Error(`${err.message}\n${await operatorReport(ns)}`);
+      });
+    const annotated = await series("e2e_annotated_total");
+    assert.deepEqual(
+      [...new Set(annotated.map((s) => `${s.instance} ${s.path}`))],
+      ["127.0.0.1:9100 /stats"],
+      JSON.stringify(annotated),
+    );
+    const named = await series("e2e_named_total");
+    assert.deepEqual([...new Set(named.map((s) => `${s.instance} ${s.path}`))], ["127.0.0.1:8080 /metrics"]);
+
+    // Pods of one workload carry the same sidecar: one config hash for both replicas.
+    const pods = (await core.listNamespacedPod({ namespace: ns, labelSelector: "app=annotated" })).items;
+    const injected = new Set(pods.map((p) => p.metadata?.annotations?.["metricspusher.dev/injected"]));
+    assert.equal(injected.size, 1, `replicas carry ${[...injected].join(", ")}`);
+    const optout = await eventually(
+      "optout's pod with its pusher running",
+      120_000,
+      readyPod(ns, "app=optout", (p) => pusherStatus(p)?.ready === true),
+    );
+    const env = pusherContainer(optout)?.env ?? [];
+    assert.equal(
+      env.find((e) => e.name === "SCRAPE_TARGETS"),
+      undefined,
+      "scrape false: no target, its own metrics only",
+    );
+    const up = await eventually("optout's own pusher metrics", 120_000, async () => {
+      const own = `{__name__=~"knative_lambda_metric_pusher_.+",namespace="${ns}",pod="${optout.metadata?.name}"}`;
+      const s = await prometheus.series(own);
+      return s.length > 0 ? s : undefined;
+    });
+    assert.ok(up.length > 0);
+
+    // The controller counts all three as updated without rolling any: their pods came after the MetricsPusher.
+    const custom = bed.kubeConfig.makeApiClient(CustomObjectsApi);
+    const status = await eventually("status: 3 of 3 workloads updated", 120_000, async () => {
+      const mp = (await custom.getNamespacedCustomObject({
+        group: "metricspusher.dev",
+        version: "v1alpha1",
+        namespace: ns,
+        plural: "metricspushers",
+        name: "push",
+      })) as { status?: { matchedWorkloads?: number; updatedWorkloads?: number } };
+      return mp.status?.matchedWorkloads === 3 && mp.status.updatedWorkloads === 3 ? mp.status : undefined;
+    });
+    assert.ok(status);
+
+    // A changed annotation: Kubernetes rolls the Deployment, its new pods get the new path, and the controller adds
+    // no roll of its own (a stamp would be a second template change).
+    await apps.patchNamespacedDeployment(
+      {
+        namespace: ns,
+        name: "annotated",
+        body: { spec: { template: { metadata: { annotations: { "prometheus.io/path": "/v2" } } } } },
+      },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+    await eventually("e2e_annotated_total from /v2", 240_000, async () => {
+      const s = await prometheus.series(`e2e_annotated_total{namespace="${ns}",path="/v2"}`);
+      return s.length > 0 ? s : undefined;
+    });
+    const rolled = (await core.listNamespacedPod({ namespace: ns, labelSelector: "app=annotated" })).items;
+    const hashes = new Set(
+      rolled
+        .filter((p) => p.metadata?.annotations?.["prometheus.io/path"] === "/v2")
+        .map((p) => p.metadata?.annotations?.["metricspusher.dev/injected"]),
+    );
+    assert.equal(hashes.size, 1);
+    assert.ok(![...hashes].some((h) => injected.has(h)), "the new targets are another config");
+    // Let the controller see the rolled pods, then check it stamped nothing.
+    await sleep(10_000);
+    const d = await apps.readNamespacedDeployment({ namespace: ns, name: "annotated" });
+    assert.equal(d.spec?.template.metadata?.annotations?.["metricspusher.dev/config-hash"], undefined, "no stamp");
+    assert.equal(d.metadata?.generation, 2, "one template change: the user's");
+  },
+);
 
 it(
   "with the operator scaled to 0 new pods come up without the sidecar; back, drift repair rolls them",

@@ -258,6 +258,26 @@ const cases: Case[] = [
     field: /spec\.scrape\.targets(\[0\])?\.path/,
   },
   {
+    name: "scrape with neither targets nor discovery",
+    spec: (s) => (s.scrape = { job: "builder" }),
+    field: "spec.scrape",
+  },
+  {
+    name: "scrape discovery None without targets",
+    spec: (s) => (s.scrape = { discovery: "None" }),
+    field: "spec.scrape",
+  },
+  {
+    name: "scrape discovery that is not a mode",
+    spec: (s) => (s.scrape = { discovery: "Everything" }),
+    field: "spec.scrape.discovery",
+  },
+  {
+    name: "seventeen scrape targets",
+    spec: (s) => (s.scrape = { targets: Array.from({ length: 17 }, (_, i) => ({ port: 8000 + i })) }),
+    field: "spec.scrape.targets",
+  },
+  {
     name: "negative resource quantity",
     spec: (s) => (s.resources = { requests: { memory: "-1Mi" } }),
     field: "spec.resources.requests",
@@ -312,6 +332,7 @@ const arbSpec = fc.record(
       ),
       { maxLength: 3 },
     ),
+    discovery: mostly(["None", "Annotations", "Ports", "Auto"], ["auto", ""]),
     labels: fc.dictionary(
       mostly(["team", "_ok", "a1", "job"], ["__x", "1a", "a-b"]),
       mostly(["a", " ", "x,y", 'q"u', "€", "a=b"], [""]),
@@ -355,10 +376,11 @@ function specOf(g: Generated): Record<string, unknown> {
     remoteWrite,
     ...(g.pushInterval !== undefined ? { pushInterval: g.pushInterval } : {}),
     ...(g.labels !== undefined ? { externalLabels: g.labels } : {}),
-    ...(g.targets !== undefined
+    ...(g.targets !== undefined || g.discovery !== undefined
       ? {
           scrape: {
-            targets: g.targets,
+            ...(g.targets !== undefined ? { targets: g.targets } : {}),
+            ...(g.discovery !== undefined ? { discovery: g.discovery } : {}),
             ...(g.scrapeTimeout !== undefined ? { timeout: g.scrapeTimeout } : {}),
             ...(g.bodySizeLimit !== undefined ? { bodySizeLimit: g.bodySizeLimit } : {}),
           },
@@ -421,6 +443,21 @@ describe("invalid MetricsPushers refused by the real apiserver", () => {
       else assert.match(message, c.field, `message does not name the field: ${message}`);
     });
   }
+
+  it("accepts discovery without targets, and with them (issue 18)", async () => {
+    for (const [name, scrape] of [
+      ["discovery-only", { discovery: "Auto" }],
+      ["discovery-and-targets", { discovery: "Annotations", targets: [{ port: 8080 }] }],
+      ["ports-only", { discovery: "Ports" }],
+    ] as const) {
+      const spec = valid();
+      spec.scrape = scrape;
+      const created = (await create(name, spec)) as { spec: MetricsPusher["spec"] };
+      assert.deepEqual(created.spec.scrape, scrape);
+      const stored = { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace: NS }, spec: created.spec };
+      assert.equal(checkSidecar(renderSidecar(stored as MetricsPusher, sidecarDefaults).container, NS), undefined);
+    }
+  });
 
   it("accepts quantities as integers or strings (issue 11, item 4)", async () => {
     const spec = valid();

@@ -43,6 +43,9 @@ export const SkipReason = {
   HostNetwork: "HostNetwork",
   /** The rendered sidecar would exit at start: the pusher's own parse refuses its environment. */
   InvalidSpec: "InvalidSpec",
+  /** spec.scrape.discovery reads the pod's prometheus.io/* annotations or ports, and they say something unusable (a
+   * port outside 1-65535, a path that is not a path, too many targets). */
+  InvalidDiscovery: "InvalidDiscovery",
   InternalError: "InternalError",
 } as const;
 export type SkipReason = (typeof SkipReason)[keyof typeof SkipReason];

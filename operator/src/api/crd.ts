@@ -19,13 +19,17 @@ import {
   formatDuration,
 } from "@metrics-pusher/pusher/config";
 import type { EnvName, EnvSpec } from "@metrics-pusher/pusher/config";
+import { DISCOVERED_DEFAULT_PATH, METRICS_PORT_NAMES } from "../inject/discovery.ts";
 import { DEFAULT_SCRAPE_PATH, DISK_BUFFER_FRACTION, diskBufferBytes } from "../inject/sidecar.ts";
 import { QUANTITY_PATTERN } from "./quantity.ts";
 import {
   CRD_NAME,
+  DOT_SEGMENT_PATTERN,
+  DiscoveryMode,
   GROUP,
   KIND,
   LIST_KIND,
+  MAX_SCRAPE_TARGETS,
   PLURAL,
   RolloutStrategy,
   SHORT_NAMES,
@@ -411,12 +415,23 @@ export function specSchema(): Schema {
       scrape: {
         type: "object",
         description:
-          "Prometheus endpoints of the pod's own containers, scraped on 127.0.0.1 every pushInterval and forwarded.",
-        required: ["targets"],
+          "Prometheus endpoints of the pod's own containers, scraped on 127.0.0.1 every pushInterval and forwarded: the listed targets, and those discovery finds in each pod.",
+        "x-kubernetes-validations": [
+          {
+            rule: `has(self.targets) || (has(self.discovery) && self.discovery != ${celString(DiscoveryMode.None)})`,
+            message: "set targets, or a discovery other than None",
+            reason: "FieldValueRequired",
+          },
+        ],
         properties: {
+          discovery: {
+            type: "string",
+            enum: [...Object.values(DiscoveryMode)],
+            description: `Where else the targets of each pod come from, read by the webhook from the pod it admits (scraped on 127.0.0.1 too). None (the default): only targets. Annotations: the pod's prometheus.io/scrape: "true" with prometheus.io/port (a port, or a comma list of ports; without it every declared TCP port), prometheus.io/path (default ${DISCOVERED_DEFAULT_PATH}) and prometheus.io/scheme (http or https), as Prometheus' kubernetes-pods example reads them. Ports: every TCP container port named ${METRICS_PORT_NAMES.join(" or ")}, path ${DISCOVERED_DEFAULT_PATH}. Auto: both, each port once. On a port that targets also lists, the listed path wins. prometheus.io/scrape: "false" under Annotations or Auto means no scrape target at all for that pod (the pusher still sends its own metrics). A port outside 1-65535, a path that is not a path, or more than ${MAX_SCRAPE_TARGETS} targets in all leave the pod without the sidecar (skip reason InvalidDiscovery). Pods of one workload get the same targets, and the config hash covers them: a template change that changes them rolls the workload once, as Kubernetes rolls any template change.`,
+          },
           targets: {
             type: "array",
-            maxItems: 16,
+            maxItems: MAX_SCRAPE_TARGETS,
             description: "Ports and paths to scrape on localhost (127.0.0.1), each port and path at most once.",
             items: {
               type: "object",
@@ -430,7 +445,7 @@ export function specSchema(): Schema {
                   description: `HTTP path on 127.0.0.1, with an optional ?query. Default: ${DEFAULT_SCRAPE_PATH}. Characters of an RFC 3986 path, no comma, no #fragment, no . or .. segment.`,
                   "x-kubernetes-validations": [
                     {
-                      rule: "!self.matches('^[^?]*/([.]|%2[eE]){1,2}([/?]|$)')",
+                      rule: `!self.matches(${celString(DOT_SEGMENT_PATTERN)})`,
                       message: "must not hold a . or .. segment",
                       reason: "FieldValueInvalid",
                     },
@@ -542,7 +557,8 @@ function statusSchema(): Schema {
       updatedWorkloads: { type: "integer", description: "Matched workloads whose pods run the current config." },
       configHash: {
         type: "string",
-        description: "Hash of the sidecar this MetricsPusher renders now; pods carry it in metricspusher.dev/injected.",
+        description:
+          "Hash of the sidecar this MetricsPusher renders now; pods carry it in metricspusher.dev/injected. With spec.scrape.discovery, a pod whose declared targets are found carries the hash of its own sidecar, which covers them.",
       },
       conditions: {
         type: "array",

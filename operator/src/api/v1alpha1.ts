@@ -31,6 +31,26 @@ export const RolloutStrategy = {
 } as const;
 export type RolloutStrategy = (typeof RolloutStrategy)[keyof typeof RolloutStrategy];
 
+export const DiscoveryMode = {
+  /** Only spec.scrape.targets. */
+  None: "None",
+  /** The pod's prometheus.io/scrape, port, path and scheme annotations, as Prometheus' kubernetes-pods example. */
+  Annotations: "Annotations",
+  /** Every TCP container port named metrics or http-metrics. */
+  Ports: "Ports",
+  /** Annotations and Ports together, each port once. */
+  Auto: "Auto",
+} as const;
+export type DiscoveryMode = (typeof DiscoveryMode)[keyof typeof DiscoveryMode];
+
+/** The most scrape targets of one sidecar, listed and discovered together: each has its own limits, so their memory
+ * adds up (docs/pusher.md). */
+export const MAX_SCRAPE_TARGETS = 16;
+
+/** A scrape path's `.` or `..` segment before any query, plain or percent-encoded: refused in listed and discovered
+ * paths alike (a URL would resolve it away, scraping another path than the one written). RE2 and JavaScript alike. */
+export const DOT_SEGMENT_PATTERN = "^[^?]*/([.]|%2[eE]){1,2}([/?]|$)";
+
 export const LogLevel = { debug: "debug", info: "info", warn: "warn", error: "error" } as const;
 export type LogLevel = (typeof LogLevel)[keyof typeof LogLevel];
 
@@ -67,7 +87,10 @@ export interface ScrapeTarget {
 }
 
 export interface ScrapeSpec {
-  targets: ScrapeTarget[];
+  /** Listed targets; optional when discovery finds them. */
+  targets?: ScrapeTarget[];
+  /** Where else targets come from: the pod's own annotations or named ports. Default None. */
+  discovery?: DiscoveryMode;
   /** The job label of scraped series; the pusher's default when unset. */
   job?: string;
   timeout?: string;

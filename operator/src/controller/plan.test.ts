@@ -274,7 +274,6 @@ describe("planPusher", () => {
     it(c.name, () => {
       const plan = planPusher({
         pusher: pusher(c.spec),
-        hash: HASH,
         workloads: [c.w],
         podsOf: () => c.pods ?? [],
         decide: () => c.decision ?? injectMp,
@@ -300,7 +299,6 @@ describe("planPusher", () => {
   it("a drift stamp also records the repair time, so bare pods from it are not restarted again before the backoff", () => {
     const first = planPusher({
       pusher: pusher(),
-      hash: HASH,
       workloads: [workload()],
       podsOf: () => [bare()],
       decide: () => injectMp,
@@ -316,7 +314,6 @@ describe("planPusher", () => {
     });
     const second = planPusher({
       pusher: pusher(),
-      hash: HASH,
       workloads: [after],
       podsOf: () => [bare(HASH)],
       decide: () => injectMp,
@@ -330,7 +327,6 @@ describe("planPusher", () => {
   it("says why in the action message", () => {
     const plan = planPusher({
       pusher: pusher(),
-      hash: HASH,
       workloads: [workload()],
       podsOf: () => [bare(), bare()],
       decide: () => injectMp,
@@ -407,7 +403,6 @@ describe("computeStatus", () => {
   const planFor = (w: Workload, pods: V1Pod[], spec: Partial<MetricsPusherSpec> = {}) =>
     planPusher({
       pusher: pusher(spec),
-      hash: HASH,
       workloads: [w],
       podsOf: () => pods,
       decide: () => injectMp,
@@ -630,7 +625,6 @@ describe("readiness: what the webhook will not inject, the status says (issue 11
     const hash = renderSidecar(p, defaults).hash;
     const plan = planPusher({
       pusher: p,
-      hash,
       workloads: [workload()],
       podsOf: () => [],
       decide: (w) => decideFor(w, "builds", [p], {}, defaults, settings),
@@ -689,6 +683,88 @@ describe("decideFor (the webhook's own choice, on the pod template)", () => {
   it("a namespace labelled disabled is skipped", () => {
     const d = decideFor(w, "builds", [older], { "metricspusher.dev/injection": "disabled" }, defaults, settings);
     assert.equal(d.kind === "skip" && d.reason, SkipReason.NamespaceDisabled);
+  });
+});
+
+describe("planPusher with spec.scrape.discovery: each workload's own config", () => {
+  const mp = pusher({ scrape: { discovery: "Auto" } });
+  const annotated = (port: string, stamp?: string): Workload => {
+    const w = workload({
+      annotations: {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": port,
+        ...(stamp ? { [Annotations.configHash]: stamp } : {}),
+      },
+    });
+    return w;
+  };
+  const decide = (p: MetricsPusher) => (w: Workload) => decideFor(w, "builds", [p], {}, defaults, settings);
+  const hashOf = (p: MetricsPusher, w: Workload): string => {
+    const d = decide(p)(w);
+    assert.equal(d.kind, "inject");
+    return (d as { hash: string }).hash;
+  };
+  /** A live pod made from `w`'s template, injected with `hash`. */
+  const podOf = (w: Workload, hash: string): V1Pod => ({
+    metadata: {
+      name: `p-${Math.random()}`,
+      labels: { app: "builder" },
+      annotations: { ...w.template.metadata?.annotations, [Annotations.injected]: `mp@${hash}` },
+    },
+    spec: w.template.spec!,
+  });
+  const plan = (p: MetricsPusher, w: Workload, pods: V1Pod[]) =>
+    planPusher({
+      pusher: p,
+      workloads: [w],
+      podsOf: () => pods,
+      decide: decide(p),
+      now: NOW,
+      driftRepair: true,
+      driftRepairBackoffMs: 60_000,
+    });
+
+  it("templates declaring other targets get other hashes, and the stamp carries the workload's own", () => {
+    const a = annotated("8080");
+    const b = annotated("9090");
+    assert.notEqual(hashOf(mp, a), hashOf(mp, b));
+    const stamped = plan(mp, a, [podOf(a, OLD)]);
+    assert.deepEqual(
+      stamped.actions.map((x) => x.type === "stamp" && x.hash),
+      [hashOf(mp, a)],
+    );
+  });
+
+  it("a template whose declared targets changed is rolled by Kubernetes alone: no second roll of ours", () => {
+    const before = annotated("8080");
+    const oldHash = hashOf(mp, before);
+    // The user changed the port: the template still carries the stamp of the old targets.
+    const after = annotated("9090", oldHash);
+    const newHash = hashOf(mp, after);
+    const mid = plan(mp, after, [podOf(before, oldHash), podOf(after, newHash)]);
+    assert.deepEqual(mid.actions, [], "mid-rollout: the old template's pods are being replaced already");
+    assert.equal(mid.matched[0]?.state, WorkloadState.Updated);
+    const done = plan(mp, after, [podOf(after, newHash)]);
+    assert.deepEqual(done.actions, []);
+  });
+
+  it("a spec change still rolls a discovering workload", () => {
+    const w = annotated("8080");
+    const oldHash = hashOf(mp, w);
+    const changed = pusher({ scrape: { discovery: "Auto" }, pushInterval: "10s" });
+    const stamped = annotated("8080", oldHash);
+    const r = plan(changed, stamped, [podOf(stamped, oldHash)]);
+    assert.deepEqual(
+      r.actions.map((x) => x.type === "stamp" && x.reason),
+      [StampReason.ConfigChanged],
+    );
+  });
+
+  it("an unusable annotation on the template: reported as not injected, never stamped", () => {
+    const w = annotated("0");
+    const r = plan(mp, w, [podOf(w, OLD)]);
+    assert.deepEqual(r.actions, []);
+    assert.match(r.notInjected[0]?.why ?? "", /prometheus.io\/port "0"/);
   });
 });
 

@@ -5,6 +5,7 @@ import {
   Annotations,
   ConditionReason,
   ConditionType,
+  DiscoveryMode,
   InjectionLabelValues,
   InjectValues,
   Labels,
@@ -12,6 +13,7 @@ import {
   parseInjected,
 } from "../api/index.ts";
 import type { MetricsPusher, MetricsPusherStatus, SkipReason } from "../api/index.ts";
+import { discover } from "../inject/discovery.ts";
 import { mutate, selectorMatches, type MutateSettings } from "../inject/mutate.ts";
 import { checkSidecar, isImageAllowed } from "../inject/sidecar.ts";
 import type { RenderedSidecar, SidecarDefaults } from "../inject/sidecar.ts";
@@ -116,8 +118,6 @@ export interface Plan {
 
 export interface PlanInput {
   readonly pusher: MetricsPusher;
-  /** renderSidecar(pusher, defaults).hash */
-  readonly hash: string;
   /** Workloads of the MetricsPusher's namespace. */
   readonly workloads: readonly Workload[];
   /** Live pods of a workload (isLivePod, labels matching its selector). */
@@ -141,6 +141,17 @@ function podOptedOut(p: V1Pod): boolean {
   return p.metadata?.annotations?.[Annotations.inject]?.trim().toLowerCase() === InjectValues.optOut;
 }
 
+const SAME = (): boolean => true;
+
+/** A test of whether a pod declares the same scrape targets as `w`'s template, for a MetricsPusher that discovers
+ * them; SAME (every pod) for one that does not. */
+function sameDeclaration(pusher: MetricsPusher, w: Workload): (p: V1Pod) => boolean {
+  const mode = pusher.spec.scrape?.discovery;
+  if (mode === undefined || mode === DiscoveryMode.None) return SAME;
+  const want = JSON.stringify(discover(mode, w.template));
+  return (p) => JSON.stringify(discover(mode, p)) === want;
+}
+
 /** Whether the selector (or the explicit inject annotation) of `pusher` points at this workload's pods. */
 export function selects(pusher: MetricsPusher, w: Workload): boolean {
   const explicit = templateAnnotation(w, Annotations.inject)?.trim();
@@ -151,7 +162,7 @@ export function selects(pusher: MetricsPusher, w: Workload): boolean {
 }
 
 export function planPusher(input: PlanInput): Plan {
-  const { pusher, hash } = input;
+  const { pusher } = input;
   const name = pusher.metadata.name ?? "";
   const strategy = pusher.spec.rolloutStrategy ?? RolloutStrategy.Workload;
   const matched: WorkloadReport[] = [];
@@ -178,13 +189,20 @@ export function planPusher(input: PlanInput): Plan {
       continue;
     }
 
+    // The config of this workload's pods: with discovery it covers the targets its template declares.
+    const hash = decision.hash;
     const pods = input.podsOf(w);
     const stamp = templateAnnotation(w, Annotations.configHash);
-    const podsCurrent = pods.every((p) => {
+    // Pods of an older template that declared other targets are being replaced by the workload's own rollout (the
+    // template changed): only those of the current template tell whether it needs a roll of ours as well.
+    const fromTemplate = sameDeclaration(pusher, w);
+    const podsCurrent = pods.filter(fromTemplate).every((p) => {
       const inj = podInjection(p);
       return podOptedOut(p) || (inj?.name === name && inj.hash === hash);
     });
-    const updated = stamp === hash || (stamp === undefined && podsCurrent);
+    // Unstamped, or stamped with the config of an older template (its declared targets changed and Kubernetes
+    // rolled it): nothing to roll while every pod of the current template runs the current config.
+    const updated = stamp === hash || ((stamp === undefined || fromTemplate !== SAME) && podsCurrent);
 
     const owner = controllingOwner(w);
     if (owner) {
@@ -378,6 +396,10 @@ export interface StatusInput {
 export function computeStatus(input: StatusInput): MetricsPusherStatus {
   const { pusher, plan, outcome, hash } = input;
   const name = pusher.metadata.name ?? "";
+  const discovery = pusher.spec.scrape?.discovery ?? DiscoveryMode.None;
+  // With discovery, each workload's pods carry a hash of their own, which covers their discovered targets too.
+  const config =
+    discovery === DiscoveryMode.None ? `config ${hash}` : `config ${hash} plus each pod's discovered targets`;
   const previous = pusher.status?.conditions ?? [];
   const stampedNow = new Set(outcome.applied.filter((a) => a.type === "stamp").map((a) => a.workload));
   const updated = plan.matched.filter((m) => m.state === WorkloadState.Updated || stampedNow.has(m.workload));
@@ -407,7 +429,7 @@ export function computeStatus(input: StatusInput): MetricsPusherStatus {
       type: ConditionType.Ready,
       status: "True",
       reason: ConditionReason.Valid,
-      message: `Injecting config ${hash} into pods of ${refs(plan.matched)}.${skippedNote}`,
+      message: `Injecting ${config} into pods of ${refs(plan.matched)}.${skippedNote}`,
     };
   }
 
@@ -438,7 +460,7 @@ export function computeStatus(input: StatusInput): MetricsPusherStatus {
       type: ConditionType.UpToDate,
       status: "True",
       reason: ConditionReason.RolloutDisabled,
-      message: `rolloutStrategy is None: running pods keep their config until they are recreated; ${updated.length} of ${plan.matched.length} matching workloads run config ${hash}.`,
+      message: `rolloutStrategy is None: running pods keep their config until they are recreated; ${updated.length} of ${plan.matched.length} matching workloads run ${config}.`,
     };
   } else if (outcome.failed.length > 0) {
     upToDate = {
@@ -467,7 +489,7 @@ export function computeStatus(input: StatusInput): MetricsPusherStatus {
       type: ConditionType.UpToDate,
       status: "False",
       reason: ConditionReason.OwnedByAnotherController,
-      message: `${owned.map((m) => `${workloadRef(m.workload)} (${m.detail})`).join(", ")} not restarted: restarting would fight the owning controller. Its pods get config ${hash} when the owner recreates them.`,
+      message: `${owned.map((m) => `${workloadRef(m.workload)} (${m.detail})`).join(", ")} not restarted: restarting would fight the owning controller. Its pods get ${config} when the owner recreates them.`,
     };
   } else {
     upToDate = {
@@ -477,7 +499,7 @@ export function computeStatus(input: StatusInput): MetricsPusherStatus {
       message:
         plan.matched.length === 0
           ? "No matching workloads to update."
-          : `All ${plan.matched.length} matching workloads carry config ${hash}.`,
+          : `All ${plan.matched.length} matching workloads carry ${config}.`,
     };
   }
 

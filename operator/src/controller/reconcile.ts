@@ -133,7 +133,6 @@ export class Reconciler {
     const notReady = readiness(pusher, rendered, defaults, this.#d.settings);
     const plan = planPusher({
       pusher,
-      hash: rendered.hash,
       workloads: cache.workloads(),
       podsOf: (w) => cache.podsOf(w),
       decide,

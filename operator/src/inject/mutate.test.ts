@@ -400,6 +400,82 @@ describe("mutate", () => {
     assert.deepEqual(targets, ["http://127.0.0.1:8080/metrics", "http://127.0.0.1:9100/m"]);
   });
 
+  describe("spec.scrape.discovery", () => {
+    const targetsOf = (p: V1Pod, r: ReturnType<typeof mutate>): string[] => {
+      const out = apply(p, r.kind === "patch" ? r.patch : []);
+      const c = out.spec?.initContainers?.find((x) => x.name === SIDECAR_CONTAINER_NAME);
+      return JSON.parse(c?.env?.find((e) => e.name === "SCRAPE_TARGETS")?.value ?? "[]") as string[];
+    };
+    const annotated = (annotations: Record<string, string>): V1Pod => {
+      const p = pod({ annotations });
+      p.spec!.containers[0]!.ports = [
+        { name: "http", containerPort: 8080 },
+        { name: "metrics", containerPort: 9090 },
+      ];
+      return p;
+    };
+    const auto = (targets?: Array<{ port: number; path?: string }>) =>
+      pusher("mp", { scrape: { discovery: "Auto", ...(targets ? { targets } : {}) } });
+
+    it("resolves the pod's annotations and named ports into the sidecar's targets", () => {
+      const p = annotated({ "prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/m" });
+      const r = mutate(input({ pod: p, pushers: [auto()] }));
+      assert.equal(r.kind, "patch");
+      assert.deepEqual(targetsOf(p, r), ["http://127.0.0.1:8080/m", "http://127.0.0.1:9090/metrics"]);
+    });
+
+    it("listed targets first; on a port both name, the listed path wins", () => {
+      const p = annotated({ "prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/m" });
+      const r = mutate(input({ pod: p, pushers: [auto([{ port: 8080, path: "/listed" }, { port: 7000 }])] }));
+      assert.deepEqual(targetsOf(p, r), [
+        "http://127.0.0.1:8080/listed",
+        "http://127.0.0.1:7000/metrics",
+        "http://127.0.0.1:9090/metrics",
+      ]);
+    });
+
+    it("pods declaring the same targets get the same hash; other targets, another one", () => {
+      const a = mutate(input({ pod: annotated({ "prometheus.io/scrape": "true" }), pushers: [auto()] }));
+      const b = mutate(input({ pod: annotated({ "prometheus.io/scrape": "true", other: "x" }), pushers: [auto()] }));
+      const off = annotated({ "prometheus.io/scrape": "false" });
+      const c = mutate(input({ pod: off, pushers: [auto()] }));
+      assert.ok(a.kind === "patch" && b.kind === "patch" && c.kind === "patch");
+      assert.equal(a.hash, b.hash);
+      assert.notEqual(a.hash, c.hash);
+      assert.deepEqual(targetsOf(off, c), [], "scrape false: the sidecar pushes its own metrics only");
+    });
+
+    it("None keeps today's sidecar and hash, whatever the pod declares", () => {
+      const p = annotated({ "prometheus.io/scrape": "true", "prometheus.io/port": "1234" });
+      const listed = { targets: [{ port: 8080 }] };
+      const none = mutate(input({ pod: p, pushers: [pusher("mp", { scrape: { ...listed, discovery: "None" } })] }));
+      const unset = mutate(input({ pod: p, pushers: [pusher("mp", { scrape: listed })] }));
+      assert.ok(none.kind === "patch" && unset.kind === "patch");
+      assert.equal(none.hash, unset.hash);
+      assert.deepEqual(targetsOf(p, none), ["http://127.0.0.1:8080/metrics"]);
+    });
+
+    it("an unusable annotation skips the pod with InvalidDiscovery and names it, never a sidecar that exits", () => {
+      const r = mutate(
+        input({ pod: annotated({ "prometheus.io/scrape": "true", "prometheus.io/port": "70000" }), pushers: [auto()] }),
+      );
+      assert.equal(r.kind, "skip");
+      assert.equal(r.reason, SkipReason.InvalidDiscovery);
+      assert.equal(r.kind === "skip" && r.pusher, "mp");
+      assert.match(
+        r.message,
+        /MetricsPusher mp .*Auto.*annotation prometheus.io\/port "70000" holds 70000, outside 1-65535/,
+      );
+    });
+
+    it("more than 16 targets listed and discovered together: InvalidDiscovery", () => {
+      const listed = Array.from({ length: 16 }, (_, i) => ({ port: 7000 + i }));
+      const r = mutate(input({ pod: annotated({}), pushers: [auto(listed)] }));
+      assert.equal(r.kind === "skip" && r.reason, SkipReason.InvalidDiscovery);
+      assert.match(r.kind === "skip" ? r.message : "", /17 scrape targets/);
+    });
+  });
+
   it("accepts creationTimestamp as a string (watch events carry plain JSON)", () => {
     const older = pusher("z", {}, { creationTimestamp: "2025-01-01T00:00:00Z" as unknown as Date });
     const r = mutate(input({ pushers: [pusher("a"), older] }));

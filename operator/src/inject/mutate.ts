@@ -5,6 +5,7 @@ import type { Operation } from "fast-json-patch";
 import type { V1Pod } from "@kubernetes/client-node";
 import {
   Annotations,
+  MAX_SCRAPE_TARGETS,
   InjectionLabelValues,
   InjectValues,
   Labels,
@@ -14,6 +15,7 @@ import {
   parseInjected,
 } from "../api/index.ts";
 import type { MetricsPusher } from "../api/index.ts";
+import { discover } from "./discovery.ts";
 import { checkSidecar, isImageAllowed, renderSidecar } from "./sidecar.ts";
 import type { RenderedSidecar, SidecarDefaults } from "./sidecar.ts";
 
@@ -92,7 +94,28 @@ export function mutate(input: MutateInput): MutateResult {
     };
   }
 
-  const sidecar = renderSidecar(pusher, input.defaults);
+  // Targets the pod declares itself (spec.scrape.discovery): unusable ones skip the pod with the reason, never a
+  // sidecar that exits at start.
+  const found = discover(pusher.spec.scrape?.discovery, input.pod);
+  if (found.kind === "invalid") {
+    return {
+      kind: "skip",
+      reason: SkipReason.InvalidDiscovery,
+      message: `MetricsPusher ${name} discovers scrape targets from the pod (spec.scrape.discovery ${pusher.spec.scrape?.discovery}) and cannot use what the pod declares: ${found.message}`,
+      pusher: name,
+      warnings,
+    };
+  }
+  const sidecar = renderSidecar(pusher, input.defaults, found);
+  if (sidecar.scrapeTargets.length > MAX_SCRAPE_TARGETS) {
+    return {
+      kind: "skip",
+      reason: SkipReason.InvalidDiscovery,
+      message: `MetricsPusher ${name} lists and discovers ${sidecar.scrapeTargets.length} scrape targets for this pod; a sidecar scrapes at most ${MAX_SCRAPE_TARGETS}`,
+      pusher: name,
+      warnings,
+    };
+  }
   const image = sidecar.container.image ?? "";
   if (!isImageAllowed(image, input.settings.imageAllowList, input.defaults.image)) {
     return {

@@ -15,7 +15,8 @@ import {
 } from "@metrics-pusher/pusher/config";
 import type { Config, EnvName } from "@metrics-pusher/pusher/config";
 import { SIDECAR_CONTAINER_NAME, SidecarMode, formatQuantity, parseQuantity } from "../api/index.ts";
-import type { MetricsPusher, Quantity, SecretKeyRef } from "../api/index.ts";
+import type { MetricsPusher, Quantity, ScrapeSpec, SecretKeyRef } from "../api/index.ts";
+import type { DiscoveredTarget } from "./discovery.ts";
 
 export interface SidecarDefaults {
   /** The operator's default pusher image. */
@@ -33,7 +34,18 @@ export interface RenderedSidecar {
   readonly native: boolean;
   /** 16 hex characters of SHA-256 over the container, its volumes and its placement. */
   readonly hash: string;
+  /** The URLs in SCRAPE_TARGETS: the listed targets, then the discovered ones. */
+  readonly scrapeTargets: readonly string[];
 }
+
+/** What discovery found in the pod (discovery.ts), for renderSidecar. */
+export interface PodTargets {
+  readonly targets: readonly DiscoveredTarget[];
+  /** The pod asked not to be scraped (prometheus.io/scrape: "false"): no target at all, listed ones included. */
+  readonly optedOut: boolean;
+}
+
+const NO_POD_TARGETS: PodTargets = { targets: [], optedOut: false };
 
 export const SECRETS_DIR = "/etc/metrics-pusher/secrets";
 export const BUFFER_MOUNT_PATH = "/var/lib/metrics-pusher/buffer";
@@ -45,7 +57,15 @@ export function resolveNative(mode: string | undefined, nativeSidecarsSupported:
   return nativeSidecarsSupported;
 }
 
-export function renderSidecar(pusher: MetricsPusher, defaults: SidecarDefaults): RenderedSidecar {
+/**
+ * The sidecar for `pusher`. `found` is what discovery found in the pod (or its workload's template): the result
+ * then depends on the pod too, and pods of one template get the same sidecar and hash.
+ */
+export function renderSidecar(
+  pusher: MetricsPusher,
+  defaults: SidecarDefaults,
+  found: PodTargets = NO_POD_TARGETS,
+): RenderedSidecar {
   const spec = pusher.spec;
   const rw = spec.remoteWrite;
   const env: V1EnvVar[] = [];
@@ -87,10 +107,10 @@ export function renderSidecar(pusher: MetricsPusher, defaults: SidecarDefaults):
   }
   if (rw.tlsCASecret) set("TLS_CA_FILE", secretFile(rw.tlsCASecret));
   if (rw.insecureSkipVerify) set("TLS_INSECURE_SKIP_VERIFY", "true");
-  const targets = spec.scrape?.targets ?? [];
+  const targets = scrapeTargets(spec.scrape, found);
   if (targets.length > 0) {
     // The JSON form: a path can never split into a second target (the comma form would read one).
-    set("SCRAPE_TARGETS", formatTargets(targets.map((t) => `${SCRAPE_ORIGIN}:${t.port}${normalizePath(t.path)}`)));
+    set("SCRAPE_TARGETS", formatTargets(targets));
     set("SCRAPE_JOB", spec.scrape?.job);
     set("SCRAPE_TIMEOUT", canonicalDuration(spec.scrape?.timeout));
     // Only when set, so that the pusher's measured defaults apply otherwise.
@@ -157,7 +177,21 @@ export function renderSidecar(pusher: MetricsPusher, defaults: SidecarDefaults):
     ...(native ? { restartPolicy: "Always" } : {}),
   };
   const hash = configHash({ container, volumes, native });
-  return { container, volumes, native, hash };
+  return { container, volumes, native, hash, scrapeTargets: targets };
+}
+
+/**
+ * The listed targets in their order, then the discovered ones on ports no listed target uses: for a port both name,
+ * the MetricsPusher's own path wins over the pod's (README, Zero-config scraping).
+ */
+function scrapeTargets(scrape: ScrapeSpec | undefined, found: PodTargets): string[] {
+  if (found.optedOut) return [];
+  const listed = scrape?.targets ?? [];
+  const ports = new Set(listed.map((t) => t.port));
+  return [
+    ...listed.map((t) => `${SCRAPE_ORIGIN}:${t.port}${normalizePath(t.path)}`),
+    ...found.targets.filter((t) => !ports.has(t.port)).map((t) => `${t.scheme}://${SCRAPE_HOST}:${t.port}${t.path}`),
+  ];
 }
 
 /** Stable across key order and processes: sorted-key JSON, SHA-256, first 16 hex characters. */
