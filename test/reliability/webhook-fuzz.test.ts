@@ -147,6 +147,7 @@ const pusherArb: fc.Arbitrary<MetricsPusher> = fc
         nil: undefined,
       }),
       sidecarMode: fc.option(fc.constantFrom("Auto", "Native", "Container"), { nil: undefined }),
+      discovery: fc.option(fc.constantFrom("None", "Annotations", "Ports", "Auto"), { nil: undefined }),
     },
     { requiredKeys: ["name", "namespace", "created", "deleting", "selector", "url", "ports"] },
   )
@@ -172,7 +173,14 @@ const pusherArb: fc.Arbitrary<MetricsPusher> = fc
       },
       ...(g.pushInterval ? { pushInterval: g.pushInterval } : {}),
       ...(g.externalLabels ? { externalLabels: g.externalLabels } : {}),
-      ...(g.ports.length > 0 ? { scrape: { targets: g.ports.map((port) => ({ port })) } } : {}),
+      ...(g.ports.length > 0 || (g.discovery !== undefined && g.discovery !== "None")
+        ? {
+            scrape: {
+              ...(g.ports.length > 0 ? { targets: g.ports.map((port) => ({ port })) } : {}),
+              ...(g.discovery !== undefined ? { discovery: g.discovery as "Auto" } : {}),
+            },
+          }
+        : {}),
       ...(g.disk ? { buffer: { disk: { sizeLimit: g.disk } } } : {}),
       ...(g.image ? { image: g.image } : {}),
       ...(g.sidecarMode ? { sidecarMode: g.sidecarMode as "Auto" } : {}),
@@ -184,7 +192,14 @@ const containerArb = (name: string): fc.Arbitrary<V1Container> =>
     .record(
       {
         image: fc.constantFrom("busybox", "golang:1.26", "ghcr.io/x/y@sha256:" + "a".repeat(64)),
-        ports: fc.array(fc.record({ containerPort: fc.integer({ min: 1, max: 65535 }) }), { maxLength: 2 }),
+        // A port name once per container (Kubernetes refuses a repeat): the first port's, one that discovery takes.
+        ports: fc
+          .array(fc.record({ containerPort: fc.integer({ min: 1, max: 65535 }) }), { maxLength: 2 })
+          .chain((ports) =>
+            fc
+              .option(fc.constantFrom("metrics", "http-metrics", "http"), { nil: undefined })
+              .map((name) => ports.map((p, i) => (i === 0 && name ? { ...p, name } : p))),
+          ),
         env: fc.array(fc.record({ name: fc.constantFrom("A", "B", "PATH"), value: fc.string({ maxLength: 5 }) }), {
           maxLength: 2,
         }),
@@ -208,6 +223,19 @@ const podArb: fc.Arbitrary<V1Pod> = fc
             dnsName,
           ),
           { maxKeys: 3, noNullPrototype: true },
+        ),
+        { nil: undefined },
+      ),
+      // What a careless or hostile pod declares for spec.scrape.discovery.
+      prometheus: fc.option(
+        fc.record(
+          {
+            "prometheus.io/scrape": fc.constantFrom("true", "true", "false", "True", ""),
+            "prometheus.io/port": fc.constantFrom("8080", "8080,9100", "0", "65536", "-1", "x", "9".repeat(300), ""),
+            "prometheus.io/path": fc.constantFrom("/m", "m", "/a/../b", "//h/x", "http://10.0.0.1:1/m", "/a,b", "/m#f"),
+            "prometheus.io/scheme": fc.constantFrom("http", "https", "ftp", ""),
+          },
+          { requiredKeys: ["prometheus.io/scrape"] },
         ),
         { nil: undefined },
       ),
@@ -244,7 +272,7 @@ const podArb: fc.Arbitrary<V1Pod> = fc
             ...(g.named ? { name: "builder-0" } : { generateName: "builder-7d9f-" }),
             ...(g.namespaceInMeta ? { namespace: g.namespaceInMeta } : {}),
             labels: g.labels,
-            ...(g.annotations ? { annotations: g.annotations } : {}),
+            ...(g.annotations || g.prometheus ? { annotations: { ...g.prometheus, ...g.annotations } } : {}),
           },
           spec: {
             containers,
@@ -290,6 +318,7 @@ const MUTABLE_PATHS = [
   ["metadata"],
   ["metadata", "labels"],
   ["metadata", "annotations"],
+  ["metadata", "annotations", "prometheus.io/port"],
   ["metadata", "name"],
   ["metadata", "generateName"],
   ["metadata", "namespace"],
@@ -491,6 +520,12 @@ function checkShape(r: Review, patched: V1Pod): void {
     1,
     "not exactly one metrics-pusher container",
   );
+  // Listed or discovered, every target stays on the pod's own loopback.
+  const sidecar = all.find((c) => c.name === SIDECAR_CONTAINER_NAME);
+  const targets = sidecar?.env?.find((e) => e.name === "SCRAPE_TARGETS")?.value;
+  for (const t of targets === undefined ? [] : (JSON.parse(targets) as string[])) {
+    assert.equal(new URL(t).hostname, "127.0.0.1", `a scrape target off the pod: ${t}`);
+  }
   assert.deepEqual(
     patched.spec?.containers?.filter((c) => c.name !== SIDECAR_CONTAINER_NAME),
     r.pod.spec?.containers,
