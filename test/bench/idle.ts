@@ -9,7 +9,14 @@ import { pathToFileURL } from "node:url";
 import { cpuSeconds, memory, startProcess } from "./lib/procs.ts";
 import { Better, log, median, MiB, type Row } from "./lib/report.ts";
 import { measureSender, type Receiver, type SenderRun } from "./lib/measure.ts";
-import { pusherEntry, REPO, SenderKind, shippedPusherNode, type SenderSpec } from "./lib/senders.ts";
+import {
+  pusherEntry,
+  REPO,
+  SenderKind,
+  shippedPusherNode,
+  shippedSidecarMemoryLimit,
+  type SenderSpec,
+} from "./lib/senders.ts";
 
 /** Ours ÷ the floor, on peak RSS (issue 17). */
 export const IDLE_FLOOR_GOAL = 1.05;
@@ -71,6 +78,8 @@ async function measureNodeFloor(name: string, windowS: number, prefer: "dist" | 
     // Bare specifiers (pino, prom-client) resolve from the pusher's workspace, as its main's do.
     cwd: join(REPO, "pusher"),
     env: { NODE_OPTIONS: shipped.nodeOptions ?? "" },
+    // In the sidecar's memory limit, as ours: Node sizes its heap from it.
+    memoryLimit: shippedSidecarMemoryLimit(),
   });
   try {
     await sleep(1000);

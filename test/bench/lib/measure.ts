@@ -5,6 +5,7 @@ import { cpuSeconds, isAlive, memory } from "./procs.ts";
 import { waitFor, WaitAborted } from "../../lib/wait.ts";
 import { samplesBetween, selector, seriesCount } from "./promql.ts";
 import { startSender, type SendJob, type SenderSpec } from "./senders.ts";
+import { MiB } from "./report.ts";
 
 export interface Receiver {
   /** Base URL of the receiving Prometheus (queries). */
@@ -50,7 +51,10 @@ export async function measureSender(spec: SenderSpec, opts: MeasureOptions): Pro
   const sender = await startSender(spec, { ...opts.job, remoteWriteUrl: opts.receiver.remoteWriteUrl }, opts.prefer);
   const sel = selector({ job: sender.job, sender: opts.job.senderLabel });
   const alive = (): void => {
-    if (!isAlive(sender.proc)) throw new WaitAborted(`${spec.name} exited early:\n${sender.proc.tail()}`);
+    if (isAlive(sender.proc)) return;
+    const limit = sender.proc.memoryLimit;
+    const oom = limit && limit.oomKills() > 0 ? ` (OOM-killed at its memory limit of ${limit.bytes / MiB} MiB)` : "";
+    throw new WaitAborted(`${spec.name} exited early${oom}:\n${sender.proc.tail()}`);
   };
   try {
     // Started = the receiver holds (nearly) all of its series, so warm-up begins from steady state.

@@ -7,11 +7,13 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { waitFor, WaitAborted } from "../../lib/wait.ts";
 import { freePort } from "../../lib/net.ts";
+import { memoryCgroup, type MemoryCgroup } from "./cgroup.ts";
 export { memory, type Memory } from "../../lib/memory.ts";
 
 const live = new Map<number, ChildProcess>();
 const started: number[] = [];
 const tempDirs = new Set<string>();
+const cgroups = new Set<MemoryCgroup>();
 
 function killAll(): void {
   for (const pid of live.keys()) {
@@ -22,6 +24,13 @@ function killAll(): void {
     }
   }
   live.clear();
+  for (const cg of cgroups) {
+    try {
+      cg.remove();
+    } catch {
+      // a killed process leaves it a moment later; nothing to wait for at exit
+    }
+  }
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
   tempDirs.clear();
 }
@@ -54,6 +63,8 @@ export interface Proc {
   /** Where stdout and stderr go; read it when something fails. */
   readonly logPath: string;
   readonly exited: Promise<number | null>;
+  /** Its memory limit, when it runs in one (StartOptions.memoryLimit), and the OOM kills there so far. */
+  readonly memoryLimit?: { readonly bytes: number; oomKills(): number };
   /** The last lines of the log, for error messages. */
   tail(lines?: number): string;
   /** SIGTERM, then SIGKILL after `graceMs`. */
@@ -66,14 +77,19 @@ export interface StartOptions {
   cwd?: string;
   /** Pin to these CPUs with taskset (e.g. "1"). */
   cpus?: string;
+  /** Run in a memory cgroup of this many bytes, as a container with that memory limit (lib/cgroup.ts). */
+  memoryLimit?: number;
 }
 
 export function startProcess(name: string, command: string, args: readonly string[], opts: StartOptions = {}): Proc {
   const logDir = tempDir(`log-${name}`);
   const logPath = join(logDir, "out.log");
   const fd = openSync(logPath, "a");
-  const [cmd, argv] = opts.cpus ? ["taskset", ["-c", opts.cpus, command, ...args]] : [command, [...args]];
-  // taskset execs the command, so the pid stays the measured process's own.
+  const [pinned, pinnedArgs] = opts.cpus ? ["taskset", ["-c", opts.cpus, command, ...args]] : [command, [...args]];
+  const cgroup = opts.memoryLimit !== undefined ? memoryCgroup(name, opts.memoryLimit) : undefined;
+  if (cgroup) cgroups.add(cgroup);
+  const [cmd, argv] = cgroup ? cgroup.wrap(pinned, pinnedArgs) : [pinned, pinnedArgs];
+  // taskset and the cgroup's shell exec the command, so the pid stays the measured process's own.
   const child = spawn(cmd, argv, {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },
@@ -89,11 +105,28 @@ export function startProcess(name: string, command: string, args: readonly strin
       live.delete(pid);
       resolve(code ?? (signal ? -1 : null));
     });
+
     child.once("error", () => {
       live.delete(pid);
       resolve(-1);
     });
   });
+  // The cgroup goes once its only process has exited; its OOM count is read first.
+  let oomAtExit: number | undefined;
+  if (cgroup) {
+    void exited.then(async () => {
+      oomAtExit = cgroup.oomKills();
+      for (let i = 0; i < 50; i++) {
+        try {
+          cgroup.remove();
+          cgroups.delete(cgroup);
+          return;
+        } catch {
+          await sleep(20); // the kernel empties it a moment after the exit
+        }
+      }
+    });
+  }
   const tail = (lines = 20): string => {
     try {
       return readFileSync(logPath, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
@@ -129,6 +162,7 @@ export function startProcess(name: string, command: string, args: readonly strin
     logPath,
     exited,
     tail,
+    ...(cgroup ? { memoryLimit: { bytes: cgroup.limitBytes, oomKills: () => oomAtExit ?? cgroup.oomKills() } } : {}),
     stop: (graceMs = 5000) => signalAndWait("SIGTERM", graceMs),
     kill: () => signalAndWait("SIGKILL", 5000),
   };

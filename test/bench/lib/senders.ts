@@ -5,6 +5,8 @@ import { existsSync, readFileSync, statSync, writeFileSync, readdirSync } from "
 import { join } from "node:path";
 import { freePort, startProcess, tempDir, type Proc } from "./procs.ts";
 import { SCRAPE_LIMITS, SCRAPE_MAX_BYTES_DEFAULT } from "../../../pusher/src/config.ts";
+import { SETTINGS } from "../../../operator/src/config.ts";
+import { parseQuantity } from "../../../operator/src/api/quantity.ts";
 
 export const REPO = new URL("../../../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -24,6 +26,11 @@ export interface SenderSpec {
   nodeDefaults?: boolean;
   /** Ours only: write a V8 CPU profile here (node --cpu-prof); the run then ends with SIGTERM so it is written. */
   cpuProfileDir?: string;
+  /**
+   * Ours only: its memory limit in bytes, null for none. By default the sidecar's shipped limit
+   * (`shippedSidecarMemoryLimit`), in a memory cgroup as the kubelet runs it: Node sizes V8's heap from that limit.
+   */
+  memoryLimit?: number | null;
 }
 
 export interface SendJob {
@@ -112,6 +119,16 @@ export function shippedPusherNode(): { flags: string[]; nodeOptions: string | un
   return { flags: argv.slice(1, -1), nodeOptions: env ? (env[1] ?? env[2]) : undefined };
 }
 
+/** The memory limit the webhook gives the sidecar by default: the operator's SIDECAR_RESOURCES default (the shipped
+ * manifest does not set it). */
+export function shippedSidecarMemoryLimit(): number {
+  const resources = JSON.parse(SETTINGS.SIDECAR_RESOURCES.default) as { limits?: { memory?: string } };
+  const bytes = parseQuantity(resources.limits?.memory);
+  if (bytes === undefined)
+    throw new Error(`SIDECAR_RESOURCES' default has no memory limit: ${SETTINGS.SIDECAR_RESOURCES.default}`);
+  return bytes;
+}
+
 export type Workspace = "pusher" | "operator";
 
 /**
@@ -196,7 +213,12 @@ export async function startSender(spec: SenderSpec, job: SendJob, prefer: "dist"
       // An unset NODE_OPTIONS must not inherit the benchmark's own.
       env.NODE_OPTIONS = shipped.nodeOptions ?? "";
       const argv = [...shipped.flags, ...(spec.nodeFlags ?? []), ...prof, ...entry.args];
-      const proc = startProcess(spec.name, process.execPath, argv, { env, cwd: REPO });
+      const limit = spec.memoryLimit === undefined ? shippedSidecarMemoryLimit() : spec.memoryLimit;
+      const proc = startProcess(spec.name, process.execPath, argv, {
+        env,
+        cwd: REPO,
+        ...(limit !== null ? { memoryLimit: limit } : {}),
+      });
       // Without a target, what ours sends is its own series; their job label is the pusher's choice, so count by
       // the sender label alone.
       return { spec, proc, job: job.target ? "builder" : "" };
