@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import { startPrometheus, type Receiver } from "../peers/receivers.ts";
 import { benchForward, FORWARD_SENDERS } from "./forward.ts";
 import { BARE, benchIdle, FLOOR } from "./idle.ts";
-import { startedPids } from "./lib/procs.ts";
-import { SenderKind } from "./lib/senders.ts";
+import { readdirSync, readFileSync } from "node:fs";
+import { startedPids, startProcess } from "./lib/procs.ts";
+import { SenderKind, shippedSidecarMemoryLimit } from "./lib/senders.ts";
 
 const alive = (pid: number): boolean => {
   try {
@@ -37,7 +38,7 @@ describe("forward and idle benchmarks (smoke)", () => {
       windowS: 3,
       drainS: 2,
       prefer: "source",
-      senders: FORWARD_SENDERS.filter((sp) => sp.nodeFlags === undefined),
+      senders: FORWARD_SENDERS.filter((sp) => sp.name !== "ours-unlimited"),
       idleBaseline: { windowS: 1 },
     });
     assert.deepEqual(
@@ -100,6 +101,32 @@ describe("forward and idle benchmarks (smoke)", () => {
       r.rows.find((row) => row.metric === metric && row.peer?.name.startsWith(peer) && row.goal !== undefined);
     assert.ok(goal("peak RSS (ours)", "floor"), JSON.stringify(r.rows));
     assert.ok(goal("private RSS, RssAnon (ours)", "prometheus-agent"), JSON.stringify(r.rows));
+  });
+
+  it("runs ours in the sidecar's default memory limit, which Node sees, and removes the cgroup afterwards", async () => {
+    const limit = shippedSidecarMemoryLimit();
+    assert.equal(limit, 192 * 1024 * 1024, "SIDECAR_RESOURCES' default limit, 192Mi");
+    const proc = startProcess("constrained", process.execPath, ["-e", "console.log(process.constrainedMemory())"], {
+      memoryLimit: limit,
+    });
+    assert.equal(await proc.exited, 0, proc.tail());
+    assert.equal(readFileSync(proc.logPath, "utf8").trim(), String(limit));
+    assert.equal(proc.memoryLimit?.oomKills(), 0);
+    const left = async (): Promise<string[]> => {
+      for (let i = 0; i < 100; i++) {
+        const dirs = ["/sys/fs/cgroup", "/sys/fs/cgroup/memory"].flatMap((d) => {
+          try {
+            return readdirSync(d).filter((n) => n.startsWith(`metrics-pusher-bench-${process.pid}-`));
+          } catch {
+            return [];
+          }
+        });
+        if (dirs.length === 0) return [];
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return ["still there after 2 s"];
+    };
+    assert.deepEqual(await left(), []);
   });
 
   it("leaves no sender running", () => {
