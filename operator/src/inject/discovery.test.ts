@@ -110,6 +110,11 @@ describe("discover: prometheus.io annotations", () => {
       want: /^annotation prometheus.io\/path "\/a{63}"… is longer than 1024 characters$/,
     },
     { name: "scheme ftp", annotations: scrape({ "prometheus.io/scheme": "ftp" }), want: /is not http or https/ },
+    {
+      name: "empty port, path and scheme: unset",
+      annotations: scrape({ "prometheus.io/port": " ", "prometheus.io/path": "", "prometheus.io/scheme": "" }),
+      want: ["http://:8080/metrics"],
+    },
     { name: "scheme in capitals", annotations: scrape({ "prometheus.io/scheme": "HTTPS" }), want: /not http or https/ },
   ];
   for (const c of cases) {

@@ -95,7 +95,8 @@ function annotationTargets(
 ): DiscoveredTarget[] | string {
   const schemeText = annotations[PrometheusAnnotations.scheme];
   let scheme: "http" | "https" = "http";
-  if (schemeText !== undefined) {
+  // An empty value is unset, as for the port and the path.
+  if (schemeText !== undefined && schemeText.trim() !== "") {
     const s = schemeText.trim();
     if (s !== "http" && s !== "https") return refused(PrometheusAnnotations.scheme, schemeText, "is not http or https");
     scheme = s;
