@@ -141,13 +141,8 @@ function podOptedOut(p: V1Pod): boolean {
   return p.metadata?.annotations?.[Annotations.inject]?.trim().toLowerCase() === InjectValues.optOut;
 }
 
-const SAME = (): boolean => true;
-
-/** A test of whether a pod declares the same scrape targets as `w`'s template, for a MetricsPusher that discovers
- * them; SAME (every pod) for one that does not. */
-function sameDeclaration(pusher: MetricsPusher, w: Workload): (p: V1Pod) => boolean {
-  const mode = pusher.spec.scrape?.discovery;
-  if (mode === undefined || mode === DiscoveryMode.None) return SAME;
+/** A test of whether a pod declares the same scrape targets as `w`'s template, under discovery `mode`. */
+function sameDeclaration(mode: DiscoveryMode, w: Workload): (p: V1Pod) => boolean {
   const want = JSON.stringify(discover(mode, w.template));
   return (p) => JSON.stringify(discover(mode, p)) === want;
 }
@@ -165,6 +160,7 @@ export function planPusher(input: PlanInput): Plan {
   const { pusher } = input;
   const name = pusher.metadata.name ?? "";
   const strategy = pusher.spec.rolloutStrategy ?? RolloutStrategy.Workload;
+  const discovery = pusher.spec.scrape?.discovery ?? DiscoveryMode.None;
   const matched: WorkloadReport[] = [];
   const notInjected: { workload: Workload; why: string }[] = [];
   const actions: Action[] = [];
@@ -195,14 +191,14 @@ export function planPusher(input: PlanInput): Plan {
     const stamp = templateAnnotation(w, Annotations.configHash);
     // Pods of an older template that declared other targets are being replaced by the workload's own rollout (the
     // template changed): only those of the current template tell whether it needs a roll of ours as well.
-    const fromTemplate = sameDeclaration(pusher, w);
+    const fromTemplate = discovery === DiscoveryMode.None ? () => true : sameDeclaration(discovery, w);
     const podsCurrent = pods.filter(fromTemplate).every((p) => {
       const inj = podInjection(p);
       return podOptedOut(p) || (inj?.name === name && inj.hash === hash);
     });
     // Unstamped, or stamped with the config of an older template (its declared targets changed and Kubernetes
     // rolled it): nothing to roll while every pod of the current template runs the current config.
-    const updated = stamp === hash || ((stamp === undefined || fromTemplate !== SAME) && podsCurrent);
+    const updated = stamp === hash || ((stamp === undefined || discovery !== DiscoveryMode.None) && podsCurrent);
 
     const owner = controllingOwner(w);
     if (owner) {
