@@ -13,6 +13,7 @@ import {
   type Outcome,
   planDeletion,
   planPusher,
+  podHashFor,
   readiness,
   REMOVED_STAMP,
   StampReason,
@@ -719,6 +720,7 @@ describe("planPusher with spec.scrape.discovery: each workload's own config", ()
       workloads: [w],
       podsOf: () => pods,
       decide: decide(p),
+      podHash: podHashFor(p, defaults),
       now: NOW,
       driftRepair: true,
       driftRepairBackoffMs: 60_000,
@@ -757,6 +759,27 @@ describe("planPusher with spec.scrape.discovery: each workload's own config", ()
     assert.deepEqual(
       r.actions.map((x) => x.type === "stamp" && x.reason),
       [StampReason.ConfigChanged],
+    );
+  });
+
+  it("a pod whose annotations another webhook rewrote is current with its own targets: no roll, no drift repair", () => {
+    const w = annotated("8080");
+    const stamped = annotated("8080", hashOf(mp, w));
+    // As a service mesh's injector does: the pod's port annotation points at the mesh's merged metrics.
+    const rewritten = (hash?: string): V1Pod => {
+      const p = podOf(stamped, "");
+      p.metadata!.annotations!["prometheus.io/port"] = "15020";
+      p.metadata!.annotations![Annotations.injected] = `mp@${hash ?? podHashFor(mp, defaults)(p)}`;
+      return p;
+    };
+    const current = plan(mp, stamped, [rewritten()]);
+    assert.deepEqual(current.actions, []);
+    assert.equal(current.matched[0]?.state, WorkloadState.Updated);
+    // A spec change still rolls it: its own expected config changed too.
+    const changed = pusher({ scrape: { discovery: "Auto" }, pushInterval: "10s" });
+    assert.deepEqual(
+      plan(changed, stamped, [rewritten()]).actions.map((x) => x.type),
+      ["stamp"],
     );
   });
 

@@ -9,13 +9,14 @@ import {
   InjectionLabelValues,
   InjectValues,
   Labels,
+  MAX_SCRAPE_TARGETS,
   RolloutStrategy,
   parseInjected,
 } from "../api/index.ts";
 import type { MetricsPusher, MetricsPusherStatus, SkipReason } from "../api/index.ts";
 import { discover } from "../inject/discovery.ts";
 import { mutate, selectorMatches, type MutateSettings } from "../inject/mutate.ts";
-import { checkSidecar, isImageAllowed } from "../inject/sidecar.ts";
+import { checkSidecar, isImageAllowed, renderSidecar } from "../inject/sidecar.ts";
 import type { RenderedSidecar, SidecarDefaults } from "../inject/sidecar.ts";
 import { controllingOwner, type Workload, workloadRef } from "./workloads.ts";
 
@@ -123,6 +124,9 @@ export interface PlanInput {
   /** Live pods of a workload (isLivePod, labels matching its selector). */
   readonly podsOf: (w: Workload) => readonly V1Pod[];
   readonly decide: (w: Workload) => Decision;
+  /** podHashFor(pusher, defaults): with discovery, each pod's config is compared with its own expected hash; without
+   * it (or without discovery), with the workload's. */
+  readonly podHash?: (p: V1Pod) => string | undefined;
   readonly now: number;
   readonly driftRepair: boolean;
   /** A workload restarted for drift is not restarted again for drift within this time. */
@@ -141,10 +145,19 @@ function podOptedOut(p: V1Pod): boolean {
   return p.metadata?.annotations?.[Annotations.inject]?.trim().toLowerCase() === InjectValues.optOut;
 }
 
-/** A test of whether a pod declares the same scrape targets as `w`'s template, under discovery `mode`. */
-function sameDeclaration(mode: DiscoveryMode, w: Workload): (p: V1Pod) => boolean {
-  const want = JSON.stringify(discover(mode, w.template));
-  return (p) => JSON.stringify(discover(mode, p)) === want;
+/**
+ * With spec.scrape.discovery, the hash the webhook would give `pod` now, from the targets the pod itself declares
+ * (another mutating webhook may have changed its annotations after the template's), or undefined when it would give
+ * none (the pod's declaration is unusable).
+ */
+export function podHashFor(pusher: MetricsPusher, defaults: SidecarDefaults): (pod: V1Pod) => string | undefined {
+  const mode = pusher.spec.scrape?.discovery;
+  return (pod) => {
+    const found = discover(mode, pod);
+    if (found.kind === "invalid") return undefined;
+    const rendered = renderSidecar(pusher, defaults, found);
+    return rendered.scrapeTargets.length > MAX_SCRAPE_TARGETS ? undefined : rendered.hash;
+  };
 }
 
 /** Whether the selector (or the explicit inject annotation) of `pusher` points at this workload's pods. */
@@ -189,15 +202,18 @@ export function planPusher(input: PlanInput): Plan {
     const hash = decision.hash;
     const pods = input.podsOf(w);
     const stamp = templateAnnotation(w, Annotations.configHash);
-    // Pods of an older template that declared other targets are being replaced by the workload's own rollout (the
-    // template changed): only those of the current template tell whether it needs a roll of ours as well.
-    const fromTemplate = discovery === DiscoveryMode.None ? () => true : sameDeclaration(discovery, w);
-    const podsCurrent = pods.filter(fromTemplate).every((p) => {
+    // With discovery a pod's config covers the targets it declares itself: one of an older template (being replaced
+    // by the workload's own rollout) is current with its own declaration, and so is one whose annotations another
+    // webhook changed. undefined: the webhook would give it no sidecar, which no roll changes.
+    const expected = (p: V1Pod): string | undefined =>
+      discovery === DiscoveryMode.None || input.podHash === undefined ? hash : input.podHash(p);
+    const podsCurrent = pods.every((p) => {
+      const want = expected(p);
       const inj = podInjection(p);
-      return podOptedOut(p) || (inj?.name === name && inj.hash === hash);
+      return podOptedOut(p) || want === undefined || (inj?.name === name && inj.hash === want);
     });
     // Unstamped, or stamped with the config of an older template (its declared targets changed and Kubernetes
-    // rolled it): nothing to roll while every pod of the current template runs the current config.
+    // rolled it): nothing to roll while every pod runs the config it should.
     const updated = stamp === hash || ((stamp === undefined || discovery !== DiscoveryMode.None) && podsCurrent);
 
     const owner = controllingOwner(w);
@@ -221,8 +237,9 @@ export function planPusher(input: PlanInput): Plan {
       // MetricsPusher's sidecar of another config by a replica of another operator version (during an upgrade).
       const bare = pods.filter((p) => {
         if (p.metadata?.annotations?.[Annotations.configHash] !== hash || podOptedOut(p)) return false;
+        const want = expected(p);
         const inj = podInjection(p);
-        return inj === undefined || (inj.name === name && inj.hash !== hash);
+        return want !== undefined && (inj === undefined || (inj.name === name && inj.hash !== want));
       });
       if (bare.length > 0 && input.driftRepair) {
         const last = Date.parse(templateAnnotation(w, Annotations.driftRepairedAt) ?? "");
