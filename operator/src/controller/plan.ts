@@ -9,14 +9,12 @@ import {
   InjectionLabelValues,
   InjectValues,
   Labels,
-  MAX_SCRAPE_TARGETS,
   RolloutStrategy,
   parseInjected,
 } from "../api/index.ts";
 import type { MetricsPusher, MetricsPusherStatus, SkipReason } from "../api/index.ts";
-import { discover } from "../inject/discovery.ts";
-import { mutate, selectorMatches, type MutateSettings } from "../inject/mutate.ts";
-import { checkSidecar, isImageAllowed, renderSidecar } from "../inject/sidecar.ts";
+import { mutate, renderForPod, selectorMatches, type MutateSettings } from "../inject/mutate.ts";
+import { checkSidecar, isImageAllowed } from "../inject/sidecar.ts";
 import type { RenderedSidecar, SidecarDefaults } from "../inject/sidecar.ts";
 import { controllingOwner, type Workload, workloadRef } from "./workloads.ts";
 
@@ -151,12 +149,9 @@ function podOptedOut(p: V1Pod): boolean {
  * none (the pod's declaration is unusable).
  */
 export function podHashFor(pusher: MetricsPusher, defaults: SidecarDefaults): (pod: V1Pod) => string | undefined {
-  const mode = pusher.spec.scrape?.discovery;
   return (pod) => {
-    const found = discover(mode, pod);
-    if (found.kind === "invalid") return undefined;
-    const rendered = renderSidecar(pusher, defaults, found);
-    return rendered.scrapeTargets.length > MAX_SCRAPE_TARGETS ? undefined : rendered.hash;
+    const rendered = renderForPod(pusher, defaults, pod);
+    return "invalid" in rendered ? undefined : rendered.sidecar.hash;
   };
 }
 

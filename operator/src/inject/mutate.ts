@@ -96,26 +96,17 @@ export function mutate(input: MutateInput): MutateResult {
 
   // Targets the pod declares itself (spec.scrape.discovery): unusable ones skip the pod with the reason, never a
   // sidecar that exits at start.
-  const found = discover(pusher.spec.scrape?.discovery, input.pod);
-  if (found.kind === "invalid") {
+  const rendered = renderForPod(pusher, input.defaults, input.pod);
+  if ("invalid" in rendered) {
     return {
       kind: "skip",
       reason: SkipReason.InvalidDiscovery,
-      message: `MetricsPusher ${name} discovers scrape targets from the pod (spec.scrape.discovery ${pusher.spec.scrape?.discovery}) and cannot use what the pod declares: ${found.message}`,
+      message: `MetricsPusher ${name} ${rendered.invalid}`,
       pusher: name,
       warnings,
     };
   }
-  const sidecar = renderSidecar(pusher, input.defaults, found);
-  if (sidecar.scrapeTargets.length > MAX_SCRAPE_TARGETS) {
-    return {
-      kind: "skip",
-      reason: SkipReason.InvalidDiscovery,
-      message: `MetricsPusher ${name} lists and discovers ${sidecar.scrapeTargets.length} scrape targets for this pod; a sidecar scrapes at most ${MAX_SCRAPE_TARGETS}`,
-      pusher: name,
-      warnings,
-    };
-  }
+  const sidecar = rendered.sidecar;
   const image = sidecar.container.image ?? "";
   if (!isImageAllowed(image, input.settings.imageAllowList, input.defaults.image)) {
     return {
@@ -151,6 +142,30 @@ export function mutate(input: MutateInput): MutateResult {
   const mutated = inject(input.pod, sidecar, name);
   const patch = fastJsonPatch.compare(input.pod, mutated);
   return { kind: "patch", patch, pusher: name, hash: sidecar.hash, native: sidecar.native, matched, warnings };
+}
+
+/**
+ * The sidecar `pusher` renders for `pod`, with the targets the pod declares itself (spec.scrape.discovery), or why
+ * the pod's declaration cannot be used. The webhook injects it; the controller compares each pod with its hash.
+ */
+export function renderForPod(
+  pusher: MetricsPusher,
+  defaults: SidecarDefaults,
+  pod: V1Pod,
+): { readonly sidecar: RenderedSidecar } | { readonly invalid: string } {
+  const found = discover(pusher.spec.scrape?.discovery, pod);
+  if (found.kind === "invalid") {
+    return {
+      invalid: `discovers scrape targets from the pod (spec.scrape.discovery ${pusher.spec.scrape?.discovery}) and cannot use what the pod declares: ${found.message}`,
+    };
+  }
+  const sidecar = renderSidecar(pusher, defaults, found);
+  if (sidecar.scrapeTargets.length > MAX_SCRAPE_TARGETS) {
+    return {
+      invalid: `lists and discovers ${sidecar.scrapeTargets.length} scrape targets for this pod; a sidecar scrapes at most ${MAX_SCRAPE_TARGETS}`,
+    };
+  }
+  return { sidecar };
 }
 
 /** Step 1: may this pod get a sidecar at all? undefined = yes. */
